@@ -1,0 +1,37 @@
+"""The ``ganforge`` command: one module per subcommand, each with ``add_parser`` and ``run``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+#: Subcommand modules under ganforge.cli, in the order ``ganforge --help`` lists them.
+COMMANDS = ["train", "sample", "describe"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganforge", description="Train GANs on image folders and zips.")
+    parser.add_argument("--version", action="version", version=f"ganforge {__import__('ganforge').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = import_module(f"ganforge.cli.{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ganforge.config import ConfigError
+    from ganforge.data import DataError
+    from ganforge.training.checkpoint import CheckpointError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args._run(args) or 0
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,127 @@
+"""Generating images from a trained generator, consistently with how training showed them.
+
+BatchNorm generators are deliberate about their statistics: by default they sample with batch
+statistics (as the training loop's progress grids do, and as the tutorial does) but without touching
+the running statistics, so sampling never changes the model.  An EMA generator is used when the run
+has one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torchvision.utils import make_grid, save_image
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+@contextlib.contextmanager
+def batch_stats_frozen(G: nn.Module):
+    """Train-mode BatchNorm (batch statistics) whose running statistics stay untouched."""
+    saved = []
+    for m in G.modules():
+        if isinstance(m, _BN):
+            saved.append((m, m.training, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None))
+            m.train()
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        yield G
+    finally:
+        for m, training, momentum, nbt in saved:
+            m.train(training)
+            m.momentum = momentum
+            if nbt is not None:
+                m.num_batches_tracked.copy_(nbt)
+
+
+def has_batchnorm(G: nn.Module) -> bool:
+    return any(isinstance(m, _BN) for m in G.modules())
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, bn_mode: str = "batch",
+             chunk: int = 256) -> torch.Tensor:
+    """Images in [-1, 1] for latents ``z``.  ``bn_mode``: 'batch' (batch statistics, frozen running
+    statistics) or 'running' (eval mode, the running statistics)."""
+    was_training = G.training
+    outs = []
+    try:
+        if bn_mode == "running" or not has_batchnorm(G):
+            G.eval()
+            ctx = contextlib.nullcontext()
+        else:
+            ctx = batch_stats_frozen(G)
+        with ctx:
+            for i in range(0, z.shape[0], chunk):
+                y = None if labels is None else labels[i:i + chunk]
+                outs.append(G(z[i:i + chunk], y).float())
+    finally:
+        G.train(was_training)
+    return torch.cat(outs)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+    """A grid of images in [-1, 1], as the tutorial shows them (padding 2, normalised)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
+    save_image(images.cpu(), path, nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
+    return path
+
+
+def grid_tensor(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
+    nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
+    return make_grid(images.cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
+
+
+def save_each(images: torch.Tensor, folder: Path) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images.cpu()):
+        p = folder / f"sample_{i:05d}.png"
+        save_image(img, p, normalize=True, value_range=(-1, 1))
+        paths.append(p)
+    return paths
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu", which: str = "auto"):
+    """A generator (eval-ready, no training state) and its config, from a run directory, a checkpoint
+    file, or a generator file.  Loading never runs code from the file (``weights_only=True``)."""
+    from ganforge import nets
+    from ganforge.config import ConfigError, from_dict
+    from ganforge.training.checkpoint import CheckpointStore, safe_load
+
+    path = Path(path)
+    if path.is_dir():
+        export_loader = _EXPORT_LOADERS.get("dir")
+        if export_loader and (path / "generator.safetensors").is_file():
+            return export_loader(path, device)
+        candidates = []
+        if which in ("auto", "final"):
+            candidates.append(path / "generator.pt")
+        if which in ("auto", "best"):
+            candidates.append(path / "checkpoints" / "best.pt")
+        found = CheckpointStore(path / "checkpoints").latest_valid(warn=lambda *_: None)
+        if found and which in ("auto", "latest"):
+            candidates.append(found[0])
+        candidates = [c for c in candidates if c.is_file()]
+        if not candidates:
+            raise ConfigError(f"{path} holds no generator: expected generator.pt or checkpoints/ from a ganforge run")
+        path = candidates[0]
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: give a run directory, a checkpoint or generator file, or an export folder")
+    state = safe_load(path, map_location="cpu")
+    if not isinstance(state, dict) or "config" not in state or "G" not in state:
+        raise ConfigError(f"{path} is not a ganforge checkpoint or generator file")
+    cfg = from_dict(state["config"])
+    G, _ = nets.build(cfg)
+    G.load_state_dict(state.get("G_ema") or state["G"])
+    return G.to(device), cfg
+
+
+#: Loaders for other generator formats (the safetensors export registers itself here).
+_EXPORT_LOADERS: dict = {}

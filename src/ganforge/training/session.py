@@ -1,0 +1,79 @@
+"""Starting and resuming runs: the run directory, the saved config, callbacks, and the trainer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ganforge.config import Config, ConfigError, apply_overrides, from_dict
+from ganforge.training.callbacks import default_callbacks
+from ganforge.training.checkpoint import CheckpointStore, atomic_write_text
+from ganforge.training.rundir import new_run_dir
+from ganforge.training.trainer import Trainer
+
+#: Keys a resume may change without --force: they say how long or how often, not what is trained.
+RESUME_MAY_CHANGE = {"train.epochs", "train.max_steps", "train.log_every", "train.sample_every",
+                     "train.midsave_steps", "train.midsave_minutes", "train.keep_checkpoints",
+                     "train.tensorboard", "train.report", "eval.every", "data.num_workers",
+                     "data.prefetch_factor", "data.persistent_workers"}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def config_diff(a: Config, b: Config) -> dict[str, tuple]:
+    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+
+
+def save_config(cfg: Config, run_dir: Path) -> None:
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+
+
+def load_run_config(run_dir: Path) -> Config:
+    return from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+
+
+def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | None = None,
+          rank: int = 0, world_size: int = 1) -> Path:
+    run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, cfg.preset)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
+    trainer.callbacks = default_callbacks(cfg, trainer)
+    if log_format != "quiet":
+        print(f"ganforge: training {cfg.preset} ({cfg.model.name}, {cfg.data.image_size}px, "
+              f"{cfg.data.channels} channel(s)) on {cfg.data.source} -> {run_dir}", flush=True)
+    return trainer.fit()
+
+
+def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None = None, force: bool = False,
+           rank: int = 0, world_size: int = 1) -> Path:
+    saved = load_run_config(run_dir)
+    cfg = from_dict(apply_overrides(saved.to_dict(), overrides or [])) if overrides else saved
+    changed = {k: v for k, v in config_diff(saved, cfg).items() if k not in RESUME_MAY_CHANGE}
+    if changed and not force:
+        lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ConfigError(f"resuming {run_dir} with a changed config would make it a different run:\n{lines}\n"
+                          "Start a new run instead, or pass --force to resume anyway.")
+    store = CheckpointStore(run_dir / "checkpoints")
+    found = store.latest_valid()
+    if found is None:
+        raise ConfigError(f"{run_dir} has no valid checkpoint to resume from (checkpoints/manifest.json lists none "
+                          "that passes its checksum); start the run again")
+    checkpoint, _ = found
+    if cfg != saved:
+        save_config(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
+    trainer.callbacks = default_callbacks(cfg, trainer)
+    trainer.resume_from(checkpoint)
+    if log_format != "quiet":
+        print(f"ganforge: resuming {run_dir} from {checkpoint.name}", flush=True)
+    return trainer.fit()

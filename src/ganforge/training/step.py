@@ -1,0 +1,112 @@
+"""One GAN training step: k discriminator updates, then one generator update.
+
+This is the tutorial's algorithm (pytorch/examples dcgan/main.py), with every strategy a piece that
+it calls rather than a branch inside it:
+
+- ``targets``   what D's loss aims at for reals and fakes (label smoothing / flipping),
+- ``d_input``   what D sees of an image (instance noise, differentiable augmentation),
+- ``loss``      the GAN loss on logits,
+- ``penalties`` extra terms of D's loss (R1, gradient penalty),
+- ``regularise`` L1 weight penalties added to each network's loss.
+
+Nothing here calls ``.item()``: the step returns detached tensors and the loop syncs with the host
+only when it logs.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ganforge.training.losses import Loss
+from ganforge.training.strategies import DInput, Penalty, Targets
+
+
+def l1_penalty(module: nn.Module, strength: float) -> torch.Tensor | None:
+    if strength <= 0:
+        return None
+    return strength * sum(p.abs().sum() for p in module.parameters() if p.requires_grad)
+
+
+@dataclass
+class GANStep:
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    loss: Loss
+    nz: int
+    targets: Targets
+    d_input: DInput = field(default_factory=DInput)
+    penalties: list[Penalty] = field(default_factory=list)
+    l1_g: float = 0.0
+    l1_d: float = 0.0
+    num_classes: int = 0
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+    def __post_init__(self):
+        self.g_params = [p for p in self.G.parameters() if p.requires_grad]
+
+    def sample_z(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.randn(n, self.nz, device=device)
+
+    def fake_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
+        # Conditional models generate the classes of the real batch, so D compares like with like.
+        return labels if self.num_classes else None
+
+    @staticmethod
+    def _add(total: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        return total if extra is None else total + extra
+
+    def d_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, keep_fake: bool):
+        """Update D on one real batch and one fake batch: maximise log D(x) + log(1 - D(G(z)))."""
+        y = self.fake_labels(labels)
+        z = self.sample_z(real.shape[0], real.device)
+        with self.autocast(), torch.set_grad_enabled(keep_fake):
+            fake = self.G(z, y)  # kept with its graph on the last D step: the G step reuses it
+        with self.autocast():
+            real_in, fake_in = self.d_input(real, step), self.d_input(fake.detach(), step)
+            real_logits = self.D(real_in, y).float()
+            fake_logits = self.D(fake_in, y).float()
+            real_target, fake_target = self.targets(real.shape[0], real.device)
+            loss_d = self.loss.d_loss(real_logits, fake_logits, real_target, fake_target)
+            for penalty in self.penalties:
+                loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, y, step))
+            loss_d = self._add(loss_d, l1_penalty(self.D, self.l1_d))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        self.d_input.observe(real_logits.detach())
+        return fake, loss_d.detach(), real_logits.detach(), fake_logits.detach()
+
+    def g_step(self, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor, step: int):
+        """Update G: maximise log D(G(z)) on the fakes of the last D step, through the updated D."""
+        y = self.fake_labels(labels)
+        with self.autocast():
+            fake_logits = self.D(self.d_input(fake, step), y).float()
+            real_logits = None
+            if self.loss.needs_real_logits_for_g:
+                real_logits = self.D(self.d_input(real, step), y).float().detach()
+            loss_g = self.loss.g_loss(fake_logits, real_logits)
+            loss_g = self._add(loss_g, l1_penalty(self.G, self.l1_g))
+        self.opt_g.zero_grad(set_to_none=True)
+        # Gradients for G only: D's parameters are left alone without toggling requires_grad.
+        loss_g.backward(inputs=self.g_params)
+        self.opt_g.step()
+        return loss_g.detach(), fake_logits.detach()
+
+    def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[str, torch.Tensor]:
+        """``batches``: one fresh real batch per discriminator step (``train.d_steps`` of them)."""
+        for i, (real, labels) in enumerate(batches):
+            fake, loss_d, real_logits, fake_logits_d = self.d_step(real, labels, step, keep_fake=i == len(batches) - 1)
+        loss_g, fake_logits_g = self.g_step(fake, real, labels, step)
+        return {
+            "loss_d": loss_d,
+            "loss_g": loss_g,
+            "d_x": torch.sigmoid(real_logits).mean(),
+            "d_g_z": torch.sigmoid(fake_logits_d).mean(),  # D(G(z)) before D's update, as the tutorial logs
+            "d_g_z2": torch.sigmoid(fake_logits_g).mean(),  # and after it
+        }

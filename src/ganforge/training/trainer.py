@@ -1,0 +1,318 @@
+"""The training loop: epochs of GAN steps, with logging, progress grids and checkpoints.
+
+The loop itself is :meth:`Trainer.fit`; everything a run does besides training (TensorBoard, the HTML
+report, in-training evaluation, diagnostics) attaches as a *callback* with ``on_log``, ``on_epoch_end``
+and ``on_end`` methods, so the loop stays short.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ganforge import nets
+from ganforge.config import Config, from_dict
+from ganforge.data import build_loader
+from ganforge.sampling import generate, save_grid
+from ganforge.training.checkpoint import CheckpointError, CheckpointStore, atomic_write_text, safe_load
+from ganforge.training.losses import build_loss
+from ganforge.training.optim import build_optimizer
+from ganforge.training.rundir import new_run_dir
+from ganforge.training.step import GANStep
+from ganforge.training.strategies import build_d_input, build_penalties, build_targets
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_python_random_state(state["python"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _as_python_random_state(s):
+    # torch.load(weights_only=True) gives lists back where random.getstate() had tuples.
+    return (s[0], tuple(s[1]), s[2])
+
+
+@dataclass
+class Progress:
+    step: int = 0  # generator steps done
+    epoch: int = 0  # current epoch (0-based)
+    batch: int = 0  # real batches consumed in the current epoch
+    images_seen: int = 0
+    elapsed: float = 0.0  # training seconds across resumes
+
+
+@dataclass
+class Trainer:
+    cfg: Config
+    run_dir: Path
+    quiet: bool = False
+    log_format: str = "bar"  # bar, json, quiet
+    callbacks: list = field(default_factory=list)
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self):
+        cfg = self.cfg
+        self.device = pick_device(cfg.train.device)
+        torch.manual_seed(cfg.train.seed + self.rank)
+        random.seed(cfg.train.seed + self.rank)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.G, self.D = nets.build(cfg)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        self.opt_g = build_optimizer(self.G, cfg.optim.g)
+        self.opt_d = build_optimizer(self.D, cfg.optim.d)
+        self.step_fn = GANStep(
+            G=self.G, D=self.D, opt_g=self.opt_g, opt_d=self.opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
+            targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
+            l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
+        g = torch.Generator().manual_seed(cfg.train.seed + 12345)
+        self.fixed_noise = torch.randn(cfg.train.n_fixed_noise, cfg.model.nz, generator=g).to(self.device)
+        self.fixed_labels = (torch.arange(cfg.train.n_fixed_noise) % cfg.model.num_classes).to(self.device) \
+            if cfg.model.num_classes else None
+        self.progress = Progress()
+        self.checkpoints = CheckpointStore(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
+        self.loader = None  # built in fit(): reading data comes after every config check
+        self.is_main = self.rank == 0
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "format": "ganforge-checkpoint-1",
+            "config": self.cfg.to_dict(),
+            "architecture": nets.architecture_id(self.cfg),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "d_input": self.step_fn.d_input.state_dict(),
+            "progress": vars(self.progress).copy(),
+            "fixed_noise": self.fixed_noise.cpu(),
+            "rng": rng_state(self.device),
+            "loader": self.loader.state_dict() if self.loader is not None else None,
+            "epoch": self.progress.epoch,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step_fn.d_input.load_state_dict(state.get("d_input", {}))
+        self.progress = Progress(**state["progress"])
+        self.fixed_noise = state["fixed_noise"].to(self.device)
+        if state.get("loader") is not None and self.loader is not None:
+            self.loader.load_state_dict(state["loader"])
+        set_rng_state(state["rng"], self.device)
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.is_main:
+            return None
+        return self.checkpoints.save(self.state_dict(), self.progress.step)
+
+    # ------------------------------------------------------------------ outputs
+    def write_samples(self, name: str) -> Path | None:
+        if not self.is_main:
+            return None
+        images = generate(self.sampling_generator(), self.fixed_noise, self.fixed_labels)
+        return save_grid(images, self.run_dir / "samples" / f"{name}.png")
+
+    def sampling_generator(self) -> torch.nn.Module:
+        """The generator that samples and metrics use (the EMA copy when the run keeps one)."""
+        return getattr(self, "G_ema", None) or self.G
+
+    def log(self, record: dict) -> None:
+        if not self.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.log_format == "json":
+            print(json.dumps(record), flush=True)
+        for cb in self.callbacks:
+            getattr(cb, "on_log", lambda *a: None)(self, record)
+
+    def write_data_errors(self) -> None:
+        errors = self.loader.drain_errors()
+        if errors and self.is_main:
+            with open(self.run_dir / "data_errors.txt", "a") as f:
+                for name, reason in errors:
+                    f.write(f"{name}\t{reason}\n")
+            self.data_error_count = getattr(self, "data_error_count", 0) + len(errors)
+
+    def write_summary(self, status: str) -> None:
+        if not self.is_main:
+            return
+        latest = self.checkpoints.manifest()["checkpoints"]
+        summary = {
+            "status": status,
+            "preset": self.cfg.preset,
+            "dataset": self.cfg.data.source,
+            "images": self.loader.num_images if self.loader else None,
+            "skipped_images": getattr(self, "data_error_count", 0),
+            "step": self.progress.step,
+            "epoch": self.progress.epoch,
+            "images_seen": self.progress.images_seen,
+            "train_seconds": round(self.progress.elapsed, 2),
+            "last_checkpoint": f"checkpoints/{latest[-1]['file']}" if latest else None,
+            "best_checkpoint": (self.checkpoints.manifest().get("best") or {}).get("file"),
+            "device": str(self.device),
+            "hardware": hardware_description(self.device),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+        }
+        summary.update(getattr(self, "summary_extra", {}))
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+
+    def save_final_generator(self) -> Path:
+        path = self.run_dir / "generator.pt"
+        state = {"format": "ganforge-generator-1", "config": self.cfg.to_dict(),
+                 "architecture": nets.architecture_id(self.cfg),
+                 "G": self.sampling_generator().state_dict(), "fixed_noise": self.fixed_noise.cpu()}
+        import io
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        from ganforge.training.checkpoint import atomic_write_bytes
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    # ------------------------------------------------------------------ the loop
+    def resume_from(self, checkpoint: Path) -> None:
+        self._resume_state = safe_load(checkpoint, map_location="cpu")
+
+    def _groups(self, epoch: int, start_batch: int):
+        """Groups of ``d_steps`` consecutive real batches: one group per generator step."""
+        k = self.cfg.train.d_steps
+        group = []
+        for batch in self.loader.epoch(epoch, start_batch):
+            group.append(batch)
+            if len(group) == k:
+                yield group
+                group = []
+
+    def fit(self) -> Path:
+        cfg = self.cfg
+        self.loader = build_loader(cfg, self.device, self.rank, self.world_size)
+        if getattr(self, "_resume_state", None) is not None:
+            self.load_state_dict(self._resume_state)
+            self._resume_state = None
+        steps_per_epoch = self.loader.batches_per_epoch // cfg.train.d_steps
+        total_steps = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
+        for cb in self.callbacks:
+            getattr(cb, "on_start", lambda *a: None)(self)
+        bar = tqdm(total=total_steps, initial=self.progress.step, disable=self.log_format != "bar" or not self.is_main,
+                   unit="step", dynamic_ncols=True)
+        pending: list[dict[str, torch.Tensor]] = []
+        t_log, images_since = time.perf_counter(), 0
+        t_save = time.monotonic()
+        status = "finished"
+        while self.progress.step < total_steps:
+            epoch = self.progress.epoch
+            t0 = time.perf_counter()
+            for group in self._groups(epoch, self.progress.batch):
+                out = self.step_fn(group, self.progress.step)
+                self.progress.step += 1
+                self.progress.batch += len(group)
+                n_images = sum(b[0].shape[0] for b in group) * self.world_size
+                self.progress.images_seen += n_images
+                images_since += n_images
+                pending.append(out)
+                bar.update(1)
+                if self.progress.step % cfg.train.log_every == 0 or self.progress.step == total_steps:
+                    now = time.perf_counter()
+                    record = self._log_record(pending, images_since / max(now - t_log, 1e-9))
+                    pending, t_log, images_since = [], now, 0
+                    bar.set_postfix_str(f"ep {epoch + 1} D {record['loss_d']:.3f} G {record['loss_g']:.3f} "
+                                        f"D(x) {record['d_x']:.2f} D(G(z)) {record['d_g_z']:.2f} "
+                                        f"{record['images_per_s']:.0f} img/s")
+                    self.log(record)
+                if cfg.train.sample_every and self.progress.step % cfg.train.sample_every == 0:
+                    self.write_samples(f"step_{self.progress.step:08d}")
+                if self._midsave_due(t_save):
+                    self.progress.elapsed += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save_checkpoint()
+                    t_save = time.monotonic()
+                if self.progress.step >= total_steps:
+                    break
+            self.progress.elapsed += time.perf_counter() - t0
+            self.write_data_errors()
+            if self.progress.batch + cfg.train.d_steps > self.loader.batches_per_epoch:
+                # The epoch is over: the next one starts at its first batch.
+                self.progress.epoch += 1
+                self.progress.batch = 0
+                self.write_samples(f"epoch_{self.progress.epoch:04d}")
+                self.save_checkpoint()
+                t_save = time.monotonic()
+                for cb in self.callbacks:
+                    getattr(cb, "on_epoch_end", lambda *a: None)(self, self.progress.epoch)
+            else:
+                # Stopped inside an epoch (max_steps): save where we are so resume continues here.
+                self.write_samples(f"step_{self.progress.step:08d}")
+                self.save_checkpoint()
+        bar.close()
+        if self.is_main:
+            self.save_final_generator()
+        self.write_summary(status)
+        for cb in self.callbacks:
+            getattr(cb, "on_end", lambda *a: None)(self)
+        return self.run_dir
+
+    def _midsave_due(self, t_save: float) -> bool:
+        t = self.cfg.train
+        by_steps = t.midsave_steps and self.progress.step % t.midsave_steps == 0
+        by_time = t.midsave_minutes and time.monotonic() - t_save >= t.midsave_minutes * 60
+        return bool(by_steps or by_time)
+
+    def _log_record(self, pending: list[dict[str, torch.Tensor]], images_per_s: float) -> dict[str, Any]:
+        # One host sync per log line: stack the steps' tensors and average them.
+        keys = pending[-1].keys()
+        means = torch.stack([torch.stack([p[k].float() for p in pending]).mean() for k in keys]).tolist()
+        record: dict[str, Any] = {"step": self.progress.step, "epoch": self.progress.epoch + 1}
+        record.update({k: round(v, 6) for k, v in zip(keys, means)})
+        record["images_per_s"] = round(images_per_s, 1)
+        record["lr_g"] = self.opt_g.param_groups[0]["lr"]
+        record["lr_d"] = self.opt_d.param_groups[0]["lr"]
+        record.update(self.step_fn.d_input.log())
+        return record
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def config_from_checkpoint(state: dict) -> Config:
+    try:
+        return from_dict(state["config"])
+    except KeyError:
+        raise CheckpointError("the checkpoint holds no config; it was not written by ganforge") from None

@@ -1,0 +1,76 @@
+"""Shared fixtures: real images on disk, and configs small enough for 2 CPU cores.
+
+The real images are Fashion-MNIST's (Debian package ``dataset-fashion-mnist``, installed by .ci/run);
+tests write them out as real PNG/JPEG files in temporary folders.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganforge import config as C
+from ganforge.data.sources import DEBIAN_FASHION_MNIST, _read_idx
+
+# Two cores: keep torch from oversubscribing when pytest-xdist runs workers side by side.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+FASHION_TRAIN = DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"
+requires_fashion_mnist = pytest.mark.skipif(
+    not FASHION_TRAIN.is_file(),
+    reason="Fashion-MNIST files missing: apt-get install dataset-fashion-mnist (.ci/run does)")
+
+
+@pytest.fixture(scope="session")
+def fashion_images() -> np.ndarray:
+    """The first 2,000 Fashion-MNIST training images, uint8 (N, 28, 28)."""
+    if not FASHION_TRAIN.is_file():
+        pytest.skip("Fashion-MNIST files missing: apt-get install dataset-fashion-mnist")
+    return _read_idx(FASHION_TRAIN)[:2000].copy()
+
+
+def write_images(folder: Path, images: np.ndarray, n: int, rgb: bool = True, size: int = 40,
+                 formats: tuple[str, ...] = ("png", "jpg"), classes: int = 0) -> list[Path]:
+    """Write ``n`` real images as files (alternating formats), upscaled to ``size`` and tinted to RGB."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        arr = images[i % len(images)]
+        img = Image.fromarray(arr, "L").resize((size, size), Image.BILINEAR)
+        if rgb:
+            # A per-image tint makes real colour images out of the grayscale ones.
+            tint = np.array([(i * 37) % 256, (i * 91) % 256, (i * 53) % 256], dtype=np.float32) / 255.0
+            a = np.asarray(img, dtype=np.float32)[..., None] * (0.5 + 0.5 * tint)
+            img = Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGB")
+        sub = folder / f"class_{i % classes}" if classes else folder
+        sub.mkdir(parents=True, exist_ok=True)
+        ext = formats[i % len(formats)]
+        p = sub / f"img_{i:05d}.{ext}"
+        img.save(p, quality=95) if ext in ("jpg", "jpeg") else img.save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def image_folder(tmp_path, fashion_images) -> Path:
+    """64 real RGB images (PNG and JPEG, 40x40) in a temporary folder."""
+    folder = tmp_path / "images"
+    write_images(folder, fashion_images, 64)
+    return folder
+
+
+def tiny_config(source: str | Path, *overrides: str, channels: int = 3) -> C.Config:
+    """A DCGAN at 32x32 with narrow layers and small batches: a step takes milliseconds on a CPU."""
+    return C.load(preset="quickstart", overrides=[
+        f"data.source={source}", f"data.channels={channels}", "data.batch_size=16", "data.num_workers=0",
+        "model.ngf=8", "model.ndf=8", "model.nz=16", "train.n_fixed_noise=16", "train.log_every=2",
+        "train.tensorboard=false", "train.report=false", "train.device=cpu", "data.limit=0", *overrides])
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config
