@@ -1,0 +1,82 @@
+"""The command line: describe, train, and sample as a user runs them."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ganforge
+from ganforge.cli import main
+
+
+def test_describe_lists_tutorial_layers_in_order(capsys):
+    assert main(["describe", "--preset", "dcgan-celeba64"]) == 0
+    out = capsys.readouterr().out
+    g, d = out.split("Discriminator:")
+    g_layers = re.findall(r"\((\d+)\): (\w+)\((.*)\)$", g, flags=re.M)
+    assert [name for _, name, _ in g_layers] == [
+        "ConvTranspose2d", "BatchNorm2d", "ReLU", "ConvTranspose2d", "BatchNorm2d", "ReLU",
+        "ConvTranspose2d", "BatchNorm2d", "ReLU", "ConvTranspose2d", "BatchNorm2d", "ReLU",
+        "ConvTranspose2d", "Tanh"]
+    assert g_layers[0][2].startswith("100, 512, kernel_size=(4, 4), stride=(1, 1), bias=False")
+    assert g_layers[-2][2].startswith("64, 3, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), bias=False")
+    d_names = re.findall(r"(?:\(\d+\)|\(output_activation\)): (\w+)\(", d)
+    assert d_names == ["Conv2d", "LeakyReLU", "Conv2d", "BatchNorm2d", "LeakyReLU", "Conv2d", "BatchNorm2d",
+                       "LeakyReLU", "Conv2d", "BatchNorm2d", "LeakyReLU", "Conv2d", "Sigmoid"]
+    assert "Generator parameters: 3,576,704" in out and "Discriminator parameters: 2,765,568" in out
+
+
+def test_config_error_is_clean(capsys):
+    assert main(["train", "train.epoch=2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'train.epoch'" in err and "train.epochs" in err and "Traceback" not in err
+
+
+def test_missing_data_folder_is_clean(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+@pytest.fixture
+def trained_run(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "train.epochs=1")
+    return ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="quiet")
+
+
+def test_sample_grid_and_folder_and_seed(tmp_path, trained_run):
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(trained_run), "--n", "16", "--out", str(grid), "--seed", "3"]) == 0
+    img = Image.open(grid)
+    assert img.size == (4 * 32 + 5 * 2, 4 * 32 + 5 * 2)  # 4x4 grid with 2-pixel padding
+    folder = tmp_path / "many"
+    assert main(["sample", str(trained_run), "--n", "16", "--out", str(folder) + "/", "--seed", "3"]) == 0
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 16 and Image.open(files[0]).size == (32, 32)
+    again = tmp_path / "grid2.png"
+    main(["sample", str(trained_run), "--n", "16", "--out", str(again), "--seed", "3"])
+    assert np.array_equal(np.asarray(Image.open(grid)), np.asarray(Image.open(again)))
+    other = tmp_path / "grid3.png"
+    main(["sample", str(trained_run), "--n", "16", "--out", str(other), "--seed", "4"])
+    assert not np.array_equal(np.asarray(Image.open(grid)), np.asarray(Image.open(other)))
+
+
+def test_sampling_does_not_change_the_generator(trained_run):
+    import torch
+    from ganforge.sampling import generate, load_generator
+    G, cfg = load_generator(trained_run)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    generate(G, torch.randn(8, cfg.model.nz))
+    after = G.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # Samples are diverse, not copies of one image.
+    imgs = generate(G, torch.randn(8, cfg.model.nz))
+    assert imgs.std(0).mean() > 1e-3
+
+
+def test_run_directory_never_overwritten(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "train.max_steps=1")
+    a = ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="quiet")
+    b = ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="quiet")
+    assert a != b and (a / "generator.pt").is_file() and (b / "generator.pt").is_file()
