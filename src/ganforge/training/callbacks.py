@@ -10,4 +10,10 @@ from ganforge.config import Config
 
 def default_callbacks(cfg: Config, trainer) -> list:
     callbacks: list = []
+    if cfg.train.report:  # first: its on_start writes real_samples.png, which TensorBoard logs too
+        from ganforge.reporting.callbacks import ReportCallback
+        callbacks.append(ReportCallback(trainer.run_dir))
+    if cfg.train.tensorboard:
+        from ganforge.reporting.tensorboard import TensorBoardCallback
+        callbacks.append(TensorBoardCallback(trainer.run_dir))
     return callbacks
