@@ -65,6 +65,9 @@ class BatchLoader:
             collate_fn=_collate, pin_memory=device.type == "cuda", drop_last=True,
             prefetch_factor=cfg.data.prefetch_factor if workers else None,
             persistent_workers=False,
+            # Its own generator: starting an epoch's iterator draws a seed, and drawing it from the
+            # global RNG would shift a resumed run's latents by one draw (resume would not be exact).
+            generator=torch.Generator().manual_seed(cfg.train.seed + 104729 * (rank + 1)),
         )
         # Flips are drawn from this generator on the device's side; its state is checkpointed.
         self.generator = torch.Generator().manual_seed(cfg.train.seed + 7919 * (rank + 1))
