@@ -20,6 +20,7 @@ from typing import Callable
 import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
+from ganforge.training.checkpoint import CheckpointError
 
 Builder = Callable[[Config], "tuple[nn.Module, nn.Module]"]
 REGISTRY: dict[str, Builder] = {}
@@ -40,11 +41,35 @@ def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     return builder(cfg)
 
 
+#: Model keys that change the layers (and so the state dict); the others (init, upsample) do not.
+_ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "g_hidden", "d_hidden", "spectral_norm", "spectral_norm_g",
+                      "d_batchnorm", "attention", "num_classes", "hierarchical_z")
+
+
 def architecture_id(cfg: Config) -> dict:
     """What must match for a state dict to load into a model: stored with every checkpoint."""
     m = cfg.model
-    return {"model": m.name, "nz": m.nz, "ngf": m.ngf, "ndf": m.ndf, "image_size": cfg.data.image_size,
-            "channels": cfg.data.channels, "num_classes": m.num_classes}
+    arch = {"model": m.name, "image_size": cfg.data.image_size, "channels": cfg.data.channels}
+    arch.update({k: getattr(m, k) for k in _ARCHITECTURE_KEYS})
+    return arch
 
 
-from ganforge.nets import dcgan  # noqa: E402,F401  (registers itself)
+def check_architecture(saved: dict | None, cfg: Config, source: str = "the checkpoint") -> None:
+    """Refuse weights saved for another architecture, naming what differs and what to do.
+
+    Keys missing on either side (files from older versions) are not compared."""
+    if not saved:
+        return
+    current = architecture_id(cfg)
+    differs = {k: (saved[k], current[k]) for k in saved.keys() & current.keys() if saved[k] != current[k]}
+    if differs:
+        lines = "\n".join(f"  {k}: saved {a!r}, now {b!r}" for k, (a, b) in sorted(differs.items()))
+        raise CheckpointError(
+            f"{source} holds weights for a different architecture than the config builds:\n{lines}\n"
+            "Use the config the weights were saved with (config.yaml of their run), or start a new run.")
+
+
+from ganforge.nets import dcgan  # noqa: E402,F401  (each module registers itself)
+from ganforge.nets import dcgan_upsample  # noqa: E402,F401
+from ganforge.nets import mlp  # noqa: E402,F401
+from ganforge.nets import resnet  # noqa: E402,F401
