@@ -31,6 +31,12 @@ def l1_penalty(module: nn.Module, strength: float) -> torch.Tensor | None:
     return strength * sum(p.abs().sum() for p in module.parameters() if p.requires_grad)
 
 
+def grad_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all gradients together, as a device tensor (no host sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
 @dataclass
 class GANStep:
     G: nn.Module
@@ -49,6 +55,7 @@ class GANStep:
 
     def __post_init__(self):
         self.g_params = [p for p in self.G.parameters() if p.requires_grad]
+        self.d_params = [p for p in self.D.parameters() if p.requires_grad]
 
     def sample_z(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.nz, device=device)
@@ -61,8 +68,9 @@ class GANStep:
     def _add(total: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         return total if extra is None else total + extra
 
-    def d_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, keep_fake: bool):
-        """Update D on one real batch and one fake batch: maximise log D(x) + log(1 - D(G(z)))."""
+    def d_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, d_index: int, keep_fake: bool):
+        """Update D on one real batch and one fake batch: maximise log D(x) + log(1 - D(G(z))).
+        ``d_index``: discriminator steps done before this one (lazy penalties count them)."""
         y = self.fake_labels(labels)
         z = self.sample_z(real.shape[0], real.device)
         with self.autocast(), torch.set_grad_enabled(keep_fake):
@@ -74,13 +82,14 @@ class GANStep:
             real_target, fake_target = self.targets(real.shape[0], real.device)
             loss_d = self.loss.d_loss(real_logits, fake_logits, real_target, fake_target)
             for penalty in self.penalties:
-                loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, y, step))
+                loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, y, d_index))
             loss_d = self._add(loss_d, l1_penalty(self.D, self.l1_d))
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        grad_norm_d = grad_norm(self.d_params)
         self.opt_d.step()
         self.d_input.observe(real_logits.detach())
-        return fake, loss_d.detach(), real_logits.detach(), fake_logits.detach()
+        return fake, loss_d.detach(), real_logits.detach(), fake_logits.detach(), grad_norm_d
 
     def g_step(self, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor, step: int):
         """Update G: maximise log D(G(z)) on the fakes of the last D step, through the updated D."""
@@ -95,18 +104,24 @@ class GANStep:
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for G only: D's parameters are left alone without toggling requires_grad.
         loss_g.backward(inputs=self.g_params)
+        grad_norm_g = grad_norm(self.g_params)
         self.opt_g.step()
-        return loss_g.detach(), fake_logits.detach()
+        return loss_g.detach(), fake_logits.detach(), grad_norm_g
 
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[str, torch.Tensor]:
         """``batches``: one fresh real batch per discriminator step (``train.d_steps`` of them)."""
         for i, (real, labels) in enumerate(batches):
-            fake, loss_d, real_logits, fake_logits_d = self.d_step(real, labels, step, keep_fake=i == len(batches) - 1)
-        loss_g, fake_logits_g = self.g_step(fake, real, labels, step)
+            fake, loss_d, real_logits, fake_logits_d, grad_norm_d = self.d_step(
+                real, labels, step, d_index=step * len(batches) + i, keep_fake=i == len(batches) - 1)
+        loss_g, fake_logits_g, grad_norm_g = self.g_step(fake, real, labels, step)
+        reading = self.loss.reading  # probabilities for BCE-type losses, raw scores for hinge/wgan/lsgan
         return {
             "loss_d": loss_d,
             "loss_g": loss_g,
-            "d_x": torch.sigmoid(real_logits).mean(),
-            "d_g_z": torch.sigmoid(fake_logits_d).mean(),  # D(G(z)) before D's update, as the tutorial logs
-            "d_g_z2": torch.sigmoid(fake_logits_g).mean(),  # and after it
+            "d_x": reading(real_logits).mean(),
+            "d_g_z": reading(fake_logits_d).mean(),  # D(G(z)) before D's update, as the tutorial logs
+            "d_g_z2": reading(fake_logits_g).mean(),  # and after it
+            "grad_norm_d": grad_norm_d,  # of D's last step, before the optimiser applies it
+            "grad_norm_g": grad_norm_g,
+            "d_wins": self.loss.d_wins(real_logits, fake_logits_d),  # 1 when D separated the batch completely
         }

@@ -1,18 +1,30 @@
-"""Small, separate pieces the training step calls: label targets, D-input transforms, penalties, EMA.
+"""Small, separate pieces the training step calls: label targets, D-input transforms, penalties.
 
 Each piece is a callable with a no-op default, so the step in :mod:`ganforge.training.step` reads like
-the tutorial and every strategy can be read (and tested) on its own.
+the tutorial and every strategy can be read (and tested) on its own.  The ``build_*`` functions turn the
+config into pieces; the pieces with more to them live in their own modules:
+
+- losses: :mod:`ganforge.training.losses`
+- augmentation (DiffAugment, ADA): :mod:`ganforge.training.augment`
+- penalties (R1, WGAN-GP): :mod:`ganforge.training.penalties`
+- EMA of G: :mod:`ganforge.training.ema`; divergence guard: :mod:`ganforge.training.guard`
+- optimisers and learning-rate schedules: :mod:`ganforge.training.optim`, :mod:`ganforge.training.schedules`
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from ganforge.config import Config
+from ganforge.config import Config, ConfigError
 
 
 class Targets:
-    """The targets D's loss sees: real_label / fake_label (one-sided smoothing), optionally flipped."""
+    """The targets D's loss sees for reals and fakes.
+
+    One-sided label smoothing (Salimans et al. 2016): ``loss.real_label=0.9`` keeps D from growing
+    over-confident on reals, which gives G larger gradients; the fake target stays 0.  Label flipping:
+    with probability ``loss.label_flip`` an image's real and fake targets swap (noisy labels).
+    """
 
     def __init__(self, cfg: Config):
         self.real, self.fake, self.flip = cfg.loss.real_label, cfg.loss.fake_label, cfg.loss.label_flip
@@ -45,6 +57,63 @@ class DInput:
         return {}
 
 
+class InstanceNoise(DInput):
+    """Gaussian noise on everything D sees (Sønderby et al. 2016; Arjovsky & Bottou 2017).
+
+    Real and fake distributions that do not overlap give D a perfect, useless-to-G decision; noise
+    makes them overlap.  Its standard deviation starts at ``noise.std`` (images are in [-1, 1], so 0.1
+    is mild, 0.5 strong) and falls linearly to zero at generator step ``noise.anneal_steps`` (0: stays
+    constant).
+    """
+
+    def __init__(self, std: float, anneal_steps: int):
+        self.std, self.anneal_steps = std, anneal_steps
+        self.current = std
+
+    def std_at(self, step: int) -> float:
+        if not self.anneal_steps:
+            return self.std
+        return self.std * max(0.0, 1.0 - step / self.anneal_steps)
+
+    def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        self.current = self.std_at(step)
+        if self.current <= 0:
+            return x
+        return x + self.current * torch.randn_like(x)
+
+    def log(self) -> dict:
+        return {"noise_std": round(self.current, 6)}
+
+
+class DInputChain(DInput):
+    """Several D-input transforms in order (augmentation first, then noise on the augmented image)."""
+
+    def __init__(self, parts: list[DInput]):
+        self.parts = parts
+
+    def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        for part in self.parts:
+            x = part(x, step)
+        return x
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        for part in self.parts:
+            part.observe(real_logits)
+
+    def state_dict(self) -> dict:
+        return {type(p).__name__: p.state_dict() for p in self.parts}
+
+    def load_state_dict(self, state: dict) -> None:
+        for p in self.parts:
+            p.load_state_dict(state.get(type(p).__name__, {}))
+
+    def log(self) -> dict:
+        out: dict = {}
+        for p in self.parts:
+            out.update(p.log())
+        return out
+
+
 class Penalty:
     """Extra terms of D's loss (R1, gradient penalty); zero by default."""
 
@@ -57,8 +126,32 @@ def build_targets(cfg: Config) -> Targets:
 
 
 def build_d_input(cfg: Config) -> DInput:
-    return DInput()
+    from ganforge.training.augment import AdaptiveAugment, DiffAugment
+
+    if cfg.noise.anneal_steps < 0:
+        raise ConfigError(f"noise.anneal_steps must be >= 0 (0: no annealing), got {cfg.noise.anneal_steps}")
+    a = cfg.augment
+    parts: list[DInput] = []
+    if a.name != "none" and not a.policy:
+        raise ConfigError(f"augment.name={a.name} with an empty augment.policy does nothing: list transforms "
+                          "(color, translation, cutout) or set augment.name=none")
+    if a.name == "diffaugment":
+        parts.append(DiffAugment(a.policy, a.p))
+    elif a.name == "ada":
+        if a.ada_kimg <= 0:
+            raise ConfigError(f"augment.ada_kimg must be > 0, got {a.ada_kimg}")
+        parts.append(AdaptiveAugment(a.policy, a.p, a.ada_target, a.ada_interval, a.ada_kimg))
+    # Always present, so the log always says the noise level (0 when off).
+    parts.append(InstanceNoise(cfg.noise.std, cfg.noise.anneal_steps))
+    return DInputChain(parts)
 
 
 def build_penalties(cfg: Config) -> list[Penalty]:
-    return []
+    from ganforge.training.penalties import GradientPenalty, R1Penalty
+
+    penalties: list[Penalty] = []
+    if cfg.loss.r1_gamma > 0:
+        penalties.append(R1Penalty(cfg.loss.r1_gamma, cfg.loss.r1_every))
+    if cfg.loss.name == "wgan-gp":
+        penalties.append(GradientPenalty(cfg.loss.gp_weight))
+    return penalties

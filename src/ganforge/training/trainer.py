@@ -6,6 +6,7 @@ and ``on_end`` methods, so the loop stays short.
 """
 from __future__ import annotations
 
+import io
 import json
 import platform
 import random
@@ -23,9 +24,12 @@ from ganforge.config import Config, from_dict
 from ganforge.data import build_loader
 from ganforge.sampling import generate, save_grid
 from ganforge.training.checkpoint import CheckpointError, CheckpointStore, atomic_write_text, safe_load
+from ganforge.training.ema import GeneratorEMA
+from ganforge.training.guard import DivergenceGuard
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
 from ganforge.training.rundir import new_run_dir
+from ganforge.training.schedules import build_lr_schedules
 from ganforge.training.step import GANStep
 from ganforge.training.strategies import build_d_input, build_penalties, build_targets
 
@@ -95,6 +99,13 @@ class Trainer:
             G=self.G, D=self.D, opt_g=self.opt_g, opt_d=self.opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
             targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
             l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
+        self.lr_schedules = build_lr_schedules(cfg, self.opt_g, self.opt_d)
+        self.ema = GeneratorEMA(self.G, cfg.ema) if cfg.ema.enabled else None
+        if self.ema is not None:
+            self.G_ema = self.ema.model  # sampling_generator() picks it up
+        self.guard = DivergenceGuard(cfg.guard)
+        self.rolled_back = False  # set when the guard restored a checkpoint mid-epoch
+        self.stop_reason: str | None = None  # set when the guard gave up
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         self.fixed_noise = torch.randn(cfg.train.n_fixed_noise, cfg.model.nz, generator=g).to(self.device)
         self.fixed_labels = (torch.arange(cfg.train.n_fixed_noise) % cfg.model.num_classes).to(self.device) \
@@ -103,6 +114,7 @@ class Trainer:
         self.checkpoints = CheckpointStore(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
         self.loader = None  # built in fit(): reading data comes after every config check
         self.is_main = self.rank == 0
+        self.summary_extra: dict = {}  # callbacks add to summary.json here
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -115,6 +127,9 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "d_input": self.step_fn.d_input.state_dict(),
+            "lr_schedules": self.lr_schedules.state_dict(),
+            "guard": self.guard.state_dict(),
+            **({"G_ema": self.ema.state_dict()} if self.ema is not None else {}),
             "progress": vars(self.progress).copy(),
             "fixed_noise": self.fixed_noise.cpu(),
             "rng": rng_state(self.device),
@@ -128,6 +143,11 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step_fn.d_input.load_state_dict(state.get("d_input", {}))
+        self.lr_schedules.load_state_dict(state.get("lr_schedules", {}))
+        self.guard.load_state_dict(state.get("guard", {}))
+        if self.ema is not None:
+            # A checkpoint from a run without EMA starts the average from its generator.
+            self.ema.load_state_dict(state.get("G_ema") or state["G"])
         self.progress = Progress(**state["progress"])
         self.fixed_noise = state["fixed_noise"].to(self.device)
         if state.get("loader") is not None and self.loader is not None:
@@ -189,7 +209,7 @@ class Trainer:
             "python": sys.version.split()[0],
             "torch": torch.__version__,
         }
-        summary.update(getattr(self, "summary_extra", {}))
+        summary.update(self.summary_extra)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
 
     def save_final_generator(self) -> Path:
@@ -226,6 +246,8 @@ class Trainer:
             self._resume_state = None
         steps_per_epoch = self.loader.batches_per_epoch // cfg.train.d_steps
         total_steps = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
+        self.lr_schedules.total_steps = total_steps
+        self._snapshot_start()
         for cb in self.callbacks:
             getattr(cb, "on_start", lambda *a: None)(self)
         bar = tqdm(total=total_steps, initial=self.progress.step, disable=self.log_format != "bar" or not self.is_main,
@@ -245,7 +267,12 @@ class Trainer:
                 self.progress.images_seen += n_images
                 images_since += n_images
                 pending.append(out)
+                self.after_step(out)
                 bar.update(1)
+                if self._guard_check_due(total_steps, t_save) and self._diverged():
+                    pending, t_log, images_since = [], time.perf_counter(), 0
+                    bar.n = self.progress.step
+                    break
                 if self.progress.step % cfg.train.log_every == 0 or self.progress.step == total_steps:
                     now = time.perf_counter()
                     record = self._log_record(pending, images_since / max(now - t_log, 1e-9))
@@ -264,6 +291,12 @@ class Trainer:
                 if self.progress.step >= total_steps:
                     break
             self.progress.elapsed += time.perf_counter() - t0
+            if self.rolled_back:  # the guard restored the last good state: go on from there, or stop
+                self.rolled_back = False
+                if self.stop_reason:
+                    status = "diverged"
+                    break
+                continue
             self.write_data_errors()
             if self.progress.batch + cfg.train.d_steps > self.loader.batches_per_epoch:
                 # The epoch is over: the next one starts at its first batch.
@@ -285,6 +318,61 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, "on_end", lambda *a: None)(self)
         return self.run_dir
+
+    # ------------------------------------------------------------------ after each step, and the guard
+    def after_step(self, out: dict[str, torch.Tensor]) -> None:
+        """What follows every generator step: the EMA of G, the learning-rate schedules, the guard's watch."""
+        if self.ema is not None:
+            self.ema.update(self.G, self.progress.step)
+        self.lr_schedules.step()
+        self.guard.watch(out)
+
+    def _snapshot_start(self) -> None:
+        """The state to roll back to before the first checkpoint exists (kept in memory, as bytes)."""
+        self._start_state = None
+        if self.guard.enabled and self.checkpoints.latest_valid(warn=lambda *_: None) is None:
+            buf = io.BytesIO()
+            torch.save(self.state_dict(), buf)
+            self._start_state = buf.getvalue()
+
+    def _guard_check_due(self, total_steps: int, t_save: float) -> bool:
+        """At every log line and before anything is saved: a bad state is never checkpointed."""
+        s, t = self.progress.step, self.cfg.train
+        return (s % t.log_every == 0 or s >= total_steps or self._midsave_due(t_save)
+                or self.progress.batch + t.d_steps > self.loader.batches_per_epoch)
+
+    def _diverged(self) -> bool:
+        """Ask the guard (one host sync); on a failure roll back to the last good state."""
+        reason = self.guard.failure()
+        if reason is None:
+            return False
+        failed_at, recoveries = self.progress.step, self.guard.recoveries
+        found = self.checkpoints.latest_valid(warn=lambda *_: None)
+        if found is not None:
+            state, source = safe_load(found[0], map_location="cpu"), found[0].name
+        else:
+            state, source = torch.load(io.BytesIO(self._start_state), weights_only=True), "the start of the run"
+        self.load_state_dict(state)
+        if recoveries < self.guard.max_recoveries:
+            self.guard.recoveries = recoveries + 1
+            self.lr_schedules.scale(self.guard.lr_factor)
+            action = (f"restored {source} (step {self.progress.step}) and multiplied the learning rates by "
+                      f"{self.guard.lr_factor} (recovery {recoveries + 1} of {self.guard.max_recoveries})")
+        else:
+            self.guard.recoveries = recoveries
+            self.stop_reason = (f"{reason} at step {failed_at} after {recoveries} recovery(ies); the run stopped "
+                                f"and generator.pt holds the last good state ({source}, step {self.progress.step}). "
+                                "Try lower learning rates (optim.g.lr, optim.d.lr), loss.name=hinge with "
+                                "model.spectral_norm=true, or an R1 penalty (loss.r1_gamma)")
+            action = "stopped the run"
+        self.log({"step": failed_at, "epoch": self.progress.epoch + 1, "event": "guard", "reason": reason,
+                  "action": action, "lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"]})
+        if self.is_main and self.log_format != "quiet":
+            print(f"ganforge: divergence guard: {reason} at step {failed_at}; {action}", file=sys.stderr, flush=True)
+        if self.stop_reason:
+            self.summary_extra = {**getattr(self, "summary_extra", {}), "diverged": self.stop_reason}
+        self.rolled_back = True
+        return True
 
     def _midsave_due(self, t_save: float) -> bool:
         t = self.cfg.train

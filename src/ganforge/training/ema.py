@@ -1,0 +1,81 @@
+"""An exponential moving average of the generator's weights (``ema.*``).
+
+A GAN's generator jitters from step to step as it chases the discriminator; the average of its recent
+weights makes visibly cleaner and more stable samples and better FID (Yazici et al. 2019; used by
+ProGAN, StyleGAN, BigGAN).  Training never uses the average: it only samples, so samples, metrics and
+``generator.pt`` use it when ``ema.enabled`` is true.
+
+After generator step ``s`` (counted from 1):
+
+- while ``s <= ema.start_step`` the average is a plain copy of G (early weights are not worth keeping);
+- after that ``ema = decay * ema + (1 - decay) * G``, with ``decay = ema.decay``, or with
+  ``ema.warmup`` ``min(ema.decay, (1 + t) / (10 + t))`` where ``t = s - ema.start_step``, so that a short
+  run is not dominated by the random initial weights.
+
+BatchNorm statistics: averaging running means and variances of different weights does not give the
+statistics of the averaged weights, so the buffers (running mean/var, batch counts) are *copied* from G
+at every update rather than averaged.  Sampling in ganforge uses batch statistics by default
+(``ganforge.sampling.generate(bn_mode='batch')``), which are the averaged network's own; with
+``bn_mode='running'`` call :func:`recalibrate_batchnorm` first to measure its statistics.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from ganforge.config import EMAConfig
+
+
+class GeneratorEMA:
+    def __init__(self, G: nn.Module, cfg: EMAConfig):
+        self.decay, self.start_step, self.warmup = cfg.decay, cfg.start_step, cfg.warmup
+        self.model = copy.deepcopy(G)
+        self.model.requires_grad_(False)
+
+    def decay_at(self, step: int) -> float:
+        if step <= self.start_step:
+            return 0.0  # copy
+        if not self.warmup:
+            return self.decay
+        t = step - self.start_step
+        return min(self.decay, (1 + t) / (10 + t))
+
+    @torch.no_grad()
+    def update(self, G: nn.Module, step: int) -> None:
+        """Fold G's weights after generator step ``step`` (1 for the first) into the average."""
+        weight = 1.0 - self.decay_at(step)  # how far the average moves towards G
+        averaged = [p for p in self.model.parameters()]
+        current = [p.detach() for p in G.parameters()]
+        if weight == 1.0:
+            torch._foreach_copy_(averaged, current)
+        else:
+            torch._foreach_lerp_(averaged, current, weight)
+        for b_avg, b in zip(self.model.buffers(), G.buffers()):
+            b_avg.copy_(b)
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(G: nn.Module, latents: list[torch.Tensor], labels: list | None = None) -> None:
+    """Re-measure G's BatchNorm running statistics on batches of latents (cumulative average)."""
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in bns]
+    was_training = G.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts equally
+    G.train()
+    try:
+        for i, z in enumerate(latents):
+            G(z, None if labels is None else labels[i])
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        G.train(was_training)

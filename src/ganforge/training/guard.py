@@ -1,0 +1,87 @@
+"""The divergence guard (``guard.*``): notice a run that has broken and roll it back once.
+
+Two things count as a failure:
+
+- a NaN or infinite loss (D's or G's), from an exploding gradient, a too-high learning rate or fp16
+  overflow;
+- with ``guard.d_wins_steps = N > 0``: the discriminator winning completely (see
+  :meth:`ganforge.training.losses.Loss.d_wins`) on N generator steps in a row, the classic collapse in
+  which G stops receiving useful gradient.
+
+On a failure the trainer restores the last good checkpoint (the in-memory state at the start when no
+checkpoint exists yet), multiplies both learning rates by ``guard.lr_factor``, writes a ``"event":
+"guard"`` line to ``metrics.jsonl`` and goes on.  After ``guard.max_recoveries`` recoveries the next
+failure stops the run: the last good checkpoint is restored for ``generator.pt`` and
+``summary.json`` says ``"status": "diverged"`` with the reason.
+
+The guard watches every step without reading anything back from the device: the per-step checks
+accumulate in device tensors and :meth:`DivergenceGuard.failure` (one host sync) is called where the
+trainer syncs anyway, at each log line and before anything is saved, so a bad state is never
+checkpointed and at most ``train.log_every`` steps are thrown away.
+"""
+from __future__ import annotations
+
+import torch
+
+from ganforge.config import GuardConfig
+
+
+class DivergenceGuard:
+    def __init__(self, cfg: GuardConfig):
+        self.enabled = cfg.enabled
+        self.d_wins_steps = cfg.d_wins_steps
+        self.lr_factor = cfg.lr_factor
+        self.max_recoveries = cfg.max_recoveries
+        self.recoveries = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.nonfinite = None  # any non-finite loss since the last check (device bool)
+        self.wins_in_a_row = None  # consecutive steps D won completely (device int)
+        self.wins_too_long = None  # wins_in_a_row reached d_wins_steps since the last check
+
+    def watch(self, out: dict[str, torch.Tensor]) -> None:
+        """Fold one step's outputs into the pending checks, on the device."""
+        if not self.enabled:
+            return
+        bad = ~(torch.isfinite(out["loss_d"]) & torch.isfinite(out["loss_g"]))
+        self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
+        if self.d_wins_steps:
+            won = out["d_wins"] > 0
+            run = (torch.zeros((), dtype=torch.long, device=won.device) if self.wins_in_a_row is None
+                   else self.wins_in_a_row.to(won.device))
+            self.wins_in_a_row = torch.where(won, run + 1, torch.zeros_like(run))
+            too_long = self.wins_in_a_row >= self.d_wins_steps
+            self.wins_too_long = too_long if self.wins_too_long is None else self.wins_too_long | too_long
+
+    def failure(self) -> str | None:
+        """What went wrong since the last check, or None (one host sync)."""
+        if not self.enabled or self.nonfinite is None:
+            return None
+        flags = [self.nonfinite]
+        if self.wins_too_long is not None:
+            flags.append(self.wins_too_long)
+        nonfinite, *wins = torch.stack(flags).tolist()
+        wins_in_a_row = self.wins_in_a_row
+        self.nonfinite, self.wins_too_long = None, None
+        if nonfinite:
+            self.wins_in_a_row = None
+            return "a loss became NaN or infinite"
+        if wins and wins[0]:
+            self.wins_in_a_row = None
+            return f"the discriminator won completely for {self.d_wins_steps} steps in a row"
+        self.wins_in_a_row = wins_in_a_row
+        return None
+
+    def can_recover(self) -> bool:
+        return self.recoveries < self.max_recoveries
+
+    def state_dict(self) -> dict:
+        wins = 0 if self.wins_in_a_row is None else int(self.wins_in_a_row)
+        return {"recoveries": self.recoveries, "wins_in_a_row": wins}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._reset()
+        self.recoveries = int(state.get("recoveries", 0))
+        if state.get("wins_in_a_row"):
+            self.wins_in_a_row = torch.tensor(int(state["wins_in_a_row"]))
