@@ -1,0 +1,103 @@
+"""Plain-words diagnostics while training: each names what it saw and the knob to turn.
+
+- *The discriminator wins completely*: D(x) near 1 and D(G(z)) near 0 for many steps in a row.  The
+  generator then gets almost no gradient (the tutorial's failure on small datasets).
+- *Mode collapse*: the fixed-noise samples grow alike: their diversity in feature space falls well
+  below the diversity of real images (and below what this run reached before).
+- *Divergence*: a loss that is not finite.
+
+Findings go to the log (stderr), to ``diagnostics.jsonl`` in the run directory (the report shows them),
+and to ``summary.json``.  Each kind is reported once per episode, not at every log line.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from ganforge.sampling import generate
+
+ADVICE = {
+    "d_wins": ("the discriminator is winning completely (D(x) ~ {d_x:.2f}, D(G(z)) ~ {d_g_z:.3f} for {steps} steps): "
+               "the generator gets almost no gradient. Try augment.name=diffaugment (small datasets), "
+               "model.spectral_norm=true with loss.name=hinge, a lower optim.d.lr, or loss.real_label=0.9."),
+    "collapse": ("the fixed-noise samples are becoming alike (diversity {ratio:.2f} of the real images', "
+                 "down from {best:.2f}): mode collapse. Try ema.enabled=true, augment.name=diffaugment, "
+                 "loss.name=hinge with model.spectral_norm=true, or a lower optim.g.lr."),
+    "diverged": ("a loss is not finite (loss_d={loss_d}, loss_g={loss_g}): training diverged. Lower the learning "
+                 "rates (optim.g.lr, optim.d.lr), keep guard.enabled=true, or use loss.name=hinge."),
+}
+
+
+def diversity(images: torch.Tensor) -> float:
+    """Mean pairwise distance of images in a small feature space (16x16 pooled, per-image normalised).
+
+    Pooling discards pixel noise and keeps layout and colour, the features by which samples are alike.
+    """
+    x = F.adaptive_avg_pool2d(images.float(), 16).flatten(1)
+    x = x - x.mean(1, keepdim=True)
+    x = x / (x.norm(dim=1, keepdim=True) + 1e-8)
+    d = torch.cdist(x, x)
+    n = x.shape[0]
+    return float(d.sum() / max(n * (n - 1), 1))
+
+
+class Diagnostics:
+    def __init__(self, d_wins_steps: int = 200, d_wins_threshold: float = 0.02, collapse_ratio: float = 0.35):
+        self.d_wins_steps = d_wins_steps
+        self.threshold = d_wins_threshold
+        self.collapse_ratio = collapse_ratio
+        self.d_wins_since: int | None = None
+        self.active: set[str] = set()
+        self.best_ratio = 0.0
+        self.real_diversity: float | None = None
+        self.findings: list[dict] = []
+
+    # ---------------------------------------------------------------- callback hooks
+    def on_log(self, trainer, record: dict) -> None:
+        step = record["step"]
+        losses = (record.get("loss_d"), record.get("loss_g"))
+        if any(v is not None and not math.isfinite(v) for v in losses):
+            self._report(trainer, "diverged", step, loss_d=losses[0], loss_g=losses[1])
+        else:
+            self.active.discard("diverged")
+        d_x, d_g_z = record.get("d_x", 0.5), record.get("d_g_z", 0.5)
+        if d_x > 1 - self.threshold and d_g_z < self.threshold:
+            if self.d_wins_since is None:
+                self.d_wins_since = step - trainer.cfg.train.log_every
+            if step - self.d_wins_since >= self.d_wins_steps:
+                self._report(trainer, "d_wins", step, d_x=d_x, d_g_z=d_g_z, steps=step - self.d_wins_since)
+        else:
+            self.d_wins_since = None
+            self.active.discard("d_wins")
+
+    def on_epoch_end(self, trainer, epoch: int) -> None:
+        if self.real_diversity is None:
+            n = min(len(trainer.loader.dataset), trainer.fixed_noise.shape[0])
+            reals = torch.stack([trainer.loader.dataset[i][0] for i in range(n)]).float() / 127.5 - 1
+            self.real_diversity = diversity(reals)
+        fakes = generate(trainer.sampling_generator(), trainer.fixed_noise, trainer.fixed_labels)
+        ratio = diversity(fakes) / max(self.real_diversity, 1e-8)
+        self.best_ratio = max(self.best_ratio, ratio)
+        trainer.summary_extra["sample_diversity"] = round(ratio, 4)
+        if ratio < self.collapse_ratio and ratio < 0.6 * self.best_ratio:
+            self._report(trainer, "collapse", trainer.progress.step, ratio=ratio, best=self.best_ratio)
+        else:
+            self.active.discard("collapse")
+
+    # ---------------------------------------------------------------- reporting
+    def _report(self, trainer, kind: str, step: int, **values) -> None:
+        if kind in self.active:
+            return
+        self.active.add(kind)
+        message = ADVICE[kind].format(**values)
+        finding = {"step": step, "kind": kind, "message": message}
+        self.findings.append(finding)
+        trainer.summary_extra["diagnostics"] = [f["message"] for f in self.findings]
+        if trainer.is_main:
+            print(f"\nganforge diagnostics (step {step}): {message}", file=sys.stderr, flush=True)
+            with open(trainer.run_dir / "diagnostics.jsonl", "a") as f:
+                f.write(json.dumps(finding) + "\n")
