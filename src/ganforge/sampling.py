@@ -63,6 +63,37 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
     return torch.cat(outs)
 
 
+def truncate(z: torch.Tensor, psi: float) -> torch.Tensor:
+    """The truncation trick: latents pulled towards the prior's mean (0) by ``psi``.
+
+    ``psi = 1`` leaves them as drawn; smaller values trade variety for typical, cleaner images
+    (StyleGAN's ``w_avg + psi * (w - w_avg)``, with the mean of z's normal prior, which is 0).
+    """
+    from ganforge.config import ConfigError
+
+    if not 0.0 < psi <= 1.0:
+        raise ConfigError(f"--truncation {psi}: psi must be in (0, 1]; 1 means no truncation, 0.7 is a usual choice")
+    return z * psi
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of ``a`` and ``b`` (shape (N, nz)) at fractions ``t`` (shape (T,)).
+
+    Returns (N, T, nz).  Along a great circle the norm stays typical of the Gaussian prior, where a
+    straight line would pass through low-norm latents the generator never saw (White, 2016).
+    """
+    a_n, b_n = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(1).clamp(-1.0, 1.0))[:, None]  # (N, 1)
+    t = t[None, :].to(a)  # (1, T)
+    so = torch.sin(omega)
+    # Nearly parallel latents: sin(omega) ~ 0, and the straight line is the same path.
+    parallel = so.abs() < 1e-6
+    so = torch.where(parallel, torch.ones_like(so), so)
+    wa = torch.where(parallel, 1 - t, torch.sin((1 - t) * omega) / so)
+    wb = torch.where(parallel, t, torch.sin(t * omega) / so)
+    return wa[..., None] * a[:, None, :] + wb[..., None] * b[:, None, :]
+
+
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
     """A grid of images in [-1, 1], as the tutorial shows them (padding 2, normalised)."""
     path = Path(path)

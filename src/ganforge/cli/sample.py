@@ -15,6 +15,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--bn", choices=["batch", "running"], default="batch",
                    help="BatchNorm statistics: 'batch' (as the training grids) or 'running' (eval mode)")
+    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                   help="truncation trick: scale latents by PSI in (0, 1]; lower gives cleaner, less varied images (default 1: off)")
     return p
 
 
@@ -22,13 +24,13 @@ def run(args) -> int:
     import torch
 
     from ganforge.config import ConfigError
-    from ganforge.sampling import generate, load_generator, save_each, save_grid
+    from ganforge.sampling import generate, load_generator, save_each, save_grid, truncate
 
     if args.n <= 0:
         raise ConfigError(f"--n must be a positive number of images, got {args.n}")
     G, cfg = load_generator(args.source, device=args.device)
     g = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(args.n, cfg.model.nz, generator=g).to(args.device)
+    z = truncate(torch.randn(args.n, cfg.model.nz, generator=g), args.truncation).to(args.device)
     labels = None
     if cfg.model.num_classes:
         if args.class_index is not None and not 0 <= args.class_index < cfg.model.num_classes:

@@ -33,10 +33,9 @@ def write_gif(frames: list[Image.Image], path: Path, frame_ms: int = 500, hold_l
     path.parent.mkdir(parents=True, exist_ok=True)
     durations = [frame_ms] * len(frames)
     durations[-1] = max(frame_ms, hold_last_ms)
-    # optimize=False: Pillow would otherwise merge identical consecutive frames, and one frame per epoch
-    # is the contract even when a model stops changing.
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                   optimize=False, disposal=1)
+    # Pillow merges identical consecutive frames into one; the timeline's captions keep its frames
+    # distinct, so it has one frame per epoch even when the model stops changing.
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, disposal=1)
     return path
 
 
