@@ -63,6 +63,7 @@ class DataConfig:
     persistent_workers: bool = True
     max_bad_fraction: float = 0.05  # stop before training if more of the files are broken than this
     on_gpu: bool = False  # hold a prepared dataset on the GPU whole
+    index_cache: str = "~/.cache/ganforge/index"  # where folder/zip name indexes are cached ("": no cache)
 
 
 @dataclass

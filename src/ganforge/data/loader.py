@@ -1,18 +1,39 @@
-"""Batches for training: a seeded order per epoch, decoding in workers, flips and scaling on the device."""
+"""Batches for training: a seeded order per epoch, decoding in workers, flips and scaling on the device.
+
+Two ways to fill a batch, chosen by the source:
+
+- files (folder, zip): a :class:`torch.utils.data.DataLoader` decodes them in worker processes (as many
+  as the cores available by default), with the configured prefetch factor and persistent workers, and
+  pinned memory when training on CUDA;
+- arrays (named sets in memory, prepared datasets memory-mapped or on the GPU): ``get_batch`` reads a
+  whole batch of rows at once, one batch ahead in a background thread.
+
+Either way the order depends only on ``(seed, epoch)``, broken files are replaced by the next good one
+(an epoch keeps its size) and listed by :meth:`BatchLoader.drain_errors`, and building an iterator never
+draws from the global torch RNG, so a resumed run sees exactly the batches the uninterrupted run would.
+"""
 from __future__ import annotations
 
 import os
+import random
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ganforge.config import Config
-from ganforge.data.sources import DataError, open_source
+from ganforge.data.errors import DataError
+from ganforge.data.sources import check_decodable, open_source
 
 
-class EpochSampler(Sampler[int]):
-    """A permutation that depends only on (seed, epoch), split across ranks, resumable mid-epoch."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """A permutation that depends only on (seed, epoch), split across ranks, resumable mid-epoch.
+
+    It yields ``(index, epoch)`` keys: the epoch travels with each key so that persistent workers (which
+    hold their own copy of the dataset) draw the right random crops.
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -23,11 +44,15 @@ class EpochSampler(Sampler[int]):
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
 
-    def __iter__(self):
+    def indices(self) -> torch.Tensor:
+        """This rank's image indices for the rest of the current epoch, in order."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g)[: self.batches * self.batch_size * self.world_size]
         mine = order[self.rank:: self.world_size]  # every rank gets its own share of every epoch
-        return iter(mine[self.start_batch * self.batch_size:].tolist())
+        return mine[self.start_batch * self.batch_size:]
+
+    def __iter__(self):
+        return iter([(i, self.epoch) for i in self.indices().tolist()])
 
     def __len__(self) -> int:
         return (self.batches - self.start_batch) * self.batch_size
@@ -47,32 +72,51 @@ def _collate(items):
     return images, labels, bad
 
 
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the DataLoader's own generator; numpy and random follow it.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 class BatchLoader:
     def __init__(self, dataset, cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1):
         self.dataset = dataset
         self.device = device
         self.batch_size = cfg.data.batch_size
         self.hflip = cfg.data.hflip
+        self.seed = cfg.train.seed
         self.sampler = EpochSampler(len(dataset), self.batch_size, cfg.train.seed, rank, world_size)
         self.batches_per_epoch = self.sampler.batches
         if self.batches_per_epoch == 0:
             raise DataError(f"the dataset has {len(dataset)} images, fewer than one batch of "
                             f"{self.batch_size} x {world_size} process(es): lower data.batch_size")
-        in_memory = not hasattr(dataset, "decode")
-        workers = 0 if in_memory else (default_workers() if cfg.data.num_workers < 0 else cfg.data.num_workers)
-        self.loader = DataLoader(
-            dataset, batch_size=self.batch_size, sampler=self.sampler, num_workers=workers,
-            collate_fn=_collate, pin_memory=device.type == "cuda", drop_last=True,
-            prefetch_factor=cfg.data.prefetch_factor if workers else None,
-            persistent_workers=False,
-            # Its own generator: starting an epoch's iterator draws a seed, and drawing it from the
-            # global RNG would shift a resumed run's latents by one draw (resume would not be exact).
-            generator=torch.Generator().manual_seed(cfg.train.seed + 104729 * (rank + 1)),
-        )
+        # Broken files found but not yet drained, keyed by index (names left out by the scan: by name).
+        self._errors: list[tuple[int | str, str, str]] = [(n, n, why) for n, why in getattr(dataset, "scan_errors", [])]
+        self._seen_bad: set[int] = set()
+        self._reported: set[int | str] = set()
+        for i, reason in check_decodable(dataset, cfg.data.max_bad_fraction):
+            self._seen_bad.add(i)
+            self._errors.append((i, dataset.name(i), reason))
+        self.from_arrays = hasattr(dataset, "get_batch")
+        if self.from_arrays:
+            if cfg.data.on_gpu:
+                dataset.to(device)
+            self.loader = None
+            self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-batches")
+        else:
+            workers = default_workers() if cfg.data.num_workers < 0 else cfg.data.num_workers
+            # The loader's own generator: creating an iterator never consumes the global RNG.
+            self.loader_generator = torch.Generator()
+            self.loader = DataLoader(
+                dataset, batch_size=self.batch_size, sampler=self.sampler, num_workers=workers,
+                collate_fn=_collate, pin_memory=device.type == "cuda", drop_last=True,
+                prefetch_factor=cfg.data.prefetch_factor if workers else None,
+                persistent_workers=bool(workers) and cfg.data.persistent_workers,
+                worker_init_fn=_seed_worker if workers else None, generator=self.loader_generator,
+            )
         # Flips are drawn from this generator on the device's side; its state is checkpointed.
         self.generator = torch.Generator().manual_seed(cfg.train.seed + 7919 * (rank + 1))
-        self._errors: list[tuple[str, str]] = []
-        self._seen_bad: set[int] = set()
 
     @property
     def num_images(self) -> int:
@@ -84,13 +128,27 @@ class BatchLoader:
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.set_epoch(epoch, start_batch)
-        if hasattr(self.dataset, "epoch"):
-            self.dataset.epoch = epoch
+        if self.from_arrays:
+            yield from self._array_batches()
+            return
+        self.loader_generator.manual_seed(self.seed * 1_000_003 + epoch)  # worker seeds depend on the epoch only
         for images, labels, bad in self.loader:
             for j in bad[bad >= 0].tolist():
                 if j not in self._seen_bad:
                     self._seen_bad.add(j)
-                    self._errors.append((self.dataset.name(j), "could not be decoded"))
+                    self._errors.append((j, self.dataset.name(j), "could not be decoded"))
+            yield self.to_device(images), labels.to(self.device, non_blocking=True)
+
+    def _array_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.sampler.indices()
+        chunks = order.split(self.batch_size)
+        pending = self._prefetch.submit(self.dataset.get_batch, chunks[0]) if chunks else None
+        for k in range(len(chunks)):
+            images, labels = pending.result()
+            if k + 1 < len(chunks):  # read the next batch while this one trains
+                pending = self._prefetch.submit(self.dataset.get_batch, chunks[k + 1])
+            if self.device.type == "cuda" and not images.is_cuda:
+                images = images.pin_memory()
             yield self.to_device(images), labels.to(self.device, non_blocking=True)
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
@@ -102,16 +160,32 @@ class BatchLoader:
         return x
 
     def drain_errors(self) -> list[tuple[str, str]]:
+        """Files found broken (or left out) since the last call, as ``(name, reason)`` pairs."""
         errors, self._errors = self._errors, []
-        return errors
+        self._reported.update(key for key, _, _ in errors)
+        return [(name, reason) for _, name, reason in errors]
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "seen_bad": sorted(self._seen_bad)}
+        return {"generator": self.generator.get_state(), "seen_bad": sorted(self._seen_bad),
+                "reported": [str(k) if isinstance(k, str) else int(k) for k in self._reported],
+                "pending": [[k, name, reason] for k, name, reason in self._errors]}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-        self._seen_bad = set(state.get("seen_bad", []))
+        # What the interrupted run already listed in data_errors.txt is not listed twice, and what it
+        # had found but not yet listed is listed now.
+        pending = [tuple(e) for e in state.get("pending", [])]
+        known = set(state.get("reported", [])) | {e[0] for e in pending}
+        self._errors = pending + [e for e in self._errors if e[0] not in known]
+        self._reported |= set(state.get("reported", []))
+        self._seen_bad |= set(state.get("seen_bad", []))
 
 
 def build_loader(cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1) -> BatchLoader:
-    return BatchLoader(open_source(cfg), cfg, device, rank, world_size)
+    dataset = open_source(cfg)
+    classes = list(getattr(dataset, "classes", []) or [])
+    if cfg.model.num_classes and cfg.data.labels and classes and len(classes) != cfg.model.num_classes:
+        raise DataError(f"model.num_classes={cfg.model.num_classes} but {cfg.data.source} has {len(classes)} "
+                        f"classes ({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}): "
+                        f"set model.num_classes={len(classes)}")
+    return BatchLoader(dataset, cfg, device, rank, world_size)

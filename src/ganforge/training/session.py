@@ -15,7 +15,7 @@ from ganforge.training.trainer import Trainer
 RESUME_MAY_CHANGE = {"train.epochs", "train.max_steps", "train.log_every", "train.sample_every",
                      "train.midsave_steps", "train.midsave_minutes", "train.keep_checkpoints",
                      "train.tensorboard", "train.report", "eval.every", "data.num_workers",
-                     "data.prefetch_factor", "data.persistent_workers"}
+                     "data.prefetch_factor", "data.persistent_workers", "data.index_cache"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -1,0 +1,198 @@
+"""Prepared datasets: every image decoded and resized once, stored as one memory-mapped uint8 array.
+
+``ganforge prepare SRC OUT --size 64`` writes into the folder OUT:
+
+- ``images.u8``: the images, raw uint8, shape (count, channels, size, size), C order;
+- ``labels.npy``: one int64 class index per image (all 0 without labels);
+- ``manifest.json``: format, source, size, channels, count, classes, the SHA-256 of ``images.u8``, the
+  files skipped as broken, and the decoding settings.  It is written last: a folder without it is an
+  interrupted preparation, never mistaken for a finished one.
+
+Training from OUT (``--data OUT``) reads batches straight from the memory map: no decoding, no worker
+processes.  A dataset larger than RAM streams, because the operating system pages the file in and out
+as batches touch it; the process itself only ever holds a batch.  With ``data.on_gpu=true`` on a CUDA
+device the whole array is copied to GPU memory once when it fits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.config import Config
+from ganforge.data.decode import BrokenImage
+from ganforge.data.errors import DataError
+
+FORMAT = "ganforge-prepared-1"
+MANIFEST = "manifest.json"
+IMAGES = "images.u8"
+LABELS = "labels.npy"
+
+
+def is_prepared(path: Path) -> bool:
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_manifest(path: Path) -> dict:
+    return json.loads((Path(path) / MANIFEST).read_text())
+
+
+class PreparedSource(torch.utils.data.Dataset):
+    """A prepared dataset, memory-mapped; ``get_batch`` reads a batch of rows in one go."""
+
+    def __init__(self, path: Path, cfg: Config):
+        self.path = Path(path)
+        self.location = str(self.path)
+        m = read_manifest(self.path)
+        self.manifest = m
+        size, channels, count = int(m["size"]), int(m["channels"]), int(m["count"])
+        if (size, channels) != (cfg.data.image_size, cfg.data.channels):
+            raise DataError(
+                f"{self.path} was prepared at {size}x{size} with {channels} channel(s), but the config asks for "
+                f"{cfg.data.image_size}x{cfg.data.image_size} with {cfg.data.channels}: set data.image_size={size} "
+                f"data.channels={channels}, or run ganforge prepare again with --size {cfg.data.image_size} "
+                f"--channels {cfg.data.channels}")
+        if cfg.data.crop == "random":
+            raise DataError(f"{self.path} holds centre-cropped images, so data.crop=random cannot be applied: "
+                            "set data.crop=center, or train from the original images for random crops")
+        expected = count * channels * size * size
+        actual = (self.path / IMAGES).stat().st_size if (self.path / IMAGES).is_file() else -1
+        if actual != expected:
+            raise DataError(f"{self.path / IMAGES} holds {actual} bytes but the manifest promises {expected} "
+                            f"({count} images); the dataset is damaged: run ganforge prepare again")
+        if cfg.data.labels and not m.get("classes"):
+            raise DataError(f"data.labels=true but {self.path} was prepared without labels: run ganforge prepare "
+                            "again with --labels")
+        n = min(count, cfg.data.limit) if cfg.data.limit else count
+        self.array = np.memmap(self.path / IMAGES, dtype=np.uint8, mode="r", shape=(count, channels, size, size))[:n]
+        self.labels_t = torch.from_numpy(np.load(self.path / LABELS)[:n].astype(np.int64))
+        self.classes = list(m.get("classes") or []) if cfg.data.labels else []
+        self.on_device: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.array.shape[0]
+
+    def name(self, i: int) -> str:
+        return f"{self.path.name}[{i}]"
+
+    def __getitem__(self, key):
+        i = key[0] if isinstance(key, tuple) else key
+        return torch.from_numpy(np.array(self.array[i])), int(self.labels_t[i]), -1
+
+    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.on_device is not None:
+            return self.on_device[indices.to(self.on_device.device)], self.labels_t[indices]
+        # Rows in file order (sequential reads when streaming from disk), then back in the sampler's order.
+        idx = indices.numpy()
+        order = np.argsort(idx, kind="stable")
+        rows = self.array[idx[order]]
+        out = np.empty_like(rows)
+        out[order] = rows
+        return torch.from_numpy(out), self.labels_t[indices]
+
+    def to(self, device: torch.device) -> "PreparedSource":
+        """Hold the whole dataset in ``device`` memory (data.on_gpu) when it fits with room to spare."""
+        if device.type != "cuda":
+            return self
+        free, _ = torch.cuda.mem_get_info(device)
+        if self.array.nbytes > free // 2:
+            print(f"ganforge: data.on_gpu: {self.array.nbytes / 2**30:.1f} GiB does not fit in half the free GPU "
+                  f"memory ({free / 2**30:.1f} GiB); streaming from {self.path} instead", flush=True)
+            return self
+        self.on_device = torch.from_numpy(np.ascontiguousarray(self.array)).to(device)
+        return self
+
+
+class _PrepareItems(torch.utils.data.Dataset):
+    """One source image per item, or the reason it is broken (prepare skips those, training substitutes)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        if not hasattr(self.ds, "decode"):
+            image, label, _ = self.ds[i]
+            return i, image, label, ""
+        try:
+            return i, self.ds.decode(i), self.ds.labels[i], ""
+        except BrokenImage as e:
+            return i, None, -1, str(e) or "could not be decoded"
+
+
+def prepare(cfg: Config, out: Path, workers: int = -1, progress: bool = True) -> dict:
+    """Decode ``cfg.data.source`` once at ``cfg.data.image_size`` into the prepared dataset ``out``."""
+    from tqdm import tqdm
+
+    from ganforge.data.loader import default_workers
+    from ganforge.data.sources import check_decodable, open_source
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} already exists and is not an empty folder; choose a new OUT folder "
+                        "(ganforge prepare never overwrites)")
+    ds = open_source(cfg)
+    if isinstance(ds, PreparedSource):
+        raise DataError(f"{cfg.data.source} is already a prepared dataset")
+    check_decodable(ds, cfg.data.max_bad_fraction)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = default_workers() if workers < 0 else workers
+    loader = torch.utils.data.DataLoader(_PrepareItems(ds), batch_size=64, num_workers=workers,
+                                         collate_fn=list, shuffle=False)
+    digest = hashlib.sha256()
+    labels, skipped = [], []
+    t0 = time.perf_counter()
+    with open(out / IMAGES, "wb") as f, tqdm(total=len(ds), unit="img", disable=not progress,
+                                            dynamic_ncols=True) as bar:
+        for batch in loader:
+            for i, image, label, reason in batch:
+                if image is None:
+                    skipped.append([ds.name(i), reason])
+                    continue
+                data = image.contiguous().numpy().tobytes()
+                f.write(data)
+                digest.update(data)
+                labels.append(label)
+            bar.update(len(batch))
+    if not labels:
+        raise DataError(f"no image in {cfg.data.source} could be decoded; nothing was prepared")
+    np.save(out / LABELS, np.asarray(labels, dtype=np.int64))
+    manifest = {
+        "format": FORMAT,
+        "source": cfg.data.source,
+        "size": cfg.data.image_size,
+        "channels": cfg.data.channels,
+        "count": len(labels),
+        "dtype": "uint8",
+        "layout": "NCHW",
+        "classes": list(getattr(ds, "classes", []) or []),
+        "checksum": "sha256:" + digest.hexdigest(),
+        "skipped": skipped,
+        "background": list(cfg.data.background),
+        "crop": "center",
+        "limit": cfg.data.limit,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(out / MANIFEST)
+    return manifest
+
+
+def verify(path: Path) -> bool:
+    """Whether ``images.u8`` still matches the checksum in the manifest (reads the whole file)."""
+    digest = hashlib.sha256()
+    with open(Path(path) / IMAGES, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest() == read_manifest(path)["checksum"]
