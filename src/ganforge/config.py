@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -385,7 +386,31 @@ def _positive(cfg: Config, *keys: str, allow_zero: bool = False) -> None:
             raise ConfigError(f"{k} must be {bound}, got {v}")
 
 
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _check_limits_and_devices(cfg: Config) -> None:
+    """Ranges the first checks leave out, the device's name, and settings that need a GPU."""
+    _positive(cfg, "data.prefetch_factor", "augment.ada_kimg", "eval.n")
+    _positive(cfg, "train.seed", "noise.anneal_steps", "ema.start_step", "guard.d_wins_steps",
+              "guard.max_recoveries", allow_zero=True)
+    if cfg.data.num_workers < -1:
+        raise ConfigError(f"data.num_workers must be -1 (one per core), 0 (none) or more, got {cfg.data.num_workers}")
+    for k in ("data.max_bad_fraction", "guard.lr_factor"):
+        if not 0.0 <= cfg.get(k) <= 1.0:
+            raise ConfigError(f"{k} must be between 0 and 1, got {cfg.get(k)}")
+    device = cfg.train.device
+    if not _DEVICE.match(device):
+        raise ConfigError(f"train.device={device!r} is not a device: use auto, cpu, cuda, cuda:N (a GPU's index) or mps")
+    if device in ("cpu", "mps"):
+        for key, what in (("train.cuda_graphs", "CUDA graphs"), ("data.on_gpu", "holding the data on the GPU")):
+            if cfg.get(key):
+                raise ConfigError(f"{key}=true ({what}) needs a CUDA device, but train.device={device}: "
+                                  f"set {key}=false, or train.device=auto or cuda")
+
+
 def validate(cfg: Config) -> None:
+    _check_limits_and_devices(cfg)
     _positive(cfg, "model.nz", "model.ngf", "model.ndf", "data.batch_size", "data.image_size",
               "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every",
               "loss.r1_every", "augment.ada_interval")

@@ -128,6 +128,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", which: 
 
     path = Path(path)
     if path.is_dir():
+        import ganforge.export  # noqa: F401  (registers the safetensors loader below)
         export_loader = _EXPORT_LOADERS.get("dir")
         if export_loader and (path / "generator.safetensors").is_file():
             return export_loader(path, device)

@@ -6,7 +6,7 @@ import sys
 from importlib import import_module
 
 #: Subcommand modules under ganforge.cli, in the order ``ganforge --help`` lists them.
-COMMANDS = ["train", "sample", "describe", "prepare"]
+COMMANDS = ["train", "sample", "describe", "prepare", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,4 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         return args._run(args) or 0
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a read-only place: one paragraph on what to do, no traceback
+        from ganforge.training.checkpoint import storage_error_message
+        message = storage_error_message(e)
+        if message is None:
+            raise
+        print(f"ganforge {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -55,6 +55,14 @@ def run(args) -> int:
         preset = args.preset or (None if args.config else "quickstart")
         cfg = C.load(preset=preset, file=args.config, overrides=overrides)
         run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format)
-    if log_format != "quiet":
+    if log_format != "quiet" and not _interrupted(run_dir):  # a stopped run has printed how to resume
         print(f"ganforge: done. Samples in {Path(run_dir) / 'samples'}, generator in {Path(run_dir) / 'generator.pt'}")
     return 0
+
+
+def _interrupted(run_dir) -> bool:
+    import json
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text()).get("status") == "interrupted"
+    except (OSError, ValueError):
+        return False

@@ -4,21 +4,50 @@ A checkpoint is a plain ``torch.save`` of tensors, numbers, strings and containe
 with ``torch.load(..., weights_only=True)``: a file that tries to run code on load is refused.  Every
 write goes to a temporary file that is flushed, fsynced and renamed into place, then recorded in
 ``checkpoints/manifest.json`` with its SHA-256; a kill at any moment leaves the previous checkpoint and
-manifest intact.
+manifest intact.  The order of a save is what makes that true:
+
+1. ``step_N.pt`` is written to ``.step_N.pt.tmp-PID``, fsynced, renamed (and the folder fsynced);
+2. the manifest that lists it is written the same way;
+3. only then are checkpoints older than the last K removed, the manifest first forgetting them.
+
+A failure to write (full disk, read-only file system, no permission) raises :class:`StorageError`,
+whose one-paragraph message says what happened, which checkpoint is still good, and what to do.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import re
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
 
 class CheckpointError(RuntimeError):
-    pass
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file that would import or run code when unpickled: refused, never loaded."""
+
+
+class StorageError(CheckpointError):
+    """A write into a run directory failed for a reason the user must fix (space, permissions)."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing files so that a crash never leaves half of one
+# ------------------------------------------------------------------------------------------------
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -34,17 +63,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``path`` holds either its old content or ``data``, whatever happens (a kill, a full disk)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temporary_name(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+            raise StorageError(storage_error_message(e, path), e.errno) from e
         raise
     _fsync_dir(path.parent)
 
@@ -61,21 +103,92 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# ------------------------------------------------------------------------------------------------
+# What to tell the user when the disk says no
+# ------------------------------------------------------------------------------------------------
+def find_run_dir(path: Path) -> Path | None:
+    """The run directory (the folder with ``config.yaml``) that ``path`` is in, if any."""
+    for folder in [Path(path), *Path(path).parents]:
+        if (folder / "config.yaml").is_file() and folder.is_dir():
+            return folder
+    return None
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"ganforge train --resume {shlex.quote(str(run_dir))}"
+
+
+def storage_error_message(e: OSError, path: Path | str | None = None) -> str | None:
+    """One paragraph for a failed write: what happened, what is still good, what to do.
+
+    ``None`` for errors that are not about the storage (those keep their own message).
+    """
+    if e.errno not in _STORAGE_ERRNOS:
+        return None
+    path = Path(path or e.filename or ".")
+    if _TEMPORARY.match(path.name):  # name the file being written, not its temporary twin
+        path = path.with_name(path.name[1:].rsplit(".tmp-", 1)[0])
+    run_dir = find_run_dir(path.parent)
+    where = run_dir or path.parent
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        what = (f"there is no space left to write {path} (the disk, your quota or the file-size limit is "
+                f"full: {os.strerror(e.errno)})")
+        fix = f"Free some space (df -h {shlex.quote(str(where))} shows how much is left; old runs can go)"
+    elif e.errno == errno.EROFS:
+        what = f"{path} cannot be written: {where} is on a read-only file system"
+        fix = "Remount it read-write, or copy the run directory to a writable place"
+    else:
+        what = f"{path} cannot be written: no permission ({os.strerror(e.errno)})"
+        fix = f"Give your user write access to {where} (chown/chmod), or copy the run directory to a writable place"
+    if run_dir is None:
+        return (f"{what}. Nothing was trained or saved. {fix}, or choose another place for run directories "
+                "with --runs-dir, then start again.")
+    found = CheckpointStore(run_dir / "checkpoints").latest_valid(warn=lambda *_: None)
+    kept = (f"the last good checkpoint, {found[0]} (step {found[1]['step']}), is untouched"
+            if found else "no checkpoint had been saved yet")
+    return (f"{what}. Training stopped; files already saved were not changed: {kept}. {fix}, then continue "
+            f"with: {resume_command(run_dir)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading without running code
+# ------------------------------------------------------------------------------------------------
+def _refusal_reason(msg: str) -> str | None:
+    """What a weights-only refusal was about, in plain words, or None if it was no refusal."""
+    m = re.search(r"unsupported GLOBAL ([\w.]+)", msg, re.IGNORECASE) or re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+    if m:
+        return f"it asks to import {m.group(1)} while loading, which would run code"
+    if "Weights only load failed" in msg or "weights_only" in msg.lower():
+        line = next((l.strip() for l in msg.splitlines() if "Unsupported" in l or "unsupported" in l), "")
+        return "it is a pickle that is not plain data" + (f" ({line[:120]})" if line else "")
+    return None
+
+
 def safe_load(path: Path, map_location: Any = "cpu") -> dict:
     """Load a checkpoint without executing code: anything but tensors and plain data is refused."""
+    path = Path(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
         msg = str(e)
-        if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
-            raise CheckpointError(
-                f"{path} is not a plain-data checkpoint: it asks to run or import code on load "
-                f"({msg.splitlines()[0][:200]}). ganforge refuses such files. If you trust it and it came "
-                "from an older tool, re-save its tensors with that tool, or use a safetensors export."
+        reason = _refusal_reason(msg)
+        if reason is not None:
+            raise UnsafeCheckpointError(
+                f"{path} was refused: {reason}. ganforge loads checkpoints with torch.load(weights_only=True) "
+                "and never runs code from a file. Nothing from it was loaded or executed. If it came from "
+                "someone else, do not open it with other tools either; to share a generator, use "
+                "'ganforge export RUN out/' (safetensors and JSON, no code)."
             ) from None
-        raise CheckpointError(f"{path} could not be read as a checkpoint: {msg.splitlines()[0][:300]}") from None
+        first = msg.strip().splitlines()[0][:300] if msg.strip() else type(e).__name__
+        raise CheckpointError(f"{path} could not be read as a checkpoint (it is truncated or damaged: {first}); "
+                              "use an earlier checkpoint of the run") from None
 
 
+# ------------------------------------------------------------------------------------------------
+# The checkpoints/ folder of a run
+# ------------------------------------------------------------------------------------------------
 class CheckpointStore:
     """The ``checkpoints/`` folder of a run: step checkpoints, the best one, and the manifest."""
 
@@ -83,36 +196,56 @@ class CheckpointStore:
         self.folder = Path(folder)
         self.keep = keep
         self.manifest_path = self.folder / "manifest.json"
+        self._cleaned = False
+
+    # -------------------------------------------------------------- the manifest
+    def _read_manifest(self) -> dict | None:
+        """The manifest, or None when it is missing or unreadable."""
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), list):
+            return None
+        data.setdefault("best", None)
+        return data
 
     def manifest(self) -> dict:
-        if not self.manifest_path.is_file():
-            return {"checkpoints": [], "best": None}
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return {"checkpoints": [], "best": None}
+        return self._read_manifest() or {"checkpoints": [], "best": None}
 
     def _write_manifest(self, manifest: dict) -> None:
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2))
 
+    # -------------------------------------------------------------- saving
     def save(self, state: dict, step: int, best: bool = False, metric: float | None = None) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
         name = f"step_{step:08d}.pt"
         path = self.folder / name
-        import io
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(path, buf.getvalue())
-        entry = {"file": name, "step": step, "epoch": state.get("epoch"), "sha256": sha256_file(path)}
+        data = buf.getvalue()
+        atomic_write_bytes(path, data)
+        entry = {"file": name, "step": step, "epoch": state.get("epoch"), "sha256": hashlib.sha256(data).hexdigest(),
+                 "bytes": len(data)}
         manifest = self.manifest()
         manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["file"] != name] + [entry]
         if best:
-            best_path = self.folder / "best.pt"
-            atomic_write_bytes(best_path, buf.getvalue())
+            atomic_write_bytes(self.folder / "best.pt", data)
             manifest["best"] = dict(entry, file="best.pt", metric=metric)
         self._write_manifest(manifest)
         self._prune(manifest)
         return path
+
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written files of a process that was killed mid-write (never of a live one)."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        for p in self.folder.iterdir():
+            m = _TEMPORARY.match(p.name)
+            if m and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
 
     def _prune(self, manifest: dict) -> None:
         if self.keep <= 0:
@@ -126,15 +259,58 @@ class CheckpointStore:
         for c in drop:
             (self.folder / c["file"]).unlink(missing_ok=True)
 
+    # -------------------------------------------------------------- finding a good one
     def verify(self, entry: dict) -> bool:
         path = self.folder / entry["file"]
         return path.is_file() and sha256_file(path) == entry["sha256"]
 
-    def latest_valid(self, warn=print) -> tuple[Path, dict] | None:
-        """The newest checkpoint whose checksum matches; broken ones are reported and skipped."""
-        for entry in reversed(self.manifest()["checkpoints"]):
+    def candidates(self, warn: Callable[[str], Any] = print) -> Iterator[tuple[Path, dict]]:
+        """Checkpoints worth loading, newest first: those passing their checksum; broken ones are reported.
+
+        Without a readable manifest (deleted, or written by hand), the ``step_*.pt`` files are offered by
+        step number, newest first, with a warning: they have no checksum to check, so loading them is the
+        test (a truncated file fails to load).
+        """
+        manifest = self._read_manifest()
+        if manifest is None:
+            files = sorted(self.folder.glob("step_*.pt"), reverse=True) if self.folder.is_dir() else []
+            if files:
+                warn(f"warning: {self.manifest_path} is missing or unreadable; trying the checkpoint files by "
+                     "step number, newest first, without checksums")
+            for p in files:
+                m = re.match(r"step_(\d+)\.pt$", p.name)
+                if m:
+                    yield p, {"file": p.name, "step": int(m.group(1)), "sha256": None}
+            return
+        for entry in reversed(manifest["checkpoints"]):
             if self.verify(entry):
-                return self.folder / entry["file"], entry
-            warn(f"warning: checkpoint {self.folder / entry['file']} is missing or fails its checksum; "
-                 "using the one before it")
+                yield self.folder / entry["file"], entry
+            else:
+                warn(f"warning: checkpoint {self.folder / entry['file']} is missing or fails its checksum; "
+                     "using the one before it")
+
+    def latest_valid(self, warn: Callable[[str], Any] = print) -> tuple[Path, dict] | None:
+        """The newest checkpoint whose checksum matches; broken ones are reported and skipped."""
+        for path, entry in self.candidates(warn):
+            if entry["sha256"] is None:  # no manifest: the file must at least load
+                try:
+                    safe_load(path)
+                except UnsafeCheckpointError:
+                    raise
+                except CheckpointError as e:
+                    warn(f"warning: {e}; using the one before it")
+                    continue
+            return path, entry
         return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

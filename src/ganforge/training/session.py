@@ -9,6 +9,7 @@ from ganforge.config import Config, ConfigError, apply_overrides, from_dict
 from ganforge.training.callbacks import default_callbacks
 from ganforge.training.checkpoint import CheckpointStore, atomic_write_text
 from ganforge.training.rundir import new_run_dir
+from ganforge.training.signals import fit_until_stopped
 from ganforge.training.trainer import Trainer
 
 #: Keys a resume may change without --force: they say how long or how often, not what is trained.
@@ -51,7 +52,7 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
     if log_format != "quiet":
         print(f"ganforge: training {cfg.preset} ({cfg.model.name}, {cfg.data.image_size}px, "
               f"{cfg.data.channels} channel(s)) on {cfg.data.source} -> {run_dir}", flush=True)
-    return trainer.fit()
+    return fit_until_stopped(trainer)  # SIGINT/SIGTERM: save, print the resume command, exit 0
 
 
 def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None = None, force: bool = False,
@@ -76,4 +77,4 @@ def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None =
     trainer.resume_from(checkpoint)
     if log_format != "quiet":
         print(f"ganforge: resuming {run_dir} from {checkpoint.name}", flush=True)
-    return trainer.fit()
+    return fit_until_stopped(trainer)  # SIGINT/SIGTERM: save, print the resume command, exit 0

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ganforge import nets
 from ganforge.config import Config, from_dict
 from ganforge.data import build_loader
+from ganforge.data.channel_check import check_channels
 from ganforge.sampling import generate, save_grid
 from ganforge.training.checkpoint import CheckpointError, CheckpointStore, atomic_write_text, safe_load
 from ganforge.training.ema import GeneratorEMA
@@ -30,6 +31,7 @@ from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
 from ganforge.training.rundir import new_run_dir
 from ganforge.training.schedules import build_lr_schedules
+from ganforge.training.signals import StopSignals
 from ganforge.training.step import GANStep
 from ganforge.training.strategies import build_d_input, build_penalties, build_targets
 
@@ -106,6 +108,7 @@ class Trainer:
         self.guard = DivergenceGuard(cfg.guard)
         self.rolled_back = False  # set when the guard restored a checkpoint mid-epoch
         self.stop_reason: str | None = None  # set when the guard gave up
+        self.stop = StopSignals()  # SIGINT/SIGTERM set it while signals.fit_until_stopped runs
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         self.fixed_noise = torch.randn(cfg.train.n_fixed_noise, cfg.model.nz, generator=g).to(self.device)
         self.fixed_labels = (torch.arange(cfg.train.n_fixed_noise) % cfg.model.num_classes).to(self.device) \
@@ -241,6 +244,7 @@ class Trainer:
     def fit(self) -> Path:
         cfg = self.cfg
         self.loader = build_loader(cfg, self.device, self.rank, self.world_size)
+        check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         if getattr(self, "_resume_state", None) is not None:
             self.load_state_dict(self._resume_state)
             self._resume_state = None
@@ -256,7 +260,7 @@ class Trainer:
         t_log, images_since = time.perf_counter(), 0
         t_save = time.monotonic()
         status = "finished"
-        while self.progress.step < total_steps:
+        while self.progress.step < total_steps and not self.stop.requested:
             epoch = self.progress.epoch
             t0 = time.perf_counter()
             for group in self._groups(epoch, self.progress.batch):
@@ -288,7 +292,7 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.save_checkpoint()
                     t_save = time.monotonic()
-                if self.progress.step >= total_steps:
+                if self.progress.step >= total_steps or self.stop.requested:  # a stop signal: save below
                     break
             self.progress.elapsed += time.perf_counter() - t0
             if self.rolled_back:  # the guard restored the last good state: go on from there, or stop
@@ -312,6 +316,8 @@ class Trainer:
                 self.write_samples(f"step_{self.progress.step:08d}")
                 self.save_checkpoint()
         bar.close()
+        if self.stop.requested and status == "finished":
+            status = "interrupted"
         if self.is_main:
             self.save_final_generator()
         self.write_summary(status)

@@ -1,0 +1,90 @@
+"""A trained generator for sharing: ``generator.safetensors`` plus ``config.json``, nothing executable.
+
+Checkpoints (``.pt``) are pickles; ganforge loads them with ``weights_only=True``, but other tools may
+not, so a file meant to travel is better in a format that cannot carry code at all.  An export folder:
+
+- ``generator.safetensors``: the generator's tensors (the EMA copy when the run kept one),
+- ``config.json``: the run's full config, the architecture it describes, and the SHA-256 of the weights.
+
+``ganforge sample out/`` (and :func:`ganforge.sampling.load_generator`) accept such a folder: the
+config is plain JSON, validated like any config, and the tensors are checked against the architecture
+before they are loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from ganforge import sampling
+from ganforge.config import ConfigError, from_dict
+from ganforge.training.checkpoint import CheckpointError, atomic_write_bytes, atomic_write_text
+
+FORMAT = "ganforge-export-1"
+WEIGHTS = "generator.safetensors"
+CONFIG = "config.json"
+
+
+def export_generator(source: str | Path, out: str | Path, which: str = "auto", overwrite: bool = False) -> Path:
+    """Write the generator of ``source`` (a run directory or a checkpoint/generator file) to ``out``."""
+    from safetensors.torch import save
+
+    from ganforge import nets
+
+    out = Path(out)
+    if (out / WEIGHTS).exists() and not overwrite:
+        raise ConfigError(f"{out} already holds an export ({WEIGHTS}); choose another folder or pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; give a folder to export into")
+    G, cfg = sampling.load_generator(source, device="cpu", which=which)
+    # Contiguous copies that share no memory: safetensors stores each tensor once, by value.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in G.state_dict().items()}
+    data = save(tensors, metadata={"format": FORMAT})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / WEIGHTS, data)
+    meta = {"format": FORMAT, "architecture": nets.architecture_id(cfg), "sha256": hashlib.sha256(data).hexdigest(),
+            "source": str(source), "config": cfg.to_dict()}
+    atomic_write_text(out / CONFIG, json.dumps(meta, indent=2))
+    return out
+
+
+def load_export(folder: str | Path, device: str | torch.device = "cpu"):
+    """The generator (on ``device``) and config of an export folder; no code is run from either file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from ganforge import nets
+
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / CONFIG).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder} has {WEIGHTS} but no {CONFIG}: copy both files of the export") from None
+    except ValueError as e:
+        raise CheckpointError(f"{folder / CONFIG} is not valid JSON ({e}); export the run again") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "config" not in meta:
+        raise CheckpointError(f"{folder / CONFIG} is not a ganforge export config (format {FORMAT})")
+    cfg = from_dict(meta["config"])
+    data = (folder / WEIGHTS).read_bytes()
+    if meta.get("sha256") and hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise CheckpointError(f"{folder / WEIGHTS} does not match the checksum in {CONFIG}: the file is damaged "
+                              "or was changed; copy or export it again")
+    try:
+        tensors = load(data)
+    except SafetensorError as e:
+        raise CheckpointError(f"{folder / WEIGHTS} is not a readable safetensors file ({e})") from None
+    G, _ = nets.build(cfg)
+    expected = G.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{folder / WEIGHTS} does not fit the generator that {CONFIG} describes ({nets.architecture_id(cfg)}): "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}")
+    G.load_state_dict(tensors)
+    return G.to(device), cfg
+
+
+sampling._EXPORT_LOADERS["dir"] = load_export

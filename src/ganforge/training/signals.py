@@ -1,0 +1,90 @@
+"""Stopping on SIGINT / SIGTERM without losing work: finish the step, save, say how to resume, exit 0.
+
+A cluster scheduler sends SIGTERM some seconds before it preempts a job (Slurm, Kubernetes), and Ctrl-C
+sends SIGINT.  Either one only sets a flag: the training loop checks it after every step
+(:attr:`StopSignals.requested`), saves a checkpoint where it is and returns normally, so the process
+exits with status 0 and the scheduler sees a clean stop.  A second signal means "now": the process
+exits at once with status 128 + signal number, as a shell reports a killed command.  Even then nothing
+is lost but the work since the last save, because every checkpoint write is atomic.
+
+Data-loader worker processes are forked from the trainer and inherit these handlers; they ignore the
+signals, and the trainer shuts them down as it stops.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """The "please stop" flag of a training run, set by SIGINT or SIGTERM while installed.
+
+    Use as a context manager around the loop; outside one (or off the main thread, where Python cannot
+    install handlers) it is a flag nobody sets.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+        self._owner_pid = os.getpid()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def _handle(self, signum: int, frame) -> None:
+        if os.getpid() != self._owner_pid:
+            return  # a forked data-loader worker: the trainer decides when to stop
+        if self.signum is None:
+            self.signum = signum
+            print(f"\nganforge: {signal.Signals(signum).name} received: finishing this step, then saving a "
+                  "checkpoint (send it again to stop at once, losing the work since the last save)",
+                  file=sys.stderr, flush=True)
+            return
+        print(f"\nganforge: second signal ({signal.Signals(signum).name}): stopping at once", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in HANDLED:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+
+def stopped_message(run_dir: Path, signame: str, step: int, checkpoint: str | None) -> str:
+    from ganforge.training.checkpoint import resume_command
+
+    saved = f"saved {Path(run_dir) / checkpoint}" if checkpoint else "nothing to save yet"
+    return (f"ganforge: stopped by {signame} at step {step}; {saved}.\n"
+            f"Resume with:\n  {resume_command(run_dir)}")
+
+
+def fit_until_stopped(trainer) -> Path:
+    """``trainer.fit()`` with SIGINT/SIGTERM turned into a clean stop; prints the resume command."""
+    import json
+
+    with StopSignals() as stop:
+        trainer.stop = stop
+        run_dir = trainer.fit()
+    if stop.requested and trainer.is_main:
+        try:
+            summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        except (OSError, ValueError):
+            summary = {"status": "interrupted"}
+        if summary.get("status") == "interrupted":  # not when the signal came after the last step
+            print(stopped_message(run_dir, stop.name, trainer.progress.step, summary.get("last_checkpoint")), flush=True)
+    return run_dir

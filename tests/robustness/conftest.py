@@ -1,0 +1,120 @@
+"""Shared pieces of the fault-injection tests: real images, one finished reference run, the CLI as a process.
+
+The reference run (2 epochs of the tiny DCGAN, deterministic, 8 steps) is trained once per session and
+copied by the tests that damage a run.  Runs are trained single-threaded, in this process and in the
+``python -m ganforge`` subprocesses alike, so that their weights can be compared bit for bit.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ganforge
+from conftest import write_images  # tests/conftest.py: the shared real-image helpers
+from ganforge import config as C
+
+#: The tiny DCGAN of tests/conftest.py, deterministic; as KEY=VALUE arguments for the command line too.
+TINY = ["data.channels=3", "data.batch_size=16", "data.num_workers=0", "model.ngf=8", "model.ndf=8", "model.nz=16",
+        "train.n_fixed_noise=16", "train.log_every=2", "train.tensorboard=false", "train.report=false",
+        "train.device=cpu", "data.limit=0", "train.deterministic=true", "train.epochs=2"]
+STEPS = 8  # 64 images / batch 16 = 4 steps per epoch, 2 epochs
+
+
+def tiny_args(images: Path, *extra: str) -> list[str]:
+    return [f"data.source={images}", *TINY, *extra]
+
+
+def tiny_cfg(images: Path, *extra: str) -> C.Config:
+    return C.load(preset="quickstart", overrides=tiny_args(images, *extra))
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Train as the subprocesses do (OMP_NUM_THREADS=1): same reductions, same bits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cli_env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    src = str(Path(ganforge.__file__).parent.parent)  # the ganforge under test, even without an install
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def ganforge_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ganforge", *args]
+
+
+def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """``python -m ganforge ARGS`` in a real process; returns its exit status and output."""
+    return subprocess.run(ganforge_cmd(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(), **kw)
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint that training changes: G, D and both optimisers' states."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    out = {}
+    for part in ("G", "D"):
+        out.update({f"{part}.{k}": v for k, v in state[part].items()})
+    for part in ("opt_g", "opt_d"):
+        for idx, s in state[part]["state"].items():
+            out.update({f"{part}.{idx}.{k}": v for k, v in s.items() if torch.is_tensor(v)})
+    return out
+
+
+def assert_bitwise_equal(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not different, f"{len(different)} tensors differ between {a} and {b}, e.g. {different[:3]}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def manifest(run: Path) -> dict:
+    return json.loads((run / "checkpoints" / "manifest.json").read_text())
+
+
+def temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in Path(folder).iterdir() if ".tmp-" in p.name)
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory, fashion_images) -> Path:
+    """64 real RGB images (PNG and JPEG) from Fashion-MNIST."""
+    folder = tmp_path_factory.mktemp("robust-images") / "images"
+    write_images(folder, fashion_images, 64)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, images) -> Path:
+    """A finished, uninterrupted 8-step run: checkpoints at steps 4 and 8."""
+    with one_thread():
+        return ganforge.train(tiny_cfg(images), runs_dir=tmp_path_factory.mktemp("reference"), log_format="quiet")
+
+
+@pytest.fixture
+def damaged_copy(tmp_path, reference_run):
+    """A copy of the reference run for a test to break."""
+    def make(name: str = "run") -> Path:
+        dest = tmp_path / name
+        shutil.copytree(reference_run, dest)
+        return dest
+    return make
