@@ -1,0 +1,81 @@
+"""Evaluation during training: every ``eval.every`` steps, score the generator, log it, keep the best.
+
+The scores join the losses on that step's line of ``metrics.jsonl`` (and so TensorBoard and the report):
+``{"step", ..., "loss_d", ..., "fid_effnet_lite0", ..., "eval_seconds"}``.  When the metric named by
+``eval.best`` improves, the full training state is saved as a checkpoint and as ``checkpoints/best.pt``
+(beside the latest ones, never pruned), and ``summary.json`` names it with its score and step.
+
+The generator evaluated is the one samples come from (the EMA copy when the run keeps one), with the
+same latents (seed ``EVAL_SEED``) at every evaluation, so scores across steps compare like with like.
+Evaluation draws no numbers from the training RNGs: a run trains the same with it on or off.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from ganforge.config import Config
+from ganforge.metrics.evaluate import BEST_CHOICES, best_key, check_eval_config, check_metrics
+
+
+class EvalCallback:
+    def __init__(self, cfg: Config):
+        check_eval_config(cfg)
+        e = cfg.eval
+        self.every, self.n, self.features = e.every, e.n, e.features
+        self.metrics = check_metrics(e.metrics)
+        self.inception_weights = e.inception_weights
+        self.best_key, self.higher_is_better = best_key(e.best, e.features)
+        self.best_value: float | None = None
+
+    def on_start(self, trainer) -> None:
+        if not trainer.is_main:
+            return
+        # A resumed run continues the comparison with the best score it already has.
+        best = trainer.checkpoints.manifest().get("best") or {}
+        if best.get("metric") is not None:
+            self.best_value = float(best["metric"])
+
+    def on_step(self, trainer, step: int) -> None:
+        if trainer.is_main and step % self.every == 0:
+            self.evaluate(trainer)
+
+    def _better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.higher_is_better else value < self.best_value
+
+    @staticmethod
+    def _real_dataset(trainer):
+        """The trainer's own dataset, when it decodes images as evaluation wants them (no random crops)."""
+        if trainer.cfg.data.crop != "center":
+            return None
+        return getattr(trainer.loader, "dataset", None)
+
+    def evaluate(self, trainer) -> dict:
+        from ganforge.metrics.evaluate import evaluate
+        step = trainer.progress.step
+        t0 = time.perf_counter()
+        report = evaluate(trainer.sampling_generator(), trainer.cfg, metrics=self.metrics, features=self.features,
+                          n=self.n, cfg=trainer.cfg, device=trainer.device, inception_weights=self.inception_weights,
+                          dataset=self._real_dataset(trainer))
+        scores = {k: round(v, 6) for k, v in report.items() if k not in ("n_generated", "n_real")}
+        # Logged on this step's metrics line, with the losses (the trainer writes it right after on_step).
+        trainer.log_extra.update(scores, eval_seconds=round(time.perf_counter() - t0, 2))
+        extra = getattr(trainer, "summary_extra", None)
+        if extra is None:
+            trainer.summary_extra = extra = {}
+        extra["eval"] = dict(scores, step=step, features=self.features, n=report["n_generated"])
+        value = report[self.best_key]
+        if self._better(value):
+            self.best_value = value
+            trainer.checkpoints.save(trainer.state_dict(), step, best=True, metric=value)
+            extra.update({"best_checkpoint": "checkpoints/best.pt", "best_metric": self.best_key,
+                          "best_value": value, "best_step": step,
+                          "best_rule": "higher is better" if self.higher_is_better else "lower is better"})
+        return report
+
+
+__all__ = ["EvalCallback", "BEST_CHOICES"]

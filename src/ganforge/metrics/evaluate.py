@@ -1,0 +1,197 @@
+"""Evaluating a generator (or a set of images) against real data: features, then scores.
+
+Report keys name the feature extractor: ``fid_inception`` and ``fid_effnet_lite0`` are different
+numbers and never share a name.  For each metric asked for:
+
+- ``fid``: ``fid_<f>``
+- ``kid``: ``kid_<f>`` (mean over subsets) and ``kid_std_<f>``
+- ``is``:  ``is_<f>`` and ``is_std_<f>`` (generated images only)
+- ``pr``:  ``precision_<f>``, ``recall_<f>``, ``density_<f>``, ``coverage_<f>``
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ganforge.config import Config, ConfigError
+from ganforge.metrics import scores
+from ganforge.metrics.features import build_extractor, check_features, report_suffix
+
+METRICS = ("fid", "kid", "is", "pr")
+#: Names ``eval.best`` accepts -> (the metric that computes it, whether higher is better).
+BEST_CHOICES = {"fid": ("fid", False), "kid": ("kid", False), "is": ("is", True), "precision": ("pr", True),
+                "recall": ("pr", True), "density": ("pr", True), "coverage": ("pr", True)}
+#: Seed of the latents every evaluation of a generator uses, unless told otherwise.
+EVAL_SEED = 0
+
+
+def check_metrics(metrics: Iterable[str] | str) -> list[str]:
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",") if m.strip()]
+    out = [m.strip().lower() for m in metrics]
+    for m in out:
+        if m not in METRICS:
+            raise ConfigError(f"unknown metric '{m}' (eval.metrics / --metrics); choose from: {', '.join(METRICS)}")
+    if not out:
+        raise ConfigError(f"no metrics asked for; choose from: {', '.join(METRICS)}")
+    return list(dict.fromkeys(out))
+
+
+def best_key(best: str, features: str) -> tuple[str, bool]:
+    """The report key that ``eval.best`` names, and whether higher is better."""
+    if best not in BEST_CHOICES:
+        raise ConfigError(f"eval.best '{best}' is not a metric that can pick a checkpoint; choose from: "
+                          f"{', '.join(BEST_CHOICES)}")
+    return f"{best}_{report_suffix(features)}", BEST_CHOICES[best][1]
+
+
+def check_eval_config(cfg: Config) -> None:
+    """eval.* settings that cannot work, before any training or evaluation starts."""
+    e = cfg.eval
+    check_features(e.features)
+    metrics = check_metrics(e.metrics)
+    best_key(e.best, e.features)
+    if BEST_CHOICES[e.best][0] not in metrics:
+        raise ConfigError(f"eval.best={e.best} picks the best checkpoint, but eval.metrics ({','.join(metrics)}) "
+                          f"does not compute it: add {BEST_CHOICES[e.best][0]} to eval.metrics")
+    if e.n < 2:
+        raise ConfigError(f"eval.n must be at least 2 generated images, got {e.n}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Images and features
+# --------------------------------------------------------------------------------------------------
+def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Images as a PNG would hold them: uint8, 3 channels (gray repeated).  Floats are taken in [-1, 1]."""
+    if images.dtype != torch.uint8:
+        # Exactly what saving a PNG does (save_image: x * 255 + 0.5, clamped, truncated).
+        images = (images.float().clamp(-1, 1).add(1).mul(127.5).add(0.5)).clamp(0, 255).to(torch.uint8)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[1] != 3:
+        raise ConfigError(f"images must have 1 or 3 channels, got shape {tuple(images.shape)}")
+    return images
+
+
+def extract_features(extractor: nn.Module, batches: Iterable[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    feats, logits = [], []
+    for batch in batches:
+        f, lo = extractor(to_uint8_rgb(batch))
+        feats.append(f.cpu().double().numpy())
+        logits.append(lo.cpu().double().numpy())
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+def generated_batches(G: nn.Module, nz: int, n: int, batch_size: int, num_classes: int = 0, seed: int = EVAL_SEED,
+                      device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
+    """``n`` images from G for latents drawn with ``seed``: the same images every time.
+
+    Batches are the training batch size, so BatchNorm generators see batch statistics like those they
+    learned with (``ganforge.sampling.generate``'s default, which leaves the model untouched).
+    """
+    from ganforge.sampling import generate
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, nz, generator=g)
+    labels = torch.randint(0, num_classes, (n,), generator=g) if num_classes else None
+    for i in range(0, n, batch_size):
+        y = None if labels is None else labels[i:i + batch_size].to(device)
+        yield generate(G, z[i:i + batch_size].to(device), y, chunk=batch_size)
+
+
+def score_features(fake_features: np.ndarray, fake_logits: np.ndarray | None, real_features: np.ndarray | None,
+                   metrics: Iterable[str], features: str) -> dict[str, float]:
+    """Every asked-for metric from features already extracted."""
+    suffix = report_suffix(features)
+    out: dict[str, float] = {}
+    for metric in check_metrics(list(metrics)):
+        if metric == "fid":
+            out[f"fid_{suffix}"] = scores.fid_from_features(fake_features, real_features)
+        elif metric == "kid":
+            out[f"kid_{suffix}"], out[f"kid_std_{suffix}"] = scores.kernel_distance(fake_features, real_features)
+        elif metric == "is":
+            out[f"is_{suffix}"], out[f"is_std_{suffix}"] = scores.inception_score(fake_logits)
+        elif metric == "pr":
+            out[f"precision_{suffix}"], out[f"recall_{suffix}"] = scores.precision_recall(fake_features, real_features)
+            out[f"density_{suffix}"], out[f"coverage_{suffix}"] = scores.density_coverage(fake_features, real_features)
+    return {k: float(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# The one call
+# --------------------------------------------------------------------------------------------------
+def _config_for(real, fake_shape: tuple[int, ...] | None, cfg: Config | None) -> Config:
+    """The data settings real images are read with: ``cfg``'s, with ``real`` as the source."""
+    from ganforge import config as C
+    if isinstance(real, Config):
+        return real
+    if cfg is None:
+        if fake_shape is None:
+            raise ConfigError("evaluate(): pass cfg= to say the image size and channels of the real data")
+        cfg = C.load(preset="quickstart", overrides=[f"data.image_size={fake_shape[-1]}",
+                                                      f"data.channels={1 if fake_shape[1] == 1 else 3}"])
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(real)))
+
+
+def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str = "effnet-lite0", n: int = 1000, *,
+             cfg: Config | None = None, seed: int = EVAL_SEED, device: str | torch.device = "cpu",
+             inception_weights: str = "", batch_size: int = 50, use_cache: bool = True,
+             dataset=None) -> dict[str, float]:
+    """Scores of generated images against real ones.
+
+    ``fake``: a generator (``G(z, y)``), a run directory or checkpoint/generator file (its EMA weights
+    when it has them), or a tensor of images (N, C, H, W), floats in [-1, 1] or uint8.
+    ``real``: a data source (folder, zip, named dataset) read with ``cfg``'s data settings (by default the
+    generated images' size and channels), a :class:`Config`, or a tensor of images.
+    ``n``: generated images (the first ``n`` of a tensor); as many real ones are used, or all when fewer.
+    A generator is sampled with latents from ``seed``, so the same generator always gets the same score.
+
+    ``dataset``: the real source already opened with those settings (the trainer's), to skip reopening it.
+
+    Returns the report keys of :mod:`ganforge.metrics.evaluate` plus ``n_generated`` and ``n_real``.
+    """
+    metrics = check_metrics(metrics)
+    check_features(features)
+    if n < 2:
+        raise ConfigError(f"evaluating needs at least 2 generated images, got n={n}")
+    if isinstance(fake, (str, Path)):
+        from ganforge.sampling import load_generator
+        fake, loaded_cfg = load_generator(fake, device=device)
+        cfg = cfg or loaded_cfg
+    extractor = build_extractor(features, device, inception_weights)
+
+    if isinstance(fake, nn.Module):
+        nz = cfg.model.nz if cfg is not None else getattr(fake, "nz", None)
+        if nz is None:
+            raise ConfigError("evaluate(): pass cfg= (the run's config) to say the generator's latent size")
+        num_classes = cfg.model.num_classes if cfg is not None else 0
+        bs = cfg.data.batch_size if cfg is not None else batch_size
+        fake_shape = None
+        fake_features, fake_logits = extract_features(
+            extractor, generated_batches(fake, nz, n, bs, num_classes, seed, device))
+    elif isinstance(fake, torch.Tensor):
+        images = fake[:n]
+        fake_shape = tuple(images.shape)
+        fake_features, fake_logits = extract_features(extractor, images.split(batch_size))
+    else:
+        raise ConfigError(f"evaluate(): cannot evaluate a {type(fake).__name__}; give a generator, a run or "
+                          "checkpoint path, or a tensor of images")
+
+    real_features = None
+    if any(m != "is" for m in metrics):
+        if isinstance(real, torch.Tensor):
+            real_features, _ = extract_features(extractor, real[:n].split(batch_size))
+        else:
+            from ganforge.metrics.stats_cache import real_features as cached_real_features
+            real_cfg = _config_for(real, fake_shape, cfg)
+            real_features = cached_real_features(real_cfg, extractor, n, batch_size, dataset=dataset,
+                                                 use_cache=use_cache)
+    out = score_features(fake_features, fake_logits, real_features, metrics, features)
+    out["n_generated"] = int(fake_features.shape[0])
+    out["n_real"] = int(real_features.shape[0]) if real_features is not None else 0
+    return out
+

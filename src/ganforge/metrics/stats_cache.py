@@ -1,0 +1,109 @@
+"""Real-data features, computed once per (dataset, resolution, extractor) and cached on disk.
+
+The cache lives in ``$GANFORGE_CACHE/stats/`` (default ``~/.cache/ganforge/stats/``); a file is named
+after the dataset, resolution, channels, extractor and sample count, and keyed by a hash that also
+covers the files' names, sizes and modification times, so editing the dataset invalidates it.  Files
+are written atomically and read with ``allow_pickle=False``.  The features themselves are kept (not only
+their mean and covariance) because KID and precision/recall need them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.config import Config
+from ganforge.training.checkpoint import atomic_write_bytes
+
+#: Real images are drawn with this seed, so every evaluation of a dataset uses the same ones.
+REAL_SUBSET_SEED = 0
+
+
+def cache_dir() -> Path:
+    return Path(os.path.expanduser(os.environ.get("GANFORGE_CACHE") or "~/.cache/ganforge")) / "stats"
+
+
+def eval_data_config(cfg: Config) -> Config:
+    """The data settings real images are read with for evaluation: the run's, but centre-cropped."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, crop="center", hflip=0.0))
+
+
+def _source_fingerprint(source: str) -> dict:
+    """What identifies a dataset's content cheaply: file names, sizes and times, or a named set's name."""
+    from ganforge.data.sources import NAMED
+    if source in NAMED:
+        return {"named": source}
+    path = Path(os.path.expanduser(source))
+    if not path.exists() and ":" in source:  # zip:inner/dir and similar specs: the file before the colon
+        path = Path(os.path.expanduser(source.split(":", 1)[0]))
+    if path.is_file():
+        st = path.stat()
+        return {"file": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "spec": source}
+    if path.is_dir():
+        h = hashlib.sha256()
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            for f in sorted(filenames):
+                st = os.stat(os.path.join(dirpath, f))
+                h.update(f"{os.path.relpath(os.path.join(dirpath, f), path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return {"dir": str(path.resolve()), "listing": h.hexdigest()}
+    return {"spec": source}
+
+
+def cache_key(cfg: Config, extractor, n: int) -> tuple[str, dict]:
+    d = cfg.data
+    identity = {"source": _source_fingerprint(d.source), "image_size": d.image_size, "channels": d.channels,
+                "background": list(d.background), "limit": d.limit, "extractor": extractor.name,
+                "weights": getattr(extractor, "weights_id", ""), "n": n, "subset_seed": REAL_SUBSET_SEED,
+                "format": 1}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(d.source.rstrip("/")).name or "data")[:40]
+    name = f"{slug}-{d.image_size}px-{d.channels}c-{extractor.name}-n{n}-{digest}.npz"
+    return name, identity
+
+
+def _load(path: Path) -> np.ndarray | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["features"]
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache file is recomputed, not trusted
+
+
+def real_features(cfg: Config, extractor, n: int, batch_size: int = 50, dataset=None,
+                  use_cache: bool = True) -> np.ndarray:
+    """Features of ``n`` real images of ``cfg.data`` (all of them when fewer), cached on disk under the
+    requested ``n``, so a cache hit reads no image at all."""
+    from ganforge.metrics.evaluate import extract_features
+    cfg = eval_data_config(cfg)
+    name, identity = cache_key(cfg, extractor, n)
+    path = cache_dir() / name
+    if use_cache and path.is_file():
+        cached = _load(path)
+        if cached is not None:
+            return cached
+    if dataset is None:
+        from ganforge.data import open_source
+        dataset = open_source(cfg)
+    n = min(n, len(dataset))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
+    indices = order[:n].sort().values.tolist()
+
+    def batches():
+        for i in range(0, n, batch_size):
+            yield torch.stack([dataset[j][0] for j in indices[i:i + batch_size]])
+
+    features, _ = extract_features(extractor, batches())
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, features=features.astype(np.float32), identity=np.array(json.dumps(identity)))
+        atomic_write_bytes(path, buf.getvalue())
+    return features
