@@ -1,7 +1,8 @@
 """What a run does besides training, as callbacks of the loop (see Trainer.fit).
 
-A callback is any object with some of ``on_start(trainer)``, ``on_log(trainer, record)``,
-``on_epoch_end(trainer, epoch)`` and ``on_end(trainer)``.
+A callback is any object with some of ``on_start(trainer)``, ``on_step(trainer, step)`` (after every
+generator step; keys it puts in ``trainer.log_extra`` join that step's metrics line), ``on_log(trainer,
+record)``, ``on_epoch_end(trainer, epoch)`` and ``on_end(trainer)``.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from ganforge.config import Config
 
 def default_callbacks(cfg: Config, trainer) -> list:
     callbacks: list = []
+    if cfg.eval.every > 0:  # scores every eval.every steps and keeps the best checkpoint
+        from ganforge.metrics.callback import EvalCallback
+        callbacks.append(EvalCallback(cfg))
     if cfg.train.report:  # first: its on_start writes real_samples.png, which TensorBoard logs too
         from ganforge.reporting.callbacks import ReportCallback
         callbacks.append(ReportCallback(trainer.run_dir))

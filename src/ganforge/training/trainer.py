@@ -118,6 +118,7 @@ class Trainer:
         self.loader = None  # built in fit(): reading data comes after every config check
         self.is_main = self.rank == 0
         self.summary_extra: dict = {}  # callbacks add to summary.json here
+        self.log_extra: dict = {}  # on_step callbacks add keys to this step's metrics line here (evaluation)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -277,9 +278,16 @@ class Trainer:
                     pending, t_log, images_since = [], time.perf_counter(), 0
                     bar.n = self.progress.step
                     break
-                if self.progress.step % cfg.train.log_every == 0 or self.progress.step == total_steps:
+                hooks_start = time.perf_counter()
+                for cb in self.callbacks:  # per-step work such as evaluation; it may fill self.log_extra
+                    getattr(cb, "on_step", lambda *a: None)(self, self.progress.step)
+                hooks_time = time.perf_counter() - hooks_start
+                t_log, t0 = t_log + hooks_time, t0 + hooks_time  # evaluating is not training: keep it out of speeds
+                extra, self.log_extra = self.log_extra, {}
+                if extra or self.progress.step % cfg.train.log_every == 0 or self.progress.step == total_steps:
                     now = time.perf_counter()
                     record = self._log_record(pending, images_since / max(now - t_log, 1e-9))
+                    record.update(extra)
                     pending, t_log, images_since = [], now, 0
                     bar.set_postfix_str(f"ep {epoch + 1} D {record['loss_d']:.3f} G {record['loss_g']:.3f} "
                                         f"D(x) {record['d_x']:.2f} D(G(z)) {record['d_g_z']:.2f} "
