@@ -19,12 +19,17 @@ import torch.nn as nn
 from ganforge.training.strategies import Penalty
 
 
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    # Under mixed precision squared gradients under- and overflow in half precision.
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def input_gradient(D: nn.Module, x: torch.Tensor, labels) -> torch.Tensor:
     """d(sum of D's logits)/dx, kept differentiable so a penalty on it can be minimised."""
     x = x.detach().requires_grad_(True)
-    logits = D(x, labels).float()
+    logits = _at_least_fp32(D(x, labels))
     (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
-    return grad
+    return _at_least_fp32(grad)
 
 
 class R1Penalty(Penalty):
@@ -33,7 +38,7 @@ class R1Penalty(Penalty):
 
     def penalty(self, D: nn.Module, real: torch.Tensor, labels=None) -> torch.Tensor:
         grad = input_gradient(D, real, labels)
-        return self.gamma / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
+        return self.gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
     def __call__(self, D, real, fake, labels, step):
         """``step``: the number of discriminator steps before this one (lazy: every ``every``-th)."""
@@ -52,7 +57,7 @@ class GradientPenalty(Penalty):
         return eps * real.detach() + (1 - eps) * fake.detach()
 
     def penalty(self, D: nn.Module, x_hat: torch.Tensor, labels=None) -> torch.Tensor:
-        grad = input_gradient(D, x_hat, labels).float().flatten(1)
+        grad = input_gradient(D, x_hat, labels).flatten(1)
         # The small constant keeps the norm's own gradient finite where grad is exactly zero.
         norm = torch.sqrt(grad.pow(2).sum(1) + 1e-12)
         return self.weight * ((norm - 1.0) ** 2).mean()
