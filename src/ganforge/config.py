@@ -446,6 +446,12 @@ def validate(cfg: Config) -> None:
         if cfg.model.attention:
             raise ConfigError(f"model.attention={cfg.model.attention} must be a resolution inside the "
                               f"network (8..{size // 2}, a power of two), or 0 for none")
+    if cfg.model.name == "mlp" and cfg.model.attention:
+        raise ConfigError("model.attention needs feature maps, which the fully connected model (model.name=mlp) "
+                          "has none of: set model.attention=0 or use model.name=dcgan, dcgan-upsample or resnet")
+    if cfg.model.hierarchical_z and cfg.model.name != "resnet":
+        raise ConfigError(f"model.hierarchical_z splits z across generator blocks, which only model.name=resnet "
+                          f"has (not {cfg.model.name}): set model.hierarchical_z=false or use model.name=resnet")
     if cfg.ema.enabled and cfg.ema.decay <= 0:
         raise ConfigError("ema.decay must be > 0 when ema.enabled is true")
     if cfg.model.num_classes and not cfg.data.labels:

@@ -150,6 +150,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", which: 
     if not isinstance(state, dict) or "config" not in state or "G" not in state:
         raise ConfigError(f"{path} is not a ganforge checkpoint or generator file")
     cfg = from_dict(state["config"])
+    nets.check_architecture(state.get("architecture"), cfg, source=str(path))
     G, _ = nets.build(cfg)
     G.load_state_dict(state.get("G_ema") or state["G"])
     return G.to(device), cfg

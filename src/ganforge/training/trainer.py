@@ -142,6 +142,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        nets.check_architecture(state.get("architecture"), self.cfg)
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
