@@ -145,6 +145,9 @@ class TrainConfig:
     channels_last: Literal["auto", "off", "on"] = "auto"
     cuda_graphs: bool = False
     sync_bn: bool = False
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"  # under torchrun: lr x processes, x sqrt(processes)
+    world_size: int = 1  # written by ganforge: processes that train the run (torchrun --nproc_per_node x nodes)
+    effective_batch_size: int = 0  # written by ganforge: data.batch_size x train.world_size
     tensorboard: bool = True
     report: bool = True  # refresh report.html at every epoch end
 
@@ -203,6 +206,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if origin is Literal:
         allowed = get_args(tp)
+        if isinstance(value, bool):
+            # YAML reads on/off/yes/no as booleans: give choices spelled that way (train.compile=off) back.
+            for word in (("on", "yes", "true") if value else ("off", "no", "false")):
+                if word in allowed:
+                    return word
         if value in allowed:
             return value
         # "1" from a command line for Literal[1, 3]
@@ -412,7 +420,7 @@ def _check_limits_and_devices(cfg: Config) -> None:
 def validate(cfg: Config) -> None:
     _check_limits_and_devices(cfg)
     _positive(cfg, "model.nz", "model.ngf", "model.ndf", "data.batch_size", "data.image_size",
-              "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every",
+              "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every", "train.world_size",
               "loss.r1_every", "augment.ada_interval")
     _positive(cfg, "train.epochs", "train.max_steps", "train.sample_every", "train.midsave_steps",
               "train.midsave_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",

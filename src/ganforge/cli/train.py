@@ -40,6 +40,7 @@ def _midsave_overrides(text: str | None) -> list[str]:
 def run(args) -> int:
     from ganforge import config as C
     from ganforge.api import resume, train
+    from ganforge.training import distributed
 
     overrides = list(args.overrides)
     if args.data:
@@ -48,13 +49,20 @@ def run(args) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     overrides += _midsave_overrides(args.midsave)
     log_format = "quiet" if args.quiet else "json" if args.json_log else "bar"
-    if args.resume:
-        run_dir = resume(args.resume, runs_dir=args.runs_dir, log_format=log_format, overrides=overrides,
-                         force=args.force)
-    else:
-        preset = args.preset or (None if args.config else "quickstart")
-        cfg = C.load(preset=preset, file=args.config, overrides=overrides)
-        run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format)
+    launch = distributed.launch_environment()  # rank and world size under torchrun; 0 and 1 otherwise
+    if launch.rank != 0:
+        log_format = "quiet"
+    try:
+        if args.resume:
+            run_dir = resume(args.resume, runs_dir=args.runs_dir, log_format=log_format, overrides=overrides,
+                             force=args.force, rank=launch.rank, world_size=launch.world_size)
+        else:
+            preset = args.preset or (None if args.config else "quickstart")
+            cfg = C.load(preset=preset, file=args.config, overrides=overrides)
+            run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
+                            world_size=launch.world_size)
+    finally:
+        distributed.shutdown()
     if log_format != "quiet" and not _interrupted(run_dir):  # a stopped run has printed how to resume
         print(f"ganforge: done. Samples in {Path(run_dir) / 'samples'}, generator in {Path(run_dir) / 'generator.pt'}")
     return 0

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
+from ganforge.training import distributed
 from ganforge.training.callbacks import default_callbacks
 from ganforge.training.checkpoint import CheckpointStore, atomic_write_text
 from ganforge.training.rundir import new_run_dir
@@ -16,7 +17,8 @@ from ganforge.training.trainer import Trainer
 RESUME_MAY_CHANGE = {"train.epochs", "train.max_steps", "train.log_every", "train.sample_every",
                      "train.midsave_steps", "train.midsave_minutes", "train.keep_checkpoints",
                      "train.tensorboard", "train.report", "eval.every", "data.num_workers",
-                     "data.prefetch_factor", "data.persistent_workers", "data.index_cache"}
+                     "data.prefetch_factor", "data.persistent_workers", "data.index_cache",
+                     "train.compile", "train.channels_last", "train.cuda_graphs"}  # speed, not results
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -44,9 +46,14 @@ def load_run_config(run_dir: Path) -> Config:
 
 def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | None = None,
           rank: int = 0, world_size: int = 1) -> Path:
-    run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, cfg.preset)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir)
+    distributed.setup(cfg, rank, world_size)
+    cfg = distributed.record_scale(cfg, world_size)  # effective batch, lr scaling: written in config.yaml
+    log_format = log_format if rank == 0 else "quiet"
+    if rank == 0:  # rank 0 alone creates the run directory; the others learn its name
+        run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, cfg.preset)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir)
+    run_dir = Path(distributed.broadcast_object(str(run_dir) if rank == 0 else None))
     trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
     trainer.callbacks = default_callbacks(cfg, trainer)
     if log_format != "quiet":
@@ -58,19 +65,25 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
 def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None = None, force: bool = False,
            rank: int = 0, world_size: int = 1) -> Path:
     saved = load_run_config(run_dir)
+    distributed.setup(saved, rank, world_size)
+    distributed.check_resume_scale(saved, world_size, force)
+    log_format = log_format if rank == 0 else "quiet"
     cfg = from_dict(apply_overrides(saved.to_dict(), overrides or [])) if overrides else saved
+    if world_size != saved.train.world_size:  # --force: record the new scale, keep the learning rates
+        cfg = distributed.record_scale(cfg, world_size, scale_lr=False)
     changed = {k: v for k, v in config_diff(saved, cfg).items() if k not in RESUME_MAY_CHANGE}
     if changed and not force:
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ConfigError(f"resuming {run_dir} with a changed config would make it a different run:\n{lines}\n"
                           "Start a new run instead, or pass --force to resume anyway.")
     store = CheckpointStore(run_dir / "checkpoints")
-    found = store.latest_valid()
+    # Every rank resumes from the checkpoint rank 0 picked (a newer one may be half-written meanwhile).
+    found = distributed.broadcast_object(store.latest_valid() if rank == 0 else None)
     if found is None:
         raise ConfigError(f"{run_dir} has no valid checkpoint to resume from (checkpoints/manifest.json lists none "
                           "that passes its checksum); start the run again")
     checkpoint, _ = found
-    if cfg != saved:
+    if cfg != saved and rank == 0:
         save_config(cfg, run_dir)
     trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
     trainer.callbacks = default_callbacks(cfg, trainer)

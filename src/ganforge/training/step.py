@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from ganforge.training.losses import Loss
+from ganforge.training.speed import LossScaling
 from ganforge.training.strategies import DInput, Penalty, Targets
 
 
@@ -52,10 +53,18 @@ class GANStep:
     l1_d: float = 0.0
     num_classes: int = 0
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    # How each loss becomes gradients and an update (fp16 sets a GradScaler per network; see speed.py).
+    scaling_d: LossScaling = field(default_factory=LossScaling)
+    scaling_g: LossScaling = field(default_factory=LossScaling)
+    # D as the generator step runs it: the same weights, but outside DistributedDataParallel, whose
+    # gradient sync would wait for D gradients that the G step never computes.  None: ``D``.
+    D_for_g: nn.Module | None = None
 
     def __post_init__(self):
         self.g_params = [p for p in self.G.parameters() if p.requires_grad]
         self.d_params = [p for p in self.D.parameters() if p.requires_grad]
+        if self.D_for_g is None:
+            self.D_for_g = self.D
 
     def sample_z(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.nz, device=device)
@@ -85,9 +94,10 @@ class GANStep:
                 loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, y, d_index))
             loss_d = self._add(loss_d, l1_penalty(self.D, self.l1_d))
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
+        self.scaling_d.backward(loss_d)
+        self.scaling_d.unscale(self.opt_d)
         grad_norm_d = grad_norm(self.d_params)
-        self.opt_d.step()
+        self.scaling_d.step(self.opt_d)
         self.d_input.observe(real_logits.detach())
         return fake, loss_d.detach(), real_logits.detach(), fake_logits.detach(), grad_norm_d
 
@@ -95,17 +105,18 @@ class GANStep:
         """Update G: maximise log D(G(z)) on the fakes of the last D step, through the updated D."""
         y = self.fake_labels(labels)
         with self.autocast():
-            fake_logits = self.D(self.d_input(fake, step), y).float()
+            fake_logits = self.D_for_g(self.d_input(fake, step), y).float()
             real_logits = None
             if self.loss.needs_real_logits_for_g:
-                real_logits = self.D(self.d_input(real, step), y).float().detach()
+                real_logits = self.D_for_g(self.d_input(real, step), y).float().detach()
             loss_g = self.loss.g_loss(fake_logits, real_logits)
             loss_g = self._add(loss_g, l1_penalty(self.G, self.l1_g))
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for G only: D's parameters are left alone without toggling requires_grad.
-        loss_g.backward(inputs=self.g_params)
+        self.scaling_g.backward(loss_g, inputs=self.g_params)
+        self.scaling_g.unscale(self.opt_g)
         grad_norm_g = grad_norm(self.g_params)
-        self.opt_g.step()
+        self.scaling_g.step(self.opt_g)
         return loss_g.detach(), fake_logits.detach(), grad_norm_g
 
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[str, torch.Tensor]:

@@ -32,6 +32,8 @@ from ganforge.training.optim import build_optimizer
 from ganforge.training.rundir import new_run_dir
 from ganforge.training.schedules import build_lr_schedules
 from ganforge.training.signals import StopSignals
+from ganforge.training import distributed
+from ganforge.training.speed import accelerate
 from ganforge.training.step import GANStep
 from ganforge.training.strategies import build_d_input, build_penalties, build_targets
 
@@ -158,11 +160,16 @@ class Trainer:
         if state.get("loader") is not None and self.loader is not None:
             self.loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"], self.device)
+        distributed.restore_rank_state(self, state)  # under torchrun: this rank's own streams
 
     def save_checkpoint(self) -> Path | None:
+        ranks = distributed.gather_rank_states(self)  # every rank's random streams (None on one process)
         if not self.is_main:
             return None
-        return self.checkpoints.save(self.state_dict(), self.progress.step)
+        state = self.state_dict()
+        if ranks is not None:
+            state["ranks"] = ranks
+        return self.checkpoints.save(state, self.progress.step)
 
     # ------------------------------------------------------------------ outputs
     def write_samples(self, name: str) -> Path | None:
@@ -253,6 +260,9 @@ class Trainer:
         steps_per_epoch = self.loader.batches_per_epoch // cfg.train.d_steps
         total_steps = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
         self.lr_schedules.total_steps = total_steps
+        self.speed = accelerate(self, steps_left=total_steps - self.progress.step)
+        if self.is_main and self.log_format != "quiet":
+            print(f"ganforge: {self.speed.describe()}", flush=True)
         self._snapshot_start()
         for cb in self.callbacks:
             getattr(cb, "on_start", lambda *a: None)(self)
@@ -393,6 +403,8 @@ class Trainer:
         t = self.cfg.train
         by_steps = t.midsave_steps and self.progress.step % t.midsave_steps == 0
         by_time = t.midsave_minutes and time.monotonic() - t_save >= t.midsave_minutes * 60
+        if t.midsave_minutes and self.world_size > 1:
+            by_time = distributed.any_rank(bool(by_time))  # clocks differ: all ranks save together
         return bool(by_steps or by_time)
 
     def _log_record(self, pending: list[dict[str, torch.Tensor]], images_per_s: float) -> dict[str, Any]:

@@ -1,0 +1,235 @@
+"""Making the same training step run faster: mixed precision, channels_last, torch.compile, CUDA graphs.
+
+None of these change the algorithm; each is a config switch (``train.amp``, ``train.compile``,
+``train.channels_last``, ``train.cuda_graphs``) whose ``auto`` setting depends on the device type and
+was chosen by measurement (``benchmarks/throughput.py``, numbers in ``docs/speed.md``):
+
+=============  =====================  ==========================================================
+switch         auto on CUDA           auto on CPU / MPS
+=============  =====================  ==========================================================
+amp            bf16 (fp16 where the   off: without AMX, bf16 convolutions on a CPU are slower
+               GPU lacks bf16)        than fp32
+compile        on                     on for runs long enough to pay back the compile time
+                                      (see ``CPU_COMPILE_MIN_STEPS``); off on MPS
+channels_last  on (tensor cores)      off (measured no faster on AVX2/AVX-512 CPUs)
+cudnn autotune on unless deterministic n/a
+=============  =====================  ==========================================================
+
+How the pieces attach to a run (:func:`accelerate`, called once by the trainer before its first step):
+
+1. ``channels_last`` converts G and D in place (their state dicts are unchanged);
+2. under ``torchrun`` the step's networks are wrapped in DistributedDataParallel
+   (:mod:`ganforge.training.distributed`);
+3. ``compile`` compiles *the step's* G and D only.  The trainer keeps the plain modules for
+   sampling, checkpoints and metrics, so those never trigger recompilation and state dicts keep
+   their usual keys.  Compiled and eager modules share the same parameters.
+4. ``amp`` sets the step's ``autocast`` factory and, for fp16, one GradScaler per network
+   (the two networks' gradients have unrelated scales).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ganforge.config import ConfigError, TrainConfig
+
+#: On a CPU, compiling G and D costs about a minute (2 cores); it pays back only over many steps.
+#: ``compile=auto`` compiles on a CPU when the run has at least this many steps left.
+CPU_COMPILE_MIN_STEPS = 2000
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """The resolved switches for one run on one device (no ``auto`` left)."""
+
+    device_type: str
+    amp: str  # off, bf16, fp16
+    compile: bool
+    channels_last: bool
+    cudnn_benchmark: bool
+    cuda_graphs: bool
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp)
+
+    def describe(self) -> str:
+        """The one line ``ganforge train`` prints."""
+        on = lambda b: "on" if b else "off"  # noqa: E731
+        parts = [f"amp {self.amp}", f"compile {on(self.compile)}", f"channels_last {on(self.channels_last)}"]
+        if self.device_type == "cuda":
+            parts += [f"cudnn autotune {on(self.cudnn_benchmark)}", f"cuda graphs {on(self.cuda_graphs)}"]
+        return f"speed ({self.device_type}): " + ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"
+
+
+def resolve(train: TrainConfig, device: torch.device, steps_left: int | None = None) -> SpeedSettings:
+    """Turn the ``train.*`` switches into concrete settings for ``device``; refuse combinations that
+    cannot work, saying what to change."""
+    kind = device.type
+    cuda = kind == "cuda"
+
+    amp = train.amp
+    if amp == "auto":
+        amp = ("bf16" if _bf16_supported(device) else "fp16") if cuda else "off"
+    if amp == "bf16" and not _bf16_supported(device):
+        raise ConfigError(f"train.amp=bf16: this {kind} device has no bfloat16 support; "
+                          "use train.amp=fp16 (with loss scaling) or train.amp=off")
+    if amp == "fp16" and kind == "mps":
+        raise ConfigError("train.amp=fp16 is not supported on MPS here; use train.amp=off")
+
+    compile_ = train.compile
+    if compile_ == "auto":
+        if cuda:
+            compile_on = True
+        elif kind == "cpu":
+            compile_on = steps_left is not None and steps_left >= CPU_COMPILE_MIN_STEPS
+        else:
+            compile_on = False
+    else:
+        compile_on = compile_ == "on"
+
+    channels_last = train.channels_last == "on" or (train.channels_last == "auto" and cuda)
+
+    if train.cuda_graphs and not cuda:
+        raise ConfigError(f"train.cuda_graphs=true needs a CUDA device (this run is on {kind}); "
+                          "set train.cuda_graphs=false")
+    if train.cuda_graphs and not compile_on:
+        raise ConfigError("train.cuda_graphs=true works through torch.compile (mode reduce-overhead): "
+                          "set train.compile=on or auto as well")
+    if train.cuda_graphs and amp == "fp16":
+        raise ConfigError("train.cuda_graphs=true with train.amp=fp16 is not supported (the GradScaler's "
+                          "host-side checks break the graphs); use train.amp=bf16 or off")
+    return SpeedSettings(device_type=kind, amp=amp, compile=compile_on, channels_last=channels_last,
+                         cudnn_benchmark=cuda and not train.deterministic, cuda_graphs=train.cuda_graphs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pieces the training step calls
+# --------------------------------------------------------------------------------------------------
+def autocast_factory(settings: SpeedSettings) -> Callable[[], contextlib.AbstractContextManager]:
+    """What ``GANStep.autocast`` calls around each forward pass."""
+    dtype = settings.amp_dtype
+    if dtype is None:
+        return contextlib.nullcontext
+    device_type = settings.device_type
+    return lambda: torch.autocast(device_type, dtype=dtype)
+
+
+class LossScaling:
+    """How a network's loss becomes gradients and an optimiser step.  Plain by default; fp16 training
+    overrides it with a GradScaler so that small gradients do not underflow."""
+
+    def backward(self, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None) -> None:
+        loss.backward(inputs=inputs)
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Bring the gradients to their true scale (before their norm is measured or clipped)."""
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class GradScaling(LossScaling):
+    """fp16: scale the loss up before backward, unscale (and skip steps with inf/NaN) before the step."""
+
+    def __init__(self, device_type: str):
+        self.scaler = torch.amp.GradScaler(device_type)
+
+    def backward(self, loss, inputs=None):
+        self.scaler.scale(loss).backward(inputs=inputs)
+
+    def unscale(self, optimizer):
+        self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer):
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.scaler.load_state_dict(state)
+
+
+def loss_scaling(settings: SpeedSettings) -> LossScaling:
+    return GradScaling(settings.device_type) if settings.amp == "fp16" else LossScaling()
+
+
+class _CloneOutputs(nn.Module):
+    """CUDA graphs replay into the same output memory each call; the step keeps D's logits and G's
+    images across calls, so hand out copies."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.module(*args).clone()
+
+
+def compile_module(module: nn.Module, settings: SpeedSettings) -> nn.Module:
+    """``torch.compile`` with fixed shapes (batches are always full, see the loader)."""
+    mode = "reduce-overhead" if settings.cuda_graphs else None  # reduce-overhead = CUDA graphs
+    compiled = torch.compile(module, dynamic=False, mode=mode)
+    return _CloneOutputs(compiled) if settings.cuda_graphs else compiled
+
+
+def set_backend_flags(settings: SpeedSettings) -> None:
+    if settings.device_type == "cuda":
+        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+        # TF32 for the fp32 parts (optimiser maths aside, matmuls and convolutions): free on Ampere+.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def accelerate(trainer, steps_left: int) -> SpeedSettings:
+    """Apply the run's speed switches (and, under torchrun, DistributedDataParallel) to the trainer's
+    step.  Call once, after any checkpoint is loaded and before the first step."""
+    from ganforge.training import distributed
+
+    settings = resolve(trainer.cfg.train, trainer.device, steps_left)
+    set_backend_flags(settings)
+    step = trainer.step_fn
+    if settings.channels_last:
+        trainer.G.to(memory_format=torch.channels_last)
+        trainer.D.to(memory_format=torch.channels_last)
+    G_step, D_step, D_for_g = trainer.G, trainer.D, trainer.D
+    if trainer.world_size > 1:
+        G_step, D_step, D_for_g = distributed.wrap_networks(trainer)
+    if settings.compile:
+        G_step, D_step = compile_module(G_step, settings), compile_module(D_step, settings)
+        D_for_g = D_step if D_for_g is trainer.D and trainer.world_size == 1 else compile_module(D_for_g, settings)
+    step.G, step.D, step.D_for_g = G_step, D_step, D_for_g
+    step.autocast = autocast_factory(settings)
+    step.scaling_d, step.scaling_g = loss_scaling(settings), loss_scaling(settings)
+    trainer.summary_extra = {**getattr(trainer, "summary_extra", {}), "speed": settings.to_dict()}
+    return settings
+
+
+def estimated_compile_payback(eager_s: float, compiled_s: float, compile_s: float) -> float:
+    """Steps after which compiling has paid for itself (inf when compiled steps are not faster)."""
+    saved = eager_s - compiled_s
+    return math.inf if saved <= 0 else compile_s / saved
