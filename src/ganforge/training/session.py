@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
 from ganforge.training import distributed
 from ganforge.training.callbacks import default_callbacks
@@ -76,6 +77,8 @@ def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None =
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ConfigError(f"resuming {run_dir} with a changed config would make it a different run:\n{lines}\n"
                           "Start a new run instead, or pass --force to resume anyway.")
+    # The weights cannot load into another architecture (even with --force): say so before config.yaml changes.
+    nets.check_architecture(nets.architecture_id(saved), cfg, source=f"the checkpoints of {run_dir}")
     store = CheckpointStore(run_dir / "checkpoints")
     # Every rank resumes from the checkpoint rank 0 picked (a newer one may be half-written meanwhile).
     found = distributed.broadcast_object(store.latest_valid() if rank == 0 else None)
