@@ -14,17 +14,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ganforge.reporting.curves import write_curves
+    from ganforge.reporting.callbacks import finish
     from ganforge.reporting.html import write_report
-    from ganforge.reporting.rundata import load_run
-    from ganforge.reporting.timeline import write_timeline
     from ganforge.reporting.runs import resolve
 
     run_dir = resolve(args.run, args.runs_dir)
-    data = load_run(run_dir)
-    if not args.no_media:
-        write_curves(data.records, run_dir / "curves.png")
-        write_timeline(run_dir, data.sample_grids())
-    path = write_report(run_dir)
+    path = finish(run_dir)[-1] if not args.no_media else write_report(run_dir)
     print(f"wrote {path} (open it in a browser: {path.resolve().as_uri()})")
     return 0

@@ -1,26 +1,31 @@
 """The report's part of a training run (``train.report``, on by default).
 
 - at the start: ``real_samples.png``, a grid of real training images as the loader prepares them;
-- at every epoch end: ``report.html`` refreshed (curves included), so a reloaded browser tab shows progress;
+- at every epoch end: ``report.html`` refreshed, so a reloaded browser tab shows the run as it is;
 - at the end: ``curves.png``, ``timeline.gif`` (+ ``timeline.mp4`` when ffmpeg is installed) and the
   final ``report.html``.
 
-Only the main process of a multi-GPU run writes them.
-
-The epoch-end refresh re-reads the run directory and re-plots the curves: about a tenth of a second
-(see docs/reporting.md), small next to an epoch.
+Plotting the curves is the one slow part of a refresh (matplotlib: a fraction of a second, more on a
+busy machine), so during training they are re-plotted only when that keeps the report's share of the
+time under about a tenth; the page says which step its curves reach.  Only the main process of a
+multi-GPU run writes any of this.
 """
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import torch
 
-from ganforge.reporting.curves import write_curves
-from ganforge.reporting.html import write_report
+from ganforge.reporting.html import Curves, plot, write_report
 from ganforge.reporting.rundata import load_run
 from ganforge.reporting.timeline import write_timeline
 from ganforge.sampling import save_grid
+from ganforge.training.checkpoint import atomic_write_bytes
+
+#: Re-plot the curves only after this many times the last plot's duration has passed.
+REPLOT_AFTER = 10
 
 
 def write_real_samples(dataset, path: Path, n: int = 64, seed: int = 0) -> Path | None:
@@ -47,12 +52,27 @@ def live_summary(trainer) -> dict:
             "skipped_images": getattr(trainer, "data_error_count", 0),
             "train_seconds": trainer.progress.elapsed, "device": str(trainer.device),
             "hardware": hardware_description(trainer.device),
-            "python": __import__("sys").version.split()[0], "torch": torch.__version__}
+            "python": sys.version.split()[0], "torch": torch.__version__}
+
+
+def finish(run_dir: Path) -> list[Path]:
+    """The end-of-run artefacts: curves.png, the timeline, report.html (``ganforge report`` runs this too)."""
+    run = load_run(run_dir)
+    curves = plot(run)
+    written = []
+    if curves.png:
+        atomic_write_bytes(run.path / "curves.png", curves.png)
+        written.append(run.path / "curves.png")
+    written += write_timeline(run.path, run.sample_grids())
+    written.append(write_report(run.path, curves=curves))
+    return written
 
 
 class ReportCallback:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
+        self.curves: Curves | None = None
+        self.next_plot = 0.0  # time.monotonic() after which the curves are re-plotted
 
     def on_start(self, trainer) -> None:
         if not trainer.is_main:
@@ -62,13 +82,15 @@ class ReportCallback:
             write_real_samples(trainer.loader.dataset, path, trainer.cfg.train.n_fixed_noise, trainer.cfg.train.seed)
 
     def on_epoch_end(self, trainer, epoch: int) -> None:
-        if trainer.is_main:
-            write_report(self.run_dir, live=live_summary(trainer))
-
-    def on_end(self, trainer) -> None:
         if not trainer.is_main:
             return
-        run = load_run(self.run_dir)
-        write_timeline(self.run_dir, run.sample_grids())
-        write_curves(run.records, self.run_dir / "curves.png")
-        write_report(self.run_dir)
+        now = time.monotonic()
+        if self.curves is None or now >= self.next_plot:
+            self.curves = plot(load_run(self.run_dir))
+            took = time.monotonic() - now
+            self.next_plot = now + took * REPLOT_AFTER
+        write_report(self.run_dir, live=live_summary(trainer), curves=self.curves)
+
+    def on_end(self, trainer) -> None:
+        if trainer.is_main:
+            finish(self.run_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -53,6 +54,17 @@ def _duration(seconds) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
+@dataclass
+class Curves:
+    """The curves PNG (None before anything is logged) and the last step it shows."""
+    png: bytes | None
+    step: int
+
+
+def plot(run: RunData) -> Curves:
+    return Curves(render_curves(run.records), int(run.records[-1]["step"]) if run.records else 0)
+
+
 def metrics_table(run: RunData) -> tuple[list[str], list[list[str]]]:
     keys = numeric_keys(run.records)
     header = ["epoch", "step"] + keys
@@ -60,13 +72,15 @@ def metrics_table(run: RunData) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def render(run: RunData, live: dict | None = None) -> str:
-    """The page for ``run``; ``live`` overrides the summary while training is still going."""
+def render(run: RunData, live: dict | None = None, curves: Curves | None = None) -> str:
+    """The page for ``run``; ``live`` overrides the summary while training is still going, ``curves``
+    passes curves already plotted (they are plotted from ``run`` otherwise)."""
     summary = dict(run.summary)
     summary.update(live or {})
     grids = evenly(run.sample_grids(), MAX_GRIDS)
     header, rows = metrics_table(run)
-    curves = render_curves(run.records)
+    if curves is None:
+        curves = plot(run)
     speeds = [r["images_per_s"] for r in run.records if isinstance(r.get("images_per_s"), (int, float))]
     best_metric = run.best_metric()
     return _ENV.get_template("report.html").render(
@@ -84,7 +98,8 @@ def render(run: RunData, live: dict | None = None) -> str:
                      real=file_uri(run.real_samples)),
         grids=[dict(label=g.label, src=file_uri(g.path)) for g in grids],
         grids_skipped=len(run.sample_grids()) - len(grids),
-        curves=data_uri(curves) if curves else None,
+        curves=data_uri(curves.png) if curves.png else None,
+        curves_step=curves.step, last_step=int(summary.get("step", run.last_step)),
         table_header=header, table_rows=rows,
         best=run.best_checkpoint, best_metric=best_metric, last_checkpoint=run.last_checkpoint,
         timing=[("steps", _fmt(summary.get("step", run.last_step))),
@@ -98,11 +113,11 @@ def render(run: RunData, live: dict | None = None) -> str:
     )
 
 
-def write_report(run_dir: str | Path, live: dict | None = None) -> Path:
+def write_report(run_dir: str | Path, live: dict | None = None, curves: Curves | None = None) -> Path:
     """Write ``RUN/report.html`` (atomically: a browser refreshing mid-write never sees half a page)."""
     from ganforge.training.checkpoint import atomic_write_text
 
     run = load_run(run_dir)
     path = run.path / "report.html"
-    atomic_write_text(path, render(run, live))
+    atomic_write_text(path, render(run, live, curves))
     return path
