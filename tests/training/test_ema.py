@@ -1,0 +1,72 @@
+"""The EMA generator: the closed-form average, its decay schedule, BatchNorm buffers, and where it is used."""
+from __future__ import annotations
+
+import torch
+
+from ganforge.config import EMAConfig
+from ganforge.sampling import load_generator
+from ganforge.training.ema import GeneratorEMA, recalibrate_batchnorm
+from ganforge.training.trainer import Trainer
+
+
+def test_ema_equals_the_closed_form_average_of_a_real_run(tmp_path, image_folder, tiny, real_batches):
+    decay, steps = 0.8, 5
+    trainer = Trainer(tiny(image_folder, "ema.enabled=true", f"ema.decay={decay}", "ema.warmup=false"),
+                      tmp_path, log_format="quiet")
+    history = [[p.detach().clone() for p in trainer.G.parameters()]]  # p_0: the initial weights
+    batches = real_batches(steps)
+    for s in range(steps):
+        out = trainer.step_fn([batches[s]], step=s)
+        trainer.progress.step = s + 1
+        trainer.after_step(out)
+        history.append([p.detach().clone() for p in trainer.G.parameters()])
+    # ema_n = d^n p_0 + sum_k (1 - d) d^(n-k) p_k
+    for i, averaged in enumerate(trainer.G_ema.parameters()):
+        expected = decay ** steps * history[0][i]
+        for k in range(1, steps + 1):
+            expected = expected + (1 - decay) * decay ** (steps - k) * history[k][i]
+        assert torch.allclose(averaged, expected, atol=1e-7)
+        assert not torch.allclose(averaged, history[-1][i])  # an average, not the current weights
+    # BatchNorm statistics are copied from G, not averaged (see ganforge.training.ema).
+    for b_avg, b in zip(trainer.G_ema.buffers(), trainer.G.buffers()):
+        assert torch.equal(b_avg, b)
+    assert trainer.sampling_generator() is trainer.G_ema
+
+
+def test_ema_decay_schedule_start_step_and_warmup():
+    G = torch.nn.Linear(2, 2)
+    ema = GeneratorEMA(G, EMAConfig(enabled=True, decay=0.999, start_step=10, warmup=True))
+    assert [ema.decay_at(s) for s in (1, 10)] == [0.0, 0.0]  # a copy up to start_step
+    assert ema.decay_at(11) == 2 / 11 and ema.decay_at(110) == 101 / 110
+    assert ema.decay_at(10**7) == 0.999
+    with torch.no_grad():
+        G.weight.fill_(3.0)
+    ema.update(G, 5)
+    assert torch.equal(ema.model.weight, G.weight)
+    plain = GeneratorEMA(G, EMAConfig(enabled=True, decay=0.9, warmup=False))
+    assert plain.decay_at(1) == 0.9
+
+
+def test_samples_and_generator_file_use_the_ema_weights(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "ema.enabled=true", "ema.decay=0.9", "train.max_steps=3")
+    trainer = Trainer(cfg, tmp_path, log_format="quiet")
+    run = trainer.fit()
+    G, _ = load_generator(run / "generator.pt")
+    for loaded, averaged, current in zip(G.parameters(), trainer.G_ema.parameters(), trainer.G.parameters()):
+        assert torch.equal(loaded, averaged)
+    assert any(not torch.equal(a, c) for a, c in zip(trainer.G_ema.parameters(), trainer.G.parameters()))
+
+
+def test_batchnorm_recalibration_measures_the_averaged_generators_statistics(tmp_path, image_folder, tiny):
+    trainer = Trainer(tiny(image_folder, "ema.enabled=true"), tmp_path, log_format="quiet")
+    G = trainer.G_ema
+    torch.manual_seed(0)
+    latents = [torch.randn(16, 16) for _ in range(4)]
+    first_bn = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    hook = first_bn.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    recalibrate_batchnorm(G, latents)
+    hook.remove()
+    # The running mean is now the mean over all four batches of that layer's inputs (equal weights).
+    assert len(seen) == 4
+    assert torch.allclose(first_bn.running_mean, torch.cat(seen).mean(dim=(0, 2, 3)), atol=1e-5)

@@ -1,0 +1,85 @@
+"""Learning-rate schedules and optimisers per network, and an exact resume with every strategy on."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ganforge.config import ConfigError
+from ganforge.training.schedules import LRSchedules
+from ganforge.training.trainer import Trainer
+
+
+def _opt(lr=1.0):
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("constant", lambda f: 1.0),
+    ("linear", lambda f: 1.0 - f),
+    ("cosine", lambda f: 0.5 * (1 + math.cos(math.pi * f))),
+])
+def test_schedules_follow_their_shape_and_end_where_they_should(kind, expected):
+    opt = _opt(0.1)
+    schedules = LRSchedules({"g": opt}, {"g": kind})
+    schedules.total_steps = 10
+    lrs = []
+    for _ in range(12):
+        schedules.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:10] == pytest.approx([0.1 * expected(s / 10) for s in range(1, 11)])
+    assert lrs[10:] == pytest.approx([lrs[9]] * 2)  # past the end the rate stays where it ended
+    if kind != "constant":
+        assert lrs[9] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_guard_scaling_survives_a_state_round_trip():
+    opt = _opt(0.1)
+    schedules = LRSchedules({"d": opt}, {"d": "linear"})
+    schedules.total_steps = 4
+    schedules.step()
+    schedules.scale(0.5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 * 0.75)
+    state = schedules.state_dict()
+    opt2 = _opt(0.1)
+    opt2.load_state_dict(opt.state_dict())
+    again = LRSchedules({"d": opt2}, {"d": "linear"})
+    again.total_steps = 4
+    again.load_state_dict(state)
+    again.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 * 0.5)
+
+
+def test_each_network_gets_its_own_optimiser(tmp_path, image_folder, tiny):
+    trainer = Trainer(tiny(image_folder, "optim.g.name=rmsprop", "optim.g.lr=1e-3", "optim.d.name=adamw",
+                           "optim.d.betas=[0.0,0.9]", "optim.d.weight_decay=0.01"), tmp_path, log_format="quiet")
+    assert isinstance(trainer.opt_g, torch.optim.RMSprop) and trainer.opt_g.param_groups[0]["lr"] == 1e-3
+    assert isinstance(trainer.opt_d, torch.optim.AdamW)
+    assert trainer.opt_d.param_groups[0]["betas"] == (0.0, 0.9) and trainer.opt_d.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_unknown_schedule_is_refused(image_folder, tiny):
+    with pytest.raises(ConfigError, match="optim.g.schedule"):
+        tiny(image_folder, "optim.g.schedule=step")
+
+
+def test_resume_is_exact_with_every_strategy_on(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "train.max_steps=4", "train.midsave_steps=2", "ema.enabled=true", "ema.decay=0.9",
+               "augment.name=ada", "augment.p=0.3", "augment.ada_kimg=0.5", "augment.ada_interval=1",
+               "noise.std=0.1", "noise.anneal_steps=3", "optim.g.schedule=linear", "optim.d.schedule=cosine",
+               "loss.r1_gamma=0.1", "loss.r1_every=3", "loss.real_label=0.9", "loss.label_flip=0.1")
+    whole = Trainer(cfg, tmp_path / "whole", log_format="quiet")
+    (tmp_path / "whole").mkdir()
+    whole.fit()
+    (tmp_path / "resumed").mkdir()
+    resumed = Trainer(cfg, tmp_path / "resumed", log_format="quiet")
+    resumed.resume_from(tmp_path / "whole" / "checkpoints" / "step_00000002.pt")
+    resumed.fit()
+    a, b = whole.state_dict(), resumed.state_dict()
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
+    assert a["lr_schedules"] == b["lr_schedules"] and a["opt_d"]["param_groups"] == b["opt_d"]["param_groups"]
+    assert torch.equal(a["d_input"]["AdaptiveAugment"]["p"], b["d_input"]["AdaptiveAugment"]["p"])
+    assert float(a["d_input"]["AdaptiveAugment"]["p"]) != 0.3  # ADA did move p
