@@ -22,6 +22,8 @@ import json
 import os
 import re
 import shlex
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -130,24 +132,30 @@ def storage_error_message(e: OSError, path: Path | str | None = None) -> str | N
         path = path.with_name(path.name[1:].rsplit(".tmp-", 1)[0])
     run_dir = find_run_dir(path.parent)
     where = run_dir or path.parent
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        what = (f"there is no space left to write {path} (the disk, your quota or the file-size limit is "
-                f"full: {os.strerror(e.errno)})")
+    if e.errno == errno.EFBIG:
+        what = (f"{path} could not be written: it would be larger than this process may write "
+                f"({os.strerror(e.errno)}: a file-size limit, see ulimit -f, or the file system's largest file)")
+        fix = "Raise the limit (ulimit -f unlimited) or use a file system that takes larger files"
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"there is no space left to write {path} ({os.strerror(e.errno)}: the disk or your quota is full)"
         fix = f"Free some space (df -h {shlex.quote(str(where))} shows how much is left; old runs can go)"
     elif e.errno == errno.EROFS:
         what = f"{path} cannot be written: {where} is on a read-only file system"
-        fix = "Remount it read-write, or copy the run directory to a writable place"
+        fix = "Remount it read-write, or copy the run directory to a writable place (and resume the copy)"
     else:
         what = f"{path} cannot be written: no permission ({os.strerror(e.errno)})"
-        fix = f"Give your user write access to {where} (chown/chmod), or copy the run directory to a writable place"
+        fix = (f"Give your user write access to {where} (chown/chmod), or copy the run directory to a writable "
+               "place (and resume the copy)")
     if run_dir is None:
-        return (f"{what}. Nothing was trained or saved. {fix}, or choose another place for run directories "
-                "with --runs-dir, then start again.")
+        fix = fix.replace(", or copy the run directory to a writable place (and resume the copy)", "")
+        return (f"{what}. Nothing was trained or saved there. {fix}, or write somewhere else (for training, "
+                "choose the place of run directories with --runs-dir), then start again.")
     found = CheckpointStore(run_dir / "checkpoints").latest_valid(warn=lambda *_: None)
-    kept = (f"the last good checkpoint, {found[0]} (step {found[1]['step']}), is untouched"
-            if found else "no checkpoint had been saved yet")
-    return (f"{what}. Training stopped; files already saved were not changed: {kept}. {fix}, then continue "
-            f"with: {resume_command(run_dir)}")
+    if found is None:
+        return f"{what}. Training stopped before any checkpoint was saved. {fix}, then start the run again."
+    return (f"{what}. Training stopped; files already saved were not changed: the last good checkpoint, "
+            f"{found[0]} (step {found[1]['step']}), is untouched. {fix}, then continue with: "
+            f"{resume_command(run_dir)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,7 +176,9 @@ def safe_load(path: Path, map_location: Any = "cpu") -> dict:
     """Load a checkpoint without executing code: anything but tensors and plain data is refused."""
     path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's note on odd pickle protocols: the refusal below says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
@@ -184,6 +194,10 @@ def safe_load(path: Path, map_location: Any = "cpu") -> dict:
         first = msg.strip().splitlines()[0][:300] if msg.strip() else type(e).__name__
         raise CheckpointError(f"{path} could not be read as a checkpoint (it is truncated or damaged: {first}); "
                               "use an earlier checkpoint of the run") from None
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -264,7 +278,7 @@ class CheckpointStore:
         path = self.folder / entry["file"]
         return path.is_file() and sha256_file(path) == entry["sha256"]
 
-    def candidates(self, warn: Callable[[str], Any] = print) -> Iterator[tuple[Path, dict]]:
+    def candidates(self, warn: Callable[[str], Any] = _warn) -> Iterator[tuple[Path, dict]]:
         """Checkpoints worth loading, newest first: those passing their checksum; broken ones are reported.
 
         Without a readable manifest (deleted, or written by hand), the ``step_*.pt`` files are offered by
@@ -289,7 +303,7 @@ class CheckpointStore:
                 warn(f"warning: checkpoint {self.folder / entry['file']} is missing or fails its checksum; "
                      "using the one before it")
 
-    def latest_valid(self, warn: Callable[[str], Any] = print) -> tuple[Path, dict] | None:
+    def latest_valid(self, warn: Callable[[str], Any] = _warn) -> tuple[Path, dict] | None:
         """The newest checkpoint whose checksum matches; broken ones are reported and skipped."""
         for path, entry in self.candidates(warn):
             if entry["sha256"] is None:  # no manifest: the file must at least load
