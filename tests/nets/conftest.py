@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo import real_batch
+from .zoo import real_batch
 
 
 @pytest.fixture(autouse=True)

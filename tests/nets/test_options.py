@@ -8,7 +8,7 @@ from ganforge import nets
 from ganforge.config import ConfigError
 from ganforge.modules import spectral_norm_layers, trainable_weight
 from ganforge.sampling import generate
-from zoo import ALL_OPTIONS, ARCHITECTURES, first_layer, net_config, size_for
+from .zoo import ALL_OPTIONS, ARCHITECTURES, first_layer, net_config, size_for
 
 
 def _top_singular_value(layer: torch.nn.Module) -> float:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ganforge import nets
-from zoo import SIZES, net_config
+from .zoo import SIZES, net_config
 
 CASES = [(name, size, ch) for name, sizes in SIZES.items() for size in sizes for ch in (1, 3)]
 

@@ -9,7 +9,7 @@ from ganforge.modules import trainable_weight
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
 from ganforge.training.strategies import build_targets
-from zoo import ALL_OPTIONS, ARCHITECTURES, first_layer, net_config, size_for
+from .zoo import ALL_OPTIONS, ARCHITECTURES, first_layer, net_config, size_for
 
 VARIANTS = [(name, opts) for name in ARCHITECTURES for opts in ("plain", "all-options")]
 
