@@ -9,7 +9,7 @@ from PIL import Image
 
 from ganforge.reporting.timeline import ffmpeg_available
 
-from .conftest import EPOCHS
+EPOCHS = 3  # of the session's reported_run (tests/reporting/conftest.py)
 
 
 def test_run_writes_every_artefact(reported_run):

@@ -1,16 +1,10 @@
 """The report in a real headless Chromium (Debian packages chromium and chromium-driver, installed by .ci/run)."""
 from __future__ import annotations
 
-import pytest
 from PIL import Image
 
-from . import chromium
 
-pytestmark = pytest.mark.skipif(not chromium.available(),
-                                reason="needs selenium and Debian's chromium + chromium-driver (apt-get install chromium chromium-driver)")
-
-
-def test_report_in_headless_chromium(reported_run, tmp_path):
+def test_report_in_headless_chromium(reported_run, tmp_path, chromium):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
