@@ -6,7 +6,7 @@ import sys
 from importlib import import_module
 
 #: Subcommand modules under ganforge.cli, in the order ``ganforge --help`` lists them.
-COMMANDS = ["train", "sample", "describe", "prepare", "export", "eval"]
+COMMANDS = ["train", "sample", "describe", "prepare", "report", "interpolate", "runs", "export", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:
