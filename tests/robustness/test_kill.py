@@ -25,12 +25,17 @@ def _save_forever(folder, first_step: int) -> None:
         step += 1
 
 
+def _written_by(pid: int, folder) -> list[str]:
+    """The temporary files of process ``pid``: it was inside a write."""
+    return [name for name in temporaries(folder) if name.endswith(f".tmp-{pid}")]
+
+
 def test_sigkill_at_random_moments_never_leaves_a_bad_latest_checkpoint(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     rng = random.Random(0)
-    kills, mid_write, last_step = 0, 0, -1
-    while kills < 40 and (mid_write < 3 or kills < 12):
+    kills, mid_write, last_step, window = 0, 0, -1, 0.05
+    while kills < 60 and (mid_write < 3 or kills < 12 or last_step <= 0):
         found = CheckpointStore(folder).latest_valid(warn=lambda *_: None)
         first = found[1]["step"] + 1 if found else 0  # as a resumed run would
         pid = os.fork()
@@ -39,11 +44,18 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_latest_checkpoint(tmp_path
                 _save_forever(folder, first)
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.0, 0.08))
+        if kills % 2:  # every other kill at a random moment ...
+            time.sleep(rng.uniform(0.0, window))
+        else:  # ... the others as soon as a write is seen under way
+            deadline = time.monotonic() + 10
+            while not _written_by(pid, folder) and time.monotonic() < deadline:
+                time.sleep(0.0005)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         kills += 1
-        mid_write += bool(temporaries(folder))  # killed between open() and rename(): a half-written file
+        mid_write += bool(_written_by(pid, folder))  # killed between open() and rename(): a half-written file
+        progressed = (CheckpointStore(folder).latest_valid(warn=lambda *_: None) or (None, {"step": -1}))[1]["step"]
+        window = window * 1.5 if progressed <= last_step else window  # a busy machine: give the child longer
 
         # What was kept: a manifest whose newest entry passes its checksum and loads.  (Only a kill between
         # the very first rename and the first manifest may leave no manifest: the file is then found by name.)
@@ -58,7 +70,8 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_latest_checkpoint(tmp_path
         assert torch.equal(state["weights"], torch.full((1_000_000,), float(entry["step"])))
         assert entry["step"] >= last_step
         last_step = entry["step"]
-        assert len(json.loads((folder / "manifest.json").read_text())["checkpoints"]) <= 3
+        if (folder / "manifest.json").exists():
+            assert len(json.loads((folder / "manifest.json").read_text())["checkpoints"]) <= 2
     assert mid_write >= 1, f"no kill landed inside a write in {kills} tries"
     assert last_step > 0
     # Half-written files of dead processes are removed by the next save.

@@ -8,7 +8,7 @@ manifest intact.  The order of a save is what makes that true:
 
 1. ``step_N.pt`` is written to ``.step_N.pt.tmp-PID``, fsynced, renamed (and the folder fsynced);
 2. the manifest that lists it is written the same way;
-3. only then are checkpoints older than the last K removed, the manifest first forgetting them.
+3. only then are the checkpoints that this manifest no longer lists (older than the last K) deleted.
 
 A failure to write (full disk, read-only file system, no permission) raises :class:`StorageError`,
 whose one-paragraph message says what happened, which checkpoint is still good, and what to do.
@@ -243,12 +243,16 @@ class CheckpointStore:
         entry = {"file": name, "step": step, "epoch": state.get("epoch"), "sha256": hashlib.sha256(data).hexdigest(),
                  "bytes": len(data)}
         manifest = self.manifest()
-        manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["file"] != name] + [entry]
+        entries = [c for c in manifest["checkpoints"] if c["file"] != name] + [entry]
+        # Beyond the last K: forgotten by this manifest, deleted only once it is on disk.
+        drop = entries[:-self.keep] if self.keep > 0 else []
+        manifest["checkpoints"] = entries[len(drop):]
         if best:
             atomic_write_bytes(self.folder / "best.pt", data)
             manifest["best"] = dict(entry, file="best.pt", metric=metric)
         self._write_manifest(manifest)
-        self._prune(manifest)
+        for c in drop:
+            (self.folder / c["file"]).unlink(missing_ok=True)
         return path
 
     def _remove_stale_temporaries(self) -> None:
@@ -260,18 +264,6 @@ class CheckpointStore:
             m = _TEMPORARY.match(p.name)
             if m and not _pid_alive(int(m.group(1))):
                 p.unlink(missing_ok=True)
-
-    def _prune(self, manifest: dict) -> None:
-        if self.keep <= 0:
-            return
-        entries = manifest["checkpoints"]
-        drop, keep = entries[:-self.keep], entries[-self.keep:]
-        if not drop:
-            return
-        manifest["checkpoints"] = keep
-        self._write_manifest(manifest)  # the manifest forgets a file before the file goes
-        for c in drop:
-            (self.folder / c["file"]).unlink(missing_ok=True)
 
     # -------------------------------------------------------------- finding a good one
     def verify(self, entry: dict) -> bool:
