@@ -7,6 +7,7 @@ those of real checkpoints.  Measured, median of ``--repeat`` runs each, in a tem
 same disk as ``--dir``:
 
 - ``plain``: ``torch.save(state, path)``, what a training script usually does (not atomic, no fsync);
+- ``plain+fsync``: the same, then ``os.fsync``: how much of the difference is only making it durable;
 - ``ganforge``: ``CheckpointStore.save`` (serialise to memory, SHA-256, write a temporary file, fsync,
   rename, fsync the folder, rewrite the manifest the same way, prune to the last 3);
 - ``verify``: ``latest_valid()`` (read the newest checkpoint back and check its SHA-256) and
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -36,6 +38,13 @@ from ganforge.training.checkpoint import CheckpointStore, safe_load
 from ganforge.training.trainer import Trainer
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def save_fsync(state: dict, path: Path) -> None:
+    with open(path, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def timed(fn, repeat: int) -> float:
@@ -57,13 +66,15 @@ def bench_preset(preset: str, folder: Path, repeat: int) -> dict:
     step = iter(range(10**6))
 
     plain = timed(lambda: torch.save(state, plain_dir / "checkpoint.pt"), repeat)
+    durable = timed(lambda: save_fsync(state, plain_dir / "checkpoint-fsync.pt"), repeat)
     safe = timed(lambda: store.save(state, next(step)), repeat)
     verify = timed(lambda: store.latest_valid(), repeat)
     path, _ = store.latest_valid()
     load = timed(lambda: safe_load(path), repeat)
     size = path.stat().st_size
     return {"preset": preset, "checkpoint_mb": round(size / 2**20, 2), "plain_save_s": round(plain, 4),
-            "ganforge_save_s": round(safe, 4), "ratio": round(safe / plain, 2), "verify_s": round(verify, 4),
+            "plain_fsync_save_s": round(durable, 4),
+            "ganforge_save_s": round(safe, 4), "ratio": round(safe / plain, 2), "ratio_to_fsync": round(safe / durable, 2), "verify_s": round(verify, 4),
             "safe_load_s": round(load, 4)}
 
 
@@ -80,7 +91,8 @@ def main() -> int:
             row = bench_preset(preset, Path(tmp), args.repeat)
             rows.append(row)
             print(f"{preset:>16}: {row['checkpoint_mb']:7.2f} MB  plain torch.save {row['plain_save_s'] * 1e3:8.1f} ms  "
-                  f"ganforge save {row['ganforge_save_s'] * 1e3:8.1f} ms  (x{row['ratio']:.2f})  "
+                  f"+fsync {row['plain_fsync_save_s'] * 1e3:8.1f} ms  ganforge save {row['ganforge_save_s'] * 1e3:8.1f} ms "
+                  f"(x{row['ratio']:.2f}, x{row['ratio_to_fsync']:.2f} of +fsync)  "
                   f"verify {row['verify_s'] * 1e3:7.1f} ms  safe_load {row['safe_load_s'] * 1e3:7.1f} ms", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"robustness_checkpoint-{time.strftime('%Y%m%d-%H%M%S')}.json"

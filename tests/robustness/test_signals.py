@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,13 +16,15 @@ from .conftest import STEPS, assert_bitwise_equal, cli_env, ganforge_cmd, run_cl
 def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path, images,
                                                                                             reference_run):
     runs = tmp_path / "runs"
+    # With a data-loader worker, and the signal sent to the whole process group as a scheduler does.
     proc = subprocess.Popen(ganforge_cmd("train", "--json-log", "--runs-dir", str(runs),
-                                         *tiny_args(images, "train.log_every=1")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+                                         *tiny_args(images, "train.log_every=1", "data.num_workers=1")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            start_new_session=True)
     for line in proc.stdout:  # wait until it is training: the first metrics line (step 1)
         if line.startswith("{"):
             break
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     (run,) = runs.iterdir()

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 from ganforge.config import Config
 from ganforge.data.errors import DataError
 from ganforge.data.sources import check_decodable, open_source
+from ganforge.training.signals import ignore_stop_signals
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -77,6 +78,7 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    ignore_stop_signals()  # a SIGTERM/SIGINT to the process group must not kill a worker: the trainer stops
 
 
 class BatchLoader:

@@ -7,8 +7,8 @@ exits with status 0 and the scheduler sees a clean stop.  A second signal means 
 exits at once with status 128 + signal number, as a shell reports a killed command.  Even then nothing
 is lost but the work since the last save, because every checkpoint write is atomic.
 
-Data-loader worker processes are forked from the trainer and inherit these handlers; they ignore the
-signals, and the trainer shuts them down as it stops.
+Data-loader worker processes ignore both signals (:func:`ignore_stop_signals`, called as they start),
+since a terminal or a scheduler signals the whole process group; the trainer shuts them down as it stops.
 """
 from __future__ import annotations
 
@@ -63,6 +63,13 @@ class StopSignals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+
+def ignore_stop_signals() -> None:
+    """In a data-loader worker: SIGINT and SIGTERM sent to the whole process group (Ctrl-C, a scheduler)
+    are the trainer's to act on; torch's worker would otherwise die of SIGTERM and take the run with it."""
+    for s in HANDLED:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def stopped_message(run_dir: Path, signame: str, step: int, checkpoint: str | None) -> str:
