@@ -26,6 +26,8 @@ def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
 
 def input_gradient(D: nn.Module, x: torch.Tensor, labels) -> torch.Tensor:
     """d(sum of D's logits)/dx, kept differentiable so a penalty on it can be minimised."""
+    # torch.compile'd modules cannot be differentiated twice (create_graph): use the module inside.
+    D = getattr(D, "_orig_mod", D)
     x = x.detach().requires_grad_(True)
     logits = _at_least_fp32(D(x, labels))
     (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
