@@ -72,3 +72,15 @@ def test_handlers_are_installed_only_while_training():
         assert signal.getsignal(signal.SIGTERM) == stop._handle
         assert not stop.requested
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_with_several_processes_ranks_decide_together_every_few_steps():
+    # A rank that got the signal must not stop alone (the others would hang in the next all-reduce): the
+    # decision is taken together (distributed.any_rank, an all-reduce under torchrun) every `every` steps.
+    stop = signals_module.StopSignals(world_size=2, every=3)
+    stop.signum = signal.SIGTERM  # as the handler sets it
+    assert [stop.check(step) for step in (4, 5, 6, 7)] == [False, False, True, True]
+    alone = signals_module.StopSignals()
+    assert not alone.check(1)
+    alone.signum = signal.SIGINT
+    assert alone.check(2) and alone.stopping

@@ -25,17 +25,32 @@ class StopSignals:
     """The "please stop" flag of a training run, set by SIGINT or SIGTERM while installed.
 
     Use as a context manager around the loop; outside one (or off the main thread, where Python cannot
-    install handlers) it is a flag nobody sets.
+    install handlers) it is a flag nobody sets.  The loop asks :meth:`check` after every step.  With
+    several processes (torchrun) every rank must stop after the same step, or the others would wait
+    forever in the next step's all-reduce: the ranks agree (one small all-reduce) every ``every`` steps,
+    so a stop comes at most that many steps after the signal.
     """
 
-    def __init__(self) -> None:
-        self.signum: int | None = None
+    def __init__(self, world_size: int = 1, every: int = 1) -> None:
+        self.signum: int | None = None  # the signal this process received
+        self.stopping = False  # the decision the loop acts on (the same on every rank)
+        self.world_size, self.every = world_size, max(1, every)
         self._previous: dict[int, object] = {}
         self._owner_pid = os.getpid()
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
+
+    def check(self, step: int) -> bool:
+        """Whether to stop after ``step``; once true it stays true."""
+        if not self.stopping:
+            if self.world_size <= 1:
+                self.stopping = self.requested
+            elif step % self.every == 0:
+                from ganforge.training import distributed
+                self.stopping = distributed.any_rank(self.requested)
+        return self.stopping
 
     @property
     def name(self) -> str:
@@ -84,10 +99,10 @@ def fit_until_stopped(trainer) -> Path:
     """``trainer.fit()`` with SIGINT/SIGTERM turned into a clean stop; prints the resume command."""
     import json
 
-    with StopSignals() as stop:
+    with StopSignals(trainer.world_size, every=trainer.cfg.train.log_every) as stop:
         trainer.stop = stop
         run_dir = trainer.fit()
-    if stop.requested and trainer.is_main:
+    if stop.stopping and trainer.is_main:
         try:
             summary = json.loads((Path(run_dir) / "summary.json").read_text())
         except (OSError, ValueError):

@@ -272,7 +272,7 @@ class Trainer:
         t_log, images_since = time.perf_counter(), 0
         t_save = time.monotonic()
         status = "finished"
-        while self.progress.step < total_steps and not self.stop.requested:
+        while self.progress.step < total_steps and not self.stop.stopping:
             epoch = self.progress.epoch
             t0 = time.perf_counter()
             for group in self._groups(epoch, self.progress.batch):
@@ -311,7 +311,7 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.save_checkpoint()
                     t_save = time.monotonic()
-                if self.progress.step >= total_steps or self.stop.requested:  # a stop signal: save below
+                if self.progress.step >= total_steps or self.stop.check(self.progress.step):  # a stop signal: save below
                     break
             self.progress.elapsed += time.perf_counter() - t0
             if self.rolled_back:  # the guard restored the last good state: go on from there, or stop
@@ -335,7 +335,7 @@ class Trainer:
                 self.write_samples(f"step_{self.progress.step:08d}")
                 self.save_checkpoint()
         bar.close()
-        if self.stop.requested and status == "finished":
+        if self.stop.stopping and status == "finished":
             status = "interrupted"
         if self.is_main:
             self.save_final_generator()
