@@ -10,12 +10,10 @@ from PIL import Image
 
 from ganforge.data.decode import BrokenImage, decode_to_tensor, resize_crop
 
-from messy_data import encode_variants
-
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_every_format_and_mode_decodes_to_the_configured_channels(fashion_images, channels):
-    variants = encode_variants(fashion_images)
+def test_every_format_and_mode_decodes_to_the_configured_channels(image_variants, channels):
+    variants = image_variants
     assert len(variants) == 15
     for name, data in variants.items():
         x = decode_to_tensor(data, channels, (255, 255, 255))
@@ -63,9 +61,8 @@ def test_undecodable_bytes_raise_broken_image(data, reason):
         decode_to_tensor(data, 3, (255, 255, 255))
 
 
-def test_truncated_jpeg_is_broken_not_grey_padded(fashion_images):
-    variants = encode_variants(fashion_images)
-    jpg = variants["rgb.jpg"]
+def test_truncated_jpeg_is_broken_not_grey_padded(image_variants):
+    jpg = image_variants["rgb.jpg"]
     with pytest.raises(BrokenImage, match="(?i)truncated"):
         decode_to_tensor(jpg[: len(jpg) // 2], 3, (255, 255, 255))
 

@@ -8,8 +8,6 @@ import pytest
 from ganforge.data import index as index_mod
 from ganforge.data.index import load_index, scan_folder, scan_zip, split_zip_source, unsafe_member_name
 
-from messy_data import zip_folder
-
 
 def test_folder_scan_is_recursive_case_insensitive_and_skips_hidden_and_non_images(messy):
     found = scan_folder(messy.root).names
@@ -18,7 +16,7 @@ def test_folder_scan_is_recursive_case_insensitive_and_skips_hidden_and_non_imag
     assert "shirts/UPPER.JPG" in found and "バッグ/set1/mixed.PnG" in found
 
 
-def test_zip_scan_lists_members_relative_to_the_inner_folder(messy, tmp_path):
+def test_zip_scan_lists_members_relative_to_the_inner_folder(messy, tmp_path, zip_folder):
     archive = zip_folder(messy.root, tmp_path / "messy.zip", inner="photos/all")
     assert scan_zip(archive, "photos/all").names == sorted(messy.good + messy.broken)
     assert scan_zip(archive, "photos/all/shirts").names == sorted(
@@ -26,7 +24,7 @@ def test_zip_scan_lists_members_relative_to_the_inner_folder(messy, tmp_path):
     assert scan_zip(archive, "nope").names == []
 
 
-def test_hostile_member_names_are_set_aside(messy, tmp_path):
+def test_hostile_member_names_are_set_aside(messy, tmp_path, zip_folder):
     png = (messy.root / messy.good[0]).read_bytes()
     archive = zip_folder(messy.root, tmp_path / "hostile.zip", extra={
         "../x.png": png, "/etc/abs.png": png, "a/../../up.png": png, "C:/win.png": png,
@@ -51,7 +49,7 @@ def test_split_zip_source(tmp_path):
     assert split_zip_source(str(tmp_path)) is None
 
 
-def test_cache_is_reused_and_invalidated_by_changes(messy, tmp_path, monkeypatch):
+def test_cache_is_reused_and_invalidated_by_changes(messy, tmp_path, monkeypatch, zip_folder):
     monkeypatch.setattr(index_mod, "CACHE_MIN_NAMES", 1)  # cache even this small folder
     cache = tmp_path / "index-cache"
     first = load_index("folder", messy.root, cache_dir=cache)

@@ -9,8 +9,6 @@ import torch
 from ganforge.data import build_loader
 from ganforge.data.named import DEBIAN_FASHION_MNIST
 
-from messy_data import zip_folder
-
 CPU = torch.device("cpu")
 
 
@@ -33,7 +31,7 @@ def test_mnist_reads_idx_files_from_data_root(fashion_images, tmp_path, tiny):
     assert x.shape == (16, 3, 32, 32) and y.dtype == torch.long
 
 
-def test_celeba_reads_the_downloaded_zip_in_place(image_folder, tmp_path, tiny):
+def test_celeba_reads_the_downloaded_zip_in_place(image_folder, tmp_path, tiny, zip_folder):
     root = tmp_path / "root"
     (root / "celeba").mkdir(parents=True)
     zip_folder(image_folder, root / "celeba" / "img_align_celeba.zip", inner="img_align_celeba")

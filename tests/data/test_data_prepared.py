@@ -15,8 +15,6 @@ from ganforge.config import Config, DataConfig
 from ganforge.data import DataError, build_loader
 from ganforge.data.prepared import prepare, verify
 
-from messy_data import zip_folder
-
 CPU = torch.device("cpu")
 
 
@@ -26,7 +24,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def test_cli_prepare_from_a_zip_trains_on_exactly_the_same_images(image_folder, tmp_path, tiny):
+def test_cli_prepare_from_a_zip_trains_on_exactly_the_same_images(image_folder, tmp_path, tiny, zip_folder):
     archive = zip_folder(image_folder, tmp_path / "faces.zip", inner="faces")
     out = tmp_path / "prepared"
     result = _cli("prepare", f"{archive}:faces", str(out), "--size", "32", "--channels", "3", "--quiet",

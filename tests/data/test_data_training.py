@@ -14,8 +14,6 @@ import torch
 import ganforge
 from ganforge.data import DataError, build_loader
 
-from messy_data import build_messy_folder, zip_folder
-
 
 def _files_under(root: Path, skip: Path) -> dict[str, int]:
     return {str(p): p.stat().st_size for p in root.rglob("*")
@@ -37,7 +35,7 @@ def test_training_on_a_messy_folder_skips_and_lists_exactly_the_broken_files(mes
     assert summary["step"] == 2
 
 
-def test_training_from_a_zip_with_a_hostile_member_writes_only_in_the_run_dir(messy, tmp_path, tiny):
+def test_training_from_a_zip_with_a_hostile_member_writes_only_in_the_run_dir(messy, tmp_path, tiny, zip_folder):
     png = (messy.root / messy.good[0]).read_bytes()
     (tmp_path / "data").mkdir()
     archive = zip_folder(messy.root, tmp_path / "data" / "faces.zip", inner="img",
@@ -61,8 +59,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def test_too_many_broken_files_stop_before_training_with_names(tmp_path, fashion_images):
-    ds = build_messy_folder(tmp_path / "shaky", fashion_images, copies=1)  # 45 good + 3 broken: 6%
+def test_too_many_broken_files_stop_before_training_with_names(tmp_path, fashion_images, build_messy):
+    ds = build_messy(tmp_path / "shaky", fashion_images, copies=1)  # 45 good + 3 broken: 6%
     result = _cli("train", "--data", str(ds.root), "data.channels=3", "data.batch_size=16", "data.num_workers=0",
                   "model.ngf=8", "model.ndf=8", "--runs-dir", str(tmp_path / "runs"), "--quiet", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
