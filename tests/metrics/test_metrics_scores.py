@@ -53,6 +53,13 @@ def test_fid_agrees_with_scipy_sqrtm_on_general_covariances():
     assert scores.frechet_distance(m1, s1, m2, s2) == pytest.approx(reference, rel=1e-6)
 
 
+def test_fid_with_fewer_samples_than_dimensions_takes_a_cheaper_route_to_the_same_number():
+    rng = np.random.default_rng(6)
+    f1, f2 = rng.normal(size=(40, 96)) @ rng.normal(size=(96, 96)), rng.normal(0.3, 1.0, size=(30, 96))
+    via_covariances = scores.frechet_distance(*scores.feature_statistics(f1), *scores.feature_statistics(f2))
+    assert scores.fid_from_features(f1, f2) == pytest.approx(via_covariances, rel=1e-7)
+
+
 def _kernel(x, y):
     return (x @ y.T / x.shape[1] + 1.0) ** 3
 

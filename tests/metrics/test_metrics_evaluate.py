@@ -1,0 +1,44 @@
+"""evaluate(): a trained generator on real files gets a finite, repeatable score; real features are cached."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from .conftest import N_EVAL
+from ganforge.config import ConfigError
+from ganforge.metrics import evaluate
+from ganforge.sampling import load_generator
+
+
+def test_trained_generator_gets_a_finite_repeatable_score(trained_run, private_cache):
+    run, images = trained_run
+    first = evaluate(run, images, metrics="fid,kid,is,pr", features="effnet-lite0", n=N_EVAL)
+    assert first["n_generated"] == N_EVAL and first["n_real"] == N_EVAL
+    keys = {"fid_effnet_lite0", "kid_effnet_lite0", "kid_std_effnet_lite0", "is_effnet_lite0", "is_std_effnet_lite0",
+            "precision_effnet_lite0", "recall_effnet_lite0", "density_effnet_lite0", "coverage_effnet_lite0"}
+    assert keys <= set(first) and not any("inception" in k for k in first)
+    assert all(math.isfinite(first[k]) for k in keys)
+    assert first["fid_effnet_lite0"] > 0 and first["is_effnet_lite0"] >= 1.0
+    cached = list(private_cache.glob("images-32px-3c-effnet-lite0-n8-*.npz"))
+    assert len(cached) == 1  # real features computed once, named for dataset, resolution and extractor
+    stamp = cached[0].stat().st_mtime_ns
+    again = evaluate(run, images, metrics="fid,kid,is,pr", features="effnet-lite0", n=N_EVAL)
+    assert again == first  # fixed latent seed, same weights (EMA), cached real features
+    assert cached[0].stat().st_mtime_ns == stamp  # read, not rewritten
+
+
+def test_images_against_themselves_and_input_errors(trained_run):
+    run, images = trained_run
+    G, cfg = load_generator(run)
+    from ganforge.data import open_source
+    from ganforge.metrics.stats_cache import eval_data_config
+    real = torch.stack([open_source(eval_data_config(cfg))[i][0] for i in range(N_EVAL)])
+    same = evaluate(real, real, metrics=["fid", "pr"], n=N_EVAL)
+    assert abs(same["fid_effnet_lite0"]) < 1e-3
+    assert same["precision_effnet_lite0"] == 1.0 and same["coverage_effnet_lite0"] == 1.0
+    with pytest.raises(ConfigError, match="unknown metric 'fd'"):
+        evaluate(real, real, metrics="fd")
+    with pytest.raises(ConfigError, match="at least 2"):
+        evaluate(real, real, n=1)
