@@ -1,11 +1,16 @@
 """Exact resume: N steps, stop, resume for M more gives the same bits as N + M steps straight (CPU)."""
 from __future__ import annotations
 
+import signal
+
 import pytest
+import torch
 
 import ganforge
 from ganforge.config import ConfigError
-from ganforge.training.session import resume
+from ganforge.training.session import resume, save_config
+from ganforge.training.signals import fit_until_stopped
+from ganforge.training.trainer import Trainer
 
 from .conftest import STEPS, assert_bitwise_equal, one_thread, tiny_cfg
 
@@ -27,3 +32,40 @@ def test_resume_refuses_a_changed_config_and_names_the_keys(damaged_copy):
         resume(run, log_format="quiet", overrides=["optim.g.lr=0.001", "model.nz=32"])
     msg = str(e.value)
     assert "optim.g.lr: 0.0002 -> 0.001" in msg and "model.nz: 16 -> 32" in msg and "--force" in msg
+
+
+#: Every stateful strategy at once: adaptive augmentation, EMA, schedules, instance noise, R1, label flips.
+STATEFUL = ["model.spectral_norm=true", "model.d_batchnorm=false", "loss.name=hinge", "ema.enabled=true",
+            "augment.name=ada", "augment.ada_interval=1", "loss.r1_gamma=1.0", "loss.r1_every=2",
+            "optim.g.schedule=cosine", "optim.d.schedule=cosine", "noise.std=0.1", "noise.anneal_steps=6",
+            "data.hflip=0.5", "train.d_steps=2"]
+
+
+class SignalAt:
+    """A callback that sends this process SIGTERM after a given step, through the installed handler."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, trainer, step: int) -> None:
+        if step == self.step:
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_resume_is_exact_with_every_stateful_strategy(tmp_path, images, capsys):
+    # 64 images, batch 16, 2 D steps per G step: 2 steps per epoch, 4 in all.  The stop is a SIGTERM after
+    # step 1 rather than a shorter train.max_steps, which would also shorten the learning-rate schedules.
+    cfg = tiny_cfg(images, *STATEFUL)
+    run = tmp_path / "stopped"
+    run.mkdir()
+    save_config(cfg, run)
+    with one_thread():
+        straight = ganforge.train(cfg, runs_dir=tmp_path / "straight", log_format="quiet")
+        trainer = Trainer(cfg, run, log_format="quiet")
+        trainer.callbacks = [SignalAt(1)]
+        fit_until_stopped(trainer)
+        assert "stopped by SIGTERM at step 1" in capsys.readouterr().out
+        resume(run, log_format="quiet")
+    assert_bitwise_equal(run / "checkpoints/step_00000004.pt", straight / "checkpoints/step_00000004.pt")
+    ema = [torch.load(r / "generator.pt", weights_only=True)["G"] for r in (run, straight)]
+    assert all(torch.equal(ema[0][k], ema[1][k]) for k in ema[0])
