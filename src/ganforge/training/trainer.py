@@ -335,8 +335,6 @@ class Trainer:
                 self.write_samples(f"step_{self.progress.step:08d}")
                 self.save_checkpoint()
         bar.close()
-        if self.stop.requested and status == "finished":
-            status = "interrupted"
         if self.stop.stopping and status == "finished":
             status = "interrupted"
         if self.is_main:
