@@ -236,7 +236,7 @@ def wrap_networks(trainer) -> tuple[nn.Module, nn.Module, nn.Module]:
 
 
 def describe(world_size: int, cfg: Config) -> str:
-    return (f"distributed: {world_size} processes ({dist.get_backend() if is_active() else 'none'}), "
-            f"batch {cfg.data.batch_size} per process, effective batch {cfg.data.batch_size * world_size}, "
+    return (f"{world_size} processes ({dist.get_backend() if is_active() else 'no process group'}), "
+            f"effective batch {cfg.data.batch_size} x {world_size} = {cfg.data.batch_size * world_size}, "
             f"lr scaling {cfg.train.lr_scaling}, sync_bn {'on' if cfg.train.sync_bn else 'off'}")
 

@@ -29,6 +29,7 @@ How the pieces attach to a run (:func:`accelerate`, called once by the trainer b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -53,6 +54,7 @@ class SpeedSettings:
     channels_last: bool
     cudnn_benchmark: bool
     cuda_graphs: bool
+    scale: str = ""  # under torchrun: processes, backend and effective batch
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -64,7 +66,7 @@ class SpeedSettings:
         parts = [f"amp {self.amp}", f"compile {on(self.compile)}", f"channels_last {on(self.channels_last)}"]
         if self.device_type == "cuda":
             parts += [f"cudnn autotune {on(self.cudnn_benchmark)}", f"cuda graphs {on(self.cuda_graphs)}"]
-        return f"speed ({self.device_type}): " + ", ".join(parts)
+        return f"speed ({self.device_type}): " + ", ".join(parts) + (f"; {self.scale}" if self.scale else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -219,6 +221,7 @@ def accelerate(trainer, steps_left: int) -> SpeedSettings:
     G_step, D_step, D_for_g = trainer.G, trainer.D, trainer.D
     if trainer.world_size > 1:
         G_step, D_step, D_for_g = distributed.wrap_networks(trainer)
+        settings = dataclasses.replace(settings, scale=distributed.describe(trainer.world_size, trainer.cfg))
     if settings.compile:
         G_step, D_step = compile_module(G_step, settings), compile_module(D_step, settings)
         D_for_g = D_step if D_for_g is trainer.D and trainer.world_size == 1 else compile_module(D_for_g, settings)
