@@ -80,3 +80,16 @@ def test_run_directory_never_overwritten(tmp_path, image_folder, tiny):
     a = ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="quiet")
     b = ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="quiet")
     assert a != b and (a / "generator.pt").is_file() and (b / "generator.pt").is_file()
+
+
+def test_one_sample_looks_like_it_does_in_a_grid(trained_run):
+    # BatchNorm generators sample with batch statistics: a lone sample must match the same latent's
+    # image in a bigger batch, not a batch-of-one artefact (near-constant image).
+    import torch
+    from ganforge.sampling import MIN_STATS_BATCH, generate, load_generator
+    G, cfg = load_generator(trained_run)
+    z = torch.randn(MIN_STATS_BATCH, cfg.model.nz, generator=torch.Generator().manual_seed(1))
+    alone = generate(G, z[:1])
+    assert alone.std() > 0.05  # a batch of one without padding normalises to a flat image
+    in_grid = generate(G, torch.cat([z[:1], z[1:]]))[:1]
+    assert (alone - in_grid).abs().mean() < 0.25

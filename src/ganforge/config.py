@@ -130,6 +130,7 @@ class GuardConfig:
 class TrainConfig:
     epochs: int = 5
     max_steps: int = 0  # stop after this many generator steps (0: no limit)
+    max_minutes: float = 0.0  # stop after this much training time, across resumes (0: no limit)
     d_steps: int = 1  # discriminator steps per generator step
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     seed: int = 0
@@ -423,7 +424,7 @@ def validate(cfg: Config) -> None:
               "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every", "train.world_size",
               "loss.r1_every", "augment.ada_interval")
     _positive(cfg, "train.epochs", "train.max_steps", "train.sample_every", "train.midsave_steps",
-              "train.midsave_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
+              "train.midsave_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
               "optim.g.l1", "optim.d.l1", "noise.std", "loss.r1_gamma", "loss.gp_weight",
               "model.num_classes", "eval.every", "train.keep_checkpoints", "model.attention",
               allow_zero=True)

@@ -45,22 +45,45 @@ def has_batchnorm(G: nn.Module) -> bool:
 def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, bn_mode: str = "batch",
              chunk: int = 256) -> torch.Tensor:
     """Images in [-1, 1] for latents ``z``.  ``bn_mode``: 'batch' (batch statistics, frozen running
-    statistics) or 'running' (eval mode, the running statistics)."""
+    statistics) or 'running' (eval mode, the running statistics).
+
+    With batch statistics, an image must not depend on how few others share its batch: a chunk smaller
+    than ``MIN_STATS_BATCH`` is padded with fixed reference latents (a seeded draw), so one sample
+    looks like it does in a grid of 64 instead of collapsing to the mean of a batch of one.
+    """
     was_training = G.training
+    batch_mode = bn_mode != "running" and has_batchnorm(G)
     outs = []
     try:
-        if bn_mode == "running" or not has_batchnorm(G):
+        if batch_mode:
+            ctx = batch_stats_frozen(G)
+        else:
             G.eval()
             ctx = contextlib.nullcontext()
-        else:
-            ctx = batch_stats_frozen(G)
         with ctx:
             for i in range(0, z.shape[0], chunk):
+                zc = z[i:i + chunk]
                 y = None if labels is None else labels[i:i + chunk]
-                outs.append(G(z[i:i + chunk], y).float())
+                n = zc.shape[0]
+                if batch_mode and n < MIN_STATS_BATCH:
+                    zc, y = _pad_with_reference(zc, y, MIN_STATS_BATCH)
+                outs.append(G(zc, y)[:n].float())
     finally:
         G.train(was_training)
     return torch.cat(outs)
+
+
+#: The smallest batch whose statistics BatchNorm generators sample with (training used 64 or more).
+MIN_STATS_BATCH = 64
+
+
+def _pad_with_reference(z: torch.Tensor, y: torch.Tensor | None, size: int):
+    g = torch.Generator().manual_seed(20261122)
+    extra = torch.randn(size - z.shape[0], z.shape[1], generator=g).to(z.device, z.dtype)
+    if y is not None:
+        num = int(y.max()) + 1
+        y = torch.cat([y, torch.randint(0, num, (extra.shape[0],), generator=g).to(y.device)])
+    return torch.cat([z, extra]), y
 
 
 def truncate(z: torch.Tensor, psi: float) -> torch.Tensor:

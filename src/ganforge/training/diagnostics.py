@@ -1,6 +1,7 @@
 """Plain-words diagnostics while training: each names what it saw and the knob to turn.
 
-- *The discriminator wins completely*: D(x) near 1 and D(G(z)) near 0 for many steps in a row.  The
+- *The discriminator wins completely*: it separates nearly every batch (D(x) near 1 and D(G(z)) near 0)
+  for many steps in a row.  The
   generator then gets almost no gradient (the tutorial's failure on small datasets).
 - *Mode collapse*: the fixed-noise samples grow alike: their diversity in feature space falls well
   below the diversity of real images (and below what this run reached before).
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from ganforge.sampling import generate
 
 ADVICE = {
-    "d_wins": ("the discriminator is winning completely (D(x) ~ {d_x:.2f}, D(G(z)) ~ {d_g_z:.3f} for {steps} steps): "
+    "d_wins": ("the discriminator is winning completely (D(x) ~ {d_x:.2f}, D(G(z)) ~ {d_g_z:.3f} over {steps} steps): "
                "the generator gets almost no gradient. Try augment.name=diffaugment (small datasets), "
                "model.spectral_norm=true with loss.name=hinge, a lower optim.d.lr, or loss.real_label=0.9."),
     "collapse": ("the fixed-noise samples are becoming alike (diversity {ratio:.2f} of the real images', "
@@ -46,7 +47,7 @@ def diversity(images: torch.Tensor) -> float:
 
 
 class Diagnostics:
-    def __init__(self, d_wins_steps: int = 200, d_wins_threshold: float = 0.02, collapse_ratio: float = 0.35):
+    def __init__(self, d_wins_steps: int = 200, d_wins_threshold: float = 0.05, collapse_ratio: float = 0.35):
         self.d_wins_steps = d_wins_steps
         self.threshold = d_wins_threshold
         self.collapse_ratio = collapse_ratio
@@ -65,7 +66,9 @@ class Diagnostics:
         else:
             self.active.discard("diverged")
         d_x, d_g_z = record.get("d_x", 0.5), record.get("d_g_z", 0.5)
-        if d_x > 1 - self.threshold and d_g_z < self.threshold:
+        # ``d_wins`` is the share of the logged steps in which D separated its batch completely, as the
+        # loss defines it (probabilities for BCE-type losses, margins for hinge).
+        if record.get("d_wins", 0.0) >= 1.0 - self.threshold:
             if self.d_wins_since is None:
                 self.d_wins_since = step - trainer.cfg.train.log_every
             if step - self.d_wins_since >= self.d_wins_steps:
@@ -83,7 +86,9 @@ class Diagnostics:
         ratio = diversity(fakes) / max(self.real_diversity, 1e-8)
         self.best_ratio = max(self.best_ratio, ratio)
         trainer.summary_extra["sample_diversity"] = round(ratio, 4)
-        if ratio < self.collapse_ratio and ratio < 0.6 * self.best_ratio:
+        # Early samples are blurry and alike anyway: only a drop from the best, or low diversity that
+        # persists past the first epochs, counts as collapse.
+        if ratio < self.collapse_ratio and (epoch >= 2 or ratio < 0.6 * self.best_ratio):
             self._report(trainer, "collapse", trainer.progress.step, ratio=ratio, best=self.best_ratio)
         else:
             self.active.discard("collapse")

@@ -272,7 +272,7 @@ class Trainer:
         t_log, images_since = time.perf_counter(), 0
         t_save = time.monotonic()
         status = "finished"
-        while self.progress.step < total_steps and not self.stop.stopping:
+        while self.progress.step < total_steps and not self.stop.stopping and status == "finished":
             epoch = self.progress.epoch
             t0 = time.perf_counter()
             for group in self._groups(epoch, self.progress.batch):
@@ -311,6 +311,9 @@ class Trainer:
                     t0 = time.perf_counter()
                     self.save_checkpoint()
                     t_save = time.monotonic()
+                if self._out_of_time(t0):
+                    status = "time budget reached"
+                    break
                 if self.progress.step >= total_steps or self.stop.check(self.progress.step):  # a stop signal: save below
                     break
             self.progress.elapsed += time.perf_counter() - t0
@@ -398,6 +401,11 @@ class Trainer:
             self.summary_extra = {**getattr(self, "summary_extra", {}), "diverged": self.stop_reason}
         self.rolled_back = True
         return True
+
+    def _out_of_time(self, t0: float) -> bool:
+        """``train.max_minutes`` of training time (summed across resumes) are spent."""
+        budget = self.cfg.train.max_minutes * 60
+        return bool(budget) and self.progress.elapsed + time.perf_counter() - t0 >= budget
 
     def _midsave_due(self, t_save: float) -> bool:
         t = self.cfg.train

@@ -1,0 +1,55 @@
+"""Diagnostics name real failures in plain words, on real runs."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ganforge.training.diagnostics import Diagnostics, diversity
+from ganforge.training.trainer import Trainer
+
+
+def _trainer(tmp_path, cfg, diagnostics):
+    run = tmp_path / "run"
+    run.mkdir()
+    trainer = Trainer(cfg, run, log_format="quiet")
+    trainer.callbacks = [diagnostics]
+    return trainer
+
+
+def test_discriminator_winning_is_reported(tmp_path, image_folder, tiny):
+    # A generator that cannot learn (lr ~ 0) against a fast discriminator: D separates every batch.
+    cfg = tiny(image_folder, "train.max_steps=40", "optim.g.lr=1e-12", "optim.d.lr=0.005", "train.log_every=2",
+               "guard.enabled=false")
+    trainer = _trainer(tmp_path, cfg, Diagnostics(d_wins_steps=8))
+    trainer.fit()
+    findings = [json.loads(l) for l in (trainer.run_dir / "diagnostics.jsonl").read_text().splitlines()]
+    assert [f["kind"] for f in findings] == ["d_wins"]  # reported once, not at every log line
+    assert "augment.name=diffaugment" in findings[0]["message"]
+    summary = json.loads((trainer.run_dir / "summary.json").read_text())
+    assert summary["diagnostics"] and "winning" in summary["diagnostics"][0]
+
+
+def test_healthy_short_run_reports_nothing(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "train.epochs=2")
+    trainer = _trainer(tmp_path, cfg, Diagnostics(d_wins_steps=8))
+    trainer.fit()
+    assert not (trainer.run_dir / "diagnostics.jsonl").exists()
+    assert json.loads((trainer.run_dir / "summary.json").read_text())["sample_diversity"] > 0.35
+
+
+def test_collapsed_samples_are_reported(tmp_path, image_folder, tiny):
+    # The defect: every fixed-noise vector the same, so the progress samples are copies of one image.
+    cfg = tiny(image_folder, "train.epochs=2")
+    trainer = _trainer(tmp_path, cfg, Diagnostics())
+    trainer.fixed_noise = trainer.fixed_noise[:1].expand_as(trainer.fixed_noise).clone()
+    trainer.fit()
+    kinds = [json.loads(l)["kind"] for l in (trainer.run_dir / "diagnostics.jsonl").read_text().splitlines()]
+    assert kinds == ["collapse"]
+
+
+def test_diversity_orders_sets():
+    g = torch.Generator().manual_seed(0)
+    varied = torch.rand(16, 3, 32, 32, generator=g) * 2 - 1
+    same = varied[:1].expand(16, -1, -1, -1)
+    assert diversity(same) < 1e-4 < diversity(varied)
