@@ -13,7 +13,7 @@ from ganforge.reporting.rundata import metric_group, numeric_keys, series
 PANELS = {"loss": "losses (G and D)", "D": "D(x) and D(G(z))", "lr": "learning rates",
           "grad": "gradient norms", "speed": "images / s"}
 LABELS = {"loss_d": "D loss", "loss_g": "G loss", "d_x": "D(x)", "d_g_z": "D(G(z)) before D step",
-          "d_g_z2": "D(G(z)) after D step", "lr_g": "G", "lr_d": "D"}
+          "d_g_z2": "D(G(z)) after D step", "lr_g": "G", "lr_d": "D", "grad_norm_g": "G", "grad_norm_d": "D"}
 
 
 def smooth(values: list[float], weight: float = 0.8) -> list[float]:
