@@ -15,11 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import ganforge
-from conftest import write_images  # tests/conftest.py: the shared real-image helpers
 from ganforge import config as C
 
 #: The tiny DCGAN of tests/conftest.py, deterministic; as KEY=VALUE arguments for the command line too.
@@ -59,11 +60,6 @@ def ganforge_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "ganforge", *args]
 
 
-def run_cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    """``python -m ganforge ARGS`` in a real process; returns its exit status and output."""
-    return subprocess.run(ganforge_cmd(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(), **kw)
-
-
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint that training changes: G, D and both optimisers' states."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -93,6 +89,20 @@ def manifest(run: Path) -> dict:
 
 def temporaries(folder: Path) -> list[str]:
     return sorted(p.name for p in Path(folder).iterdir() if ".tmp-" in p.name)
+
+
+def write_images(folder: Path, images: np.ndarray, n: int, rgb: bool = True) -> Path:
+    """``n`` real images as PNG and JPEG files, 40x40, tinted to colour unless ``rgb`` is false (as
+    tests/conftest.py's helper, which cannot be imported under --import-mode=importlib)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = Image.fromarray(images[i % len(images)], "L").resize((40, 40), Image.BILINEAR)
+        if rgb:
+            tint = np.array([(i * 37) % 256, (i * 91) % 256, (i * 53) % 256], dtype=np.float32) / 255.0
+            a = np.asarray(img, dtype=np.float32)[..., None] * (0.5 + 0.5 * tint)
+            img = Image.fromarray(a.clip(0, 255).astype(np.uint8), "RGB")
+        img.save(folder / f"img_{i:05d}.png") if i % 2 == 0 else img.save(folder / f"img_{i:05d}.jpg", quality=95)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,10 @@ import time
 
 import torch
 
+from ganforge.cli import main
 from ganforge.training.checkpoint import CheckpointStore, safe_load
 
-from .conftest import STEPS, assert_bitwise_equal, cli_env, ganforge_cmd, run_cli, temporaries, tiny_args
+from .conftest import STEPS, assert_bitwise_equal, cli_env, ganforge_cmd, one_thread, temporaries, tiny_args
 
 
 def _save_forever(folder, first_step: int) -> None:
@@ -79,12 +80,12 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_latest_checkpoint(tmp_path
     assert temporaries(folder) == []
 
 
-def test_sigkill_during_training_then_resume_latest_continues_exactly(tmp_path, images, reference_run):
+def test_sigkill_during_training_then_resume_latest_continues_exactly(tmp_path, images, reference_run, capsys):
     runs = tmp_path / "runs"
     # A checkpoint every step, so that the kill most likely lands inside a checkpoint write.
     proc = subprocess.Popen(ganforge_cmd("train", "--quiet", "--runs-dir", str(runs),
                                          *tiny_args(images, "train.midsave_steps=1")),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
     deadline, killed_mid_write = time.monotonic() + 90, False
     while time.monotonic() < deadline and proc.poll() is None:
         folders = list(runs.glob("*/checkpoints"))
@@ -98,11 +99,11 @@ def test_sigkill_during_training_then_resume_latest_continues_exactly(tmp_path, 
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     before = CheckpointStore(run / "checkpoints").latest_valid(warn=lambda *_: None)[1]
 
-    resumed = run_cli("train", "--resume", "latest", "--runs-dir", str(runs))
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {run} from {before['file']}" in resumed.stdout
+    with one_thread():  # the resume runs in this process, single-threaded like the killed one
+        assert main(["train", "--resume", "latest", "--runs-dir", str(runs)]) == 0
+    assert f"resuming {run} from {before['file']}" in capsys.readouterr().out
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert temporaries(run / "checkpoints") == []
     final = f"checkpoints/step_{STEPS:08d}.pt"
     assert_bitwise_equal(run / final, reference_run / final)
-    print(f"killed inside a checkpoint write: {killed_mid_write}; resumed from {before['file']}")
+    print(f"killed inside a checkpoint write: {killed_mid_write}; resumed from {before['file']}")  # with -s

@@ -9,8 +9,9 @@ import sys
 import textwrap
 
 import ganforge.training.signals as signals_module
+from ganforge.cli import main
 
-from .conftest import STEPS, assert_bitwise_equal, cli_env, ganforge_cmd, run_cli, tiny_args
+from .conftest import STEPS, assert_bitwise_equal, cli_env, ganforge_cmd, one_thread, tiny_args
 
 
 def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path, images,
@@ -39,8 +40,8 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_matches_an_uninter
     # What was kept: a checkpoint at the step it stopped at, listed with its checksum.
     assert (run / "checkpoints" / f"step_{stopped_at:08d}.pt").is_file()
 
-    resumed = run_cli("train", "--resume", str(run), "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
+    with one_thread():  # the resume runs in this process, single-threaded like the stopped one
+        assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     final = f"checkpoints/step_{STEPS:08d}.pt"
     assert_bitwise_equal(run / final, reference_run / final)

@@ -10,7 +10,7 @@ import ganforge
 from ganforge.cli import main
 from ganforge.config import ConfigError
 
-from .conftest import one_thread, tiny_args, tiny_cfg
+from .conftest import one_thread, tiny_args, tiny_cfg, write_images
 
 
 @pytest.mark.parametrize("override, said", [
@@ -43,7 +43,6 @@ def test_one_channel_on_colour_images_is_refused_before_training(tmp_path, image
 
 
 def test_three_channels_on_grayscale_images_trains_with_a_warning(tmp_path, fashion_images, capsys):
-    from conftest import write_images
     gray = tmp_path / "gray"
     write_images(gray, fashion_images, 32, rgb=False)
     with one_thread():
