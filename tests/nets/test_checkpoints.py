@@ -58,13 +58,15 @@ def test_generator_file_for_another_architecture_is_refused_cleanly(dcgan_run, t
 
 
 def test_conditional_resnet_trains_on_labelled_folders_and_samples_a_class(tmp_path, image_folder, tiny, capsys):
-    """Labels from the first folder level drive a class-conditional ResNet with every BigGAN option."""
+    """Labels from the first folder level drive a class-conditional ResNet with every BigGAN option
+    (and the resnet presets' hinge loss and EMA generator)."""
     for i, path in enumerate(sorted(image_folder.iterdir())):
         (image_folder / f"class_{i % 3}").mkdir(exist_ok=True)
         shutil.move(path, image_folder / f"class_{i % 3}" / path.name)
     cfg = tiny(image_folder, "model.name=resnet", "model.num_classes=3", "data.labels=true",
                "model.spectral_norm=true", "model.spectral_norm_g=true", "model.attention=16",
-               "model.hierarchical_z=true", "model.init=orthogonal", "train.max_steps=2")
+               "model.hierarchical_z=true", "model.init=orthogonal", "loss.name=hinge", "ema.enabled=true",
+               "train.max_steps=2")
     run = ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="quiet")
     assert json.loads((run / "summary.json").read_text())["step"] == 2
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["num_classes"] == 3

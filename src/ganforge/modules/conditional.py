@@ -31,8 +31,8 @@ class ConditionalBatchNorm(nn.Module):
         self.bias = maybe_spectral_norm(nn.Linear(cond_dim, num_features, bias=False), spectral_norm)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        # Viewed as (B, C, 1, 1), a (B, C) input gets exactly BatchNorm1d's statistics.
-        out = self.bn(x.view(x.shape[0], x.shape[1], -1, 1)).view_as(x)
+        # As (B, C, 1, 1), a (B, C) input gets exactly BatchNorm1d's statistics.
+        out = self.bn(x) if x.dim() == 4 else self.bn(x[:, :, None, None])[:, :, 0, 0]
         shape = (x.shape[0], -1) + (1,) * (x.dim() - 2)
         return out * (1 + self.gain(cond).view(shape)) + self.bias(cond).view(shape)
 
