@@ -87,7 +87,7 @@ class BatchLoader:
         self.device = device
         self.batch_size = cfg.data.batch_size
         self.hflip = cfg.data.hflip
-        self.seed = cfg.train.seed
+        self.seed, self.rank = cfg.train.seed, rank
         self.sampler = EpochSampler(len(dataset), self.batch_size, cfg.train.seed, rank, world_size)
         self.batches_per_epoch = self.sampler.batches
         if self.batches_per_epoch == 0:
@@ -108,7 +108,8 @@ class BatchLoader:
             self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-batches")
         else:
             workers = default_workers() if cfg.data.num_workers < 0 else cfg.data.num_workers
-            # The loader's own generator: creating an iterator never consumes the global RNG.
+            # Its own generator: starting an epoch's iterator draws a seed, and drawing it from the global
+            # RNG would shift a resumed run's latents by one draw (resume would not be exact).
             self.loader_generator = torch.Generator()
             self.loader = DataLoader(
                 dataset, batch_size=self.batch_size, sampler=self.sampler, num_workers=workers,
@@ -133,7 +134,8 @@ class BatchLoader:
         if self.from_arrays:
             yield from self._array_batches()
             return
-        self.loader_generator.manual_seed(self.seed * 1_000_003 + epoch)  # worker seeds depend on the epoch only
+        # Worker seeds depend on (seed, epoch, rank) only: the same after a resume.
+        self.loader_generator.manual_seed((self.seed * 1_000_003 + epoch) * 104_729 + self.rank)
         for images, labels, bad in self.loader:
             for j in bad[bad >= 0].tolist():
                 if j not in self._seen_bad:
