@@ -10,7 +10,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Train a GAN. Settings come from --preset, then --config, then KEY=VALUE overrides "
                                    "(for example train.epochs=10 model.nz=128).")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.add_argument("--preset", help="a preset shipped with ganforge (ganforge describe --list shows them)")
+    p.add_argument("--preset", help="a preset shipped with ganforge (ganforge describe --list shows them); "
+                                    "'auto' (the default with --data) chooses from the data")
     p.add_argument("--config", help="a YAML config file")
     p.add_argument("--data", help="images to train on: a folder, a zip (zip:inner/dir), a prepared dataset, "
                                   "or a named dataset (same as data.source=...)")
@@ -57,8 +58,16 @@ def run(args) -> int:
             run_dir = resume(args.resume, runs_dir=args.runs_dir, log_format=log_format, overrides=overrides,
                              force=args.force, rank=launch.rank, world_size=launch.world_size)
         else:
-            preset = args.preset or (None if args.config else "quickstart")
-            cfg = C.load(preset=preset, file=args.config, overrides=overrides)
+            if args.preset == "auto" or (args.data and not args.preset and not args.config):
+                # Your own images and no preset: the recipe looks at the data and chooses.
+                from ganforge.recipe import auto_config
+                cfg = auto_config(args.data or C.load(overrides=overrides).data.source,
+                                  [o for o in overrides if not o.startswith("data.source=")])
+                if log_format != "quiet" and launch.rank == 0:
+                    print("ganforge: " + "\n  ".join(cfg.notes), flush=True)
+            else:
+                preset = args.preset or (None if args.config else "quickstart")
+                cfg = C.load(preset=preset, file=args.config, overrides=overrides)
             run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
                             world_size=launch.world_size)
     finally:

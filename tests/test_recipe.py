@@ -1,0 +1,46 @@
+"""The default recipe looks at the data and says what it chose and why."""
+from __future__ import annotations
+
+import yaml
+
+from ganforge.cli import main
+from ganforge.recipe import auto_config, inspect, resolution_for
+
+from conftest import write_images
+
+
+def test_recipe_reads_colour_folder(image_folder):
+    facts = inspect(str(image_folder))
+    assert (facts.count, facts.shorter_side, facts.channels) == (64, 40, 3)
+    cfg = auto_config(str(image_folder), ["train.device=cpu"])
+    assert cfg.preset == "auto"
+    assert (cfg.data.image_size, cfg.data.channels, cfg.model.name) == (32, 3, "dcgan")
+    assert cfg.model.spectral_norm and not cfg.model.d_batchnorm and cfg.loss.name == "hinge"
+    assert cfg.ema.enabled and cfg.augment.name == "diffaugment"  # 64 images is a small set
+    assert any(n.startswith("augment.name=diffaugment: 64 images is few") for n in cfg.notes)
+
+
+def test_recipe_reads_grey_images_and_respects_given_keys(tmp_path, fashion_images):
+    folder = tmp_path / "grey"
+    write_images(folder, fashion_images, 40, rgb=False, size=70)
+    cfg = auto_config(str(folder), ["data.image_size=32", "loss.name=bce", "train.device=cpu"])
+    assert cfg.data.channels == 1 and cfg.data.image_size == 32 and cfg.loss.name == "bce"
+    assert "loss.name=bce (given)" in cfg.notes
+
+
+def test_large_images_get_resnet():
+    assert resolution_for(218) == 128 and resolution_for(28) == 32 and resolution_for(300) == 256
+    cfg = auto_config("celeba", ["train.device=cpu"])  # a named set: decided without opening it
+    assert cfg.data.image_size == 128 and cfg.model.name == "resnet" and cfg.augment.name == "none"
+
+
+def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
+    rc = main(["train", "--data", str(image_folder), "--runs-dir", str(tmp_path / "runs"), "train.max_steps=2",
+               "model.ngf=8", "model.ndf=8", "data.batch_size=16", "data.num_workers=0", "train.device=cpu",
+               "train.report=false", "train.tensorboard=false"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "auto recipe for 64 images" in out and "model.spectral_norm=true" in out
+    run = next((tmp_path / "runs").iterdir())
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]
