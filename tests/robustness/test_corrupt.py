@@ -97,3 +97,34 @@ def test_a_malicious_checkpoint_with_a_matching_checksum_is_refused_on_resume(da
     err = capsys.readouterr().err
     assert f"{latest} was refused" in err and "Nothing from it was loaded or executed" in err
     assert not marker.exists()
+
+
+def test_no_code_in_ganforge_unpickles_freely():
+    # Every torch.load in the package says weights_only=True; nothing calls pickle.load(s) or np.load with
+    # allow_pickle=True.  A new loader that forgets it fails here, before it ships.
+    import ast
+    from pathlib import Path
+
+    import ganforge
+
+    offenders, loads = [], 0
+    for path in Path(ganforge.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            kwargs = {k.arg: k.value for k in node.keywords}
+            where = f"{path.name}:{node.lineno}"
+            if (owner, node.func.attr) == ("torch", "load"):
+                loads += 1
+                flag = kwargs.get("weights_only")
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    offenders.append(f"{where} torch.load without weights_only=True")
+            elif owner == "pickle" and node.func.attr in ("load", "loads"):
+                offenders.append(f"{where} pickle.{node.func.attr}")
+            elif (owner, node.func.attr) == ("np", "load"):
+                flag = kwargs.get("allow_pickle")
+                if flag is not None and not (isinstance(flag, ast.Constant) and flag.value is False):
+                    offenders.append(f"{where} np.load with allow_pickle")
+    assert not offenders, offenders
+    assert loads >= 2  # checkpoint.safe_load and the guard's rollback at least: the scan sees them
