@@ -120,18 +120,28 @@ def resume_command(run_dir: Path) -> str:
     return f"ganforge train --resume {shlex.quote(str(run_dir))}"
 
 
-def storage_error_message(e: OSError, path: Path | str | None = None) -> str | None:
+def storage_error_message(e: OSError, path: Path | str | None = None, within: Path | None = None) -> str | None:
     """One paragraph for a failed write: what happened, what is still good, what to do.
 
-    ``None`` for errors that are not about the storage (those keep their own message).
+    ``path`` is the file being written (else ``e.filename``); ``within`` the folder it was in, for errors
+    that name no file (a write to an open file).  ``None`` for errors that are not about the storage
+    (those keep their own message).
     """
     if e.errno not in _STORAGE_ERRNOS:
         return None
-    path = Path(path or e.filename or ".")
-    if _TEMPORARY.match(path.name):  # name the file being written, not its temporary twin
-        path = path.with_name(path.name[1:].rsplit(".tmp-", 1)[0])
-    run_dir = find_run_dir(path.parent)
-    where = run_dir or path.parent
+    name = path or e.filename
+    if name is None:
+        path = Path(within or ".")
+        folder = path
+        path_text = f"a file in {within}" if within else "a file"
+    else:
+        path = Path(name)
+        if _TEMPORARY.match(path.name):  # name the file being written, not its temporary twin
+            path = path.with_name(path.name[1:].rsplit(".tmp-", 1)[0])
+        folder, path_text = path.parent, None
+    run_dir = find_run_dir(folder)
+    where = run_dir or folder
+    path = path_text or path
     if e.errno == errno.EFBIG:
         what = (f"{path} could not be written: it would be larger than this process may write "
                 f"({os.strerror(e.errno)}: a file-size limit, see ulimit -f, or the file system's largest file)")

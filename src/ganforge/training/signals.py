@@ -96,12 +96,22 @@ def stopped_message(run_dir: Path, signame: str, step: int, checkpoint: str | No
 
 
 def fit_until_stopped(trainer) -> Path:
-    """``trainer.fit()`` with SIGINT/SIGTERM turned into a clean stop; prints the resume command."""
+    """``trainer.fit()`` with SIGINT/SIGTERM turned into a clean stop (it prints the resume command), and a
+    write that the disk refused turned into a :class:`~ganforge.training.checkpoint.StorageError` that
+    says what to do."""
     import json
+
+    from ganforge.training.checkpoint import StorageError, storage_error_message
 
     with StopSignals(trainer.world_size, every=trainer.cfg.train.log_every) as stop:
         trainer.stop = stop
-        run_dir = trainer.fit()
+        try:
+            run_dir = trainer.fit()
+        except OSError as e:  # a full disk or a read-only run directory: the one-paragraph explanation
+            message = storage_error_message(e, within=trainer.run_dir)
+            if message is None:
+                raise
+            raise StorageError(message, e.errno) from e
     if stop.stopping and trainer.is_main:
         try:
             summary = json.loads((Path(run_dir) / "summary.json").read_text())
