@@ -1,0 +1,30 @@
+"""The checkpoints/ folder: the last K and the best are kept, every file is listed with its checksum."""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from ganforge.training.checkpoint import CheckpointStore, safe_load
+
+
+def test_keeps_the_last_k_and_the_best(tmp_path):
+    store = CheckpointStore(tmp_path / "checkpoints", keep=2)
+    for step in range(1, 6):
+        store.save({"w": torch.full((4,), float(step)), "epoch": 0}, step, best=step == 2, metric=1.0 / step)
+    files = sorted(p.name for p in store.folder.iterdir())
+    assert files == ["best.pt", "manifest.json", "step_00000004.pt", "step_00000005.pt"]
+    manifest = store.manifest()
+    assert [c["step"] for c in manifest["checkpoints"]] == [4, 5]
+    assert manifest["best"]["step"] == 2 and manifest["best"]["metric"] == 0.5
+    assert torch.equal(safe_load(store.folder / "best.pt")["w"], torch.full((4,), 2.0))
+    for entry in manifest["checkpoints"] + [manifest["best"]]:
+        assert hashlib.sha256((store.folder / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+
+
+def test_keep_zero_keeps_every_checkpoint(tmp_path):
+    store = CheckpointStore(tmp_path / "checkpoints", keep=0)
+    for step in range(1, 5):
+        store.save({"w": torch.zeros(1), "epoch": 0}, step)
+    assert [c["step"] for c in store.manifest()["checkpoints"]] == [1, 2, 3, 4]
+    assert len(list(store.folder.glob("step_*.pt"))) == 4
