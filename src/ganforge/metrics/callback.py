@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import time
 
+import torch
+
 from ganforge.config import Config
 from ganforge.metrics.evaluate import BEST_CHOICES, best_key, check_eval_config, check_metrics
 
@@ -58,9 +60,10 @@ class EvalCallback:
         from ganforge.metrics.evaluate import evaluate
         step = trainer.progress.step
         t0 = time.perf_counter()
-        report = evaluate(trainer.sampling_generator(), trainer.cfg, metrics=self.metrics, features=self.features,
-                          n=self.n, cfg=trainer.cfg, device=trainer.device, inception_weights=self.inception_weights,
-                          dataset=self._real_dataset(trainer))
+        with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda" else []):
+            report = evaluate(trainer.sampling_generator(), trainer.cfg, metrics=self.metrics, features=self.features,
+                              n=self.n, cfg=trainer.cfg, device=trainer.device,
+                              inception_weights=self.inception_weights, dataset=self._real_dataset(trainer))
         scores = {k: round(v, 6) for k, v in report.items() if k not in ("n_generated", "n_real")}
         # Logged on this step's metrics line, with the losses (the trainer writes it right after on_step).
         trainer.log_extra.update(scores, eval_seconds=round(time.perf_counter() - t0, 2))

@@ -5,7 +5,7 @@ numbers and never share a name.  For each metric asked for:
 
 - ``fid``: ``fid_<f>``
 - ``kid``: ``kid_<f>`` (mean over subsets) and ``kid_std_<f>``
-- ``is``:  ``is_<f>`` and ``is_std_<f>`` (generated images only)
+- ``is``:  ``is_<f>`` and ``is_std_<f>`` (generated images only; 10 splits, fewer below 1,000 images)
 - ``pr``:  ``precision_<f>``, ``recall_<f>``, ``density_<f>``, ``coverage_<f>``
 """
 from __future__ import annotations
@@ -26,6 +26,8 @@ METRICS = ("fid", "kid", "is", "pr")
 #: Names ``eval.best`` accepts -> (the metric that computes it, whether higher is better).
 BEST_CHOICES = {"fid": ("fid", False), "kid": ("kid", False), "is": ("is", True), "precision": ("pr", True),
                 "recall": ("pr", True), "density": ("pr", True), "coverage": ("pr", True)}
+#: Fewest generated images per Inception Score split.
+IS_MIN_SPLIT = 100
 #: Seed of the latents every evaluation of a generator uses, unless told otherwise.
 EVAL_SEED = 0
 
@@ -114,7 +116,10 @@ def score_features(fake_features: np.ndarray, fake_logits: np.ndarray | None, re
         elif metric == "kid":
             out[f"kid_{suffix}"], out[f"kid_std_{suffix}"] = scores.kernel_distance(fake_features, real_features)
         elif metric == "is":
-            out[f"is_{suffix}"], out[f"is_std_{suffix}"] = scores.inception_score(fake_logits)
+            # The usual 10 splits, but never under IS_MIN_SPLIT images each: a split of a few images
+            # scores about 1 whatever the generator (its marginal is its own few predictions).
+            splits = max(1, min(10, fake_logits.shape[0] // IS_MIN_SPLIT))
+            out[f"is_{suffix}"], out[f"is_std_{suffix}"] = scores.inception_score(fake_logits, splits=splits)
         elif metric == "pr":
             out[f"precision_{suffix}"], out[f"recall_{suffix}"] = scores.precision_recall(fake_features, real_features)
             out[f"density_{suffix}"], out[f"coverage_{suffix}"] = scores.density_coverage(fake_features, real_features)

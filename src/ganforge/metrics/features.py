@@ -46,7 +46,10 @@ def _builders() -> dict[str, Callable[..., torch.nn.Module]]:
 @functools.lru_cache(maxsize=4)
 def _build(features: str, device: str, inception_weights: str) -> torch.nn.Module:
     kwargs = {"weights": inception_weights} if features == "inception" else {}
-    return _builders()[features](**kwargs).to(device).eval()
+    # Building layers initialises them from the global RNG before the weights replace them: keep that
+    # from shifting the random numbers of a training run that evaluates as it goes.
+    with torch.random.fork_rng(devices=[]):
+        return _builders()[features](**kwargs).to(device).eval()
 
 
 def build_extractor(features: str, device: str | torch.device = "cpu", inception_weights: str = "") -> torch.nn.Module:
