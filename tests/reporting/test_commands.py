@@ -63,6 +63,23 @@ def test_runs_shows_the_best_metric(run_copy, capsys):
     assert "fid_effnet_lite0 37.25" in capsys.readouterr().out
 
 
+def test_best_metric_follows_the_evaluation_rule(run_copy, capsys):
+    # Precision is better higher; the evaluation names its key after the feature extractor.
+    config = run_copy / "config.yaml"
+    config.write_text(config.read_text().replace("best: fid", "best: precision"))
+    with open(run_copy / "metrics.jsonl", "a") as f:
+        for step, value in [(3, 0.31), (6, 0.52), (9, 0.47)]:
+            f.write(json.dumps({"step": step, "epoch": step // 3, "precision_effnet_lite0": value}) + "\n")
+    assert main(["runs", str(run_copy.parent)]) == 0
+    assert "precision_effnet_lite0 0.52" in capsys.readouterr().out
+    # Once the run's summary records its best (as the evaluation callback writes it), that is what shows.
+    summary = json.loads((run_copy / "summary.json").read_text())
+    summary.update(best_metric="precision_effnet_lite0", best_value=0.5, best_step=6)
+    (run_copy / "summary.json").write_text(json.dumps(summary))
+    assert main(["runs", str(run_copy.parent)]) == 0
+    assert "precision_effnet_lite0 0.5 " in capsys.readouterr().out
+
+
 def test_runs_compare_shows_config_differences_and_metrics(reported_run, other_run, capsys):
     assert main(["runs", str(reported_run.parent), "--compare", reported_run.name, str(other_run)]) == 0
     out = capsys.readouterr().out

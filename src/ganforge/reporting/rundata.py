@@ -145,20 +145,30 @@ class RunData:
         return self.manifest.get("best") or None
 
     def best_metric(self) -> tuple[str, float] | None:
-        """(key, value) of the metric that picks the best checkpoint, lowest value logged (lower is better).
+        """(key, value) of the metric that picks the best checkpoint (``eval.best``), at its best so far.
 
-        ``eval.best`` names a metric family (``fid``); the logged key may carry the feature extractor
-        (``fid_effnet_lite0``), so the first key starting with it is used.
+        A finished run's summary.json says it; during training it comes from the evaluation lines of
+        metrics.jsonl, read with the evaluation's own rule for the key and for which way is better.
         """
-        name = str(self.cfg("eval.best", "fid") or "fid")
-        for key in numeric_keys(self.records):
-            if key == name or key.startswith(name + "_"):
-                _, values = series(self.records, key)
-                return key, min(values)
+        if self.summary.get("best_metric") and _is_number(self.summary.get("best_value")):
+            return str(self.summary["best_metric"]), float(self.summary["best_value"])
+        key, higher_is_better = self._best_rule()
+        _, values = series(self.records, key)
+        if values:
+            return key, max(values) if higher_is_better else min(values)
         best = self.best_checkpoint
         if best and _is_number(best.get("metric")):
-            return name, float(best["metric"])
+            return key, float(best["metric"])
         return None
+
+    def _best_rule(self) -> tuple[str, bool]:
+        from ganforge.metrics.evaluate import best_key
+
+        best, features = str(self.cfg("eval.best", "fid")), str(self.cfg("eval.features", "effnet-lite0"))
+        try:
+            return best_key(best, features)
+        except ConfigError:  # a run from a version with other metric names: show the name as it is
+            return best, False
 
     def sample_grids(self) -> list[Grid]:
         """What the report's slider steps through: the epoch grids, or the step grids when there are none."""
