@@ -1,4 +1,4 @@
-"""Learning-rate schedules and optimisers per network, and an exact resume with every strategy on."""
+"""Learning-rate schedules and optimisers per network, and an exact resume with every strategy on (EMA included)."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ganforge.config import ConfigError
+from ganforge.sampling import load_generator
 from ganforge.training.schedules import LRSchedules
 from ganforge.training.trainer import Trainer
 
@@ -83,3 +84,8 @@ def test_resume_is_exact_with_every_strategy_on(tmp_path, image_folder, tiny):
     assert a["lr_schedules"] == b["lr_schedules"] and a["opt_d"]["param_groups"] == b["opt_d"]["param_groups"]
     assert torch.equal(a["d_input"]["AdaptiveAugment"]["p"], b["d_input"]["AdaptiveAugment"]["p"])
     assert float(a["d_input"]["AdaptiveAugment"]["p"]) != 0.3  # ADA did move p
+    # The generator file (what `ganforge sample` and the metrics load) holds the EMA weights.
+    G, _ = load_generator(tmp_path / "whole" / "generator.pt")
+    for loaded, averaged, current in zip(G.parameters(), whole.G_ema.parameters(), whole.G.parameters()):
+        assert torch.equal(loaded, averaged)
+    assert any(not torch.equal(a, c) for a, c in zip(whole.G_ema.parameters(), whole.G.parameters()))

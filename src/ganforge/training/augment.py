@@ -94,7 +94,7 @@ class DiffAugment(DInput):
         self.p = torch.tensor(float(p))
 
     def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
-        p = self.p.to(x.device)
+        self.p = p = self.p.to(x.device)  # stays there: no copy per call
         for name in self.policy:
             transformed = TRANSFORMS[name](x)
             apply = (torch.rand(x.shape[0], 1, 1, 1, device=x.device) < p).to(x.dtype)
