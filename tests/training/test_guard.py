@@ -90,3 +90,11 @@ def test_d_winning_for_n_steps_in_a_row_is_a_failure():
     off = DivergenceGuard(GuardConfig(enabled=False))
     off.watch(_out(1, loss=float("nan")))
     assert off.failure() is None
+
+
+def test_a_failure_seen_before_a_save_stays_pending_for_the_roll_back():
+    guard = DivergenceGuard(GuardConfig(enabled=True))
+    guard.watch(_out(0, loss=float("nan")))
+    assert "NaN" in guard.peek()  # save_checkpoint asks this and skips the save
+    assert "NaN" in guard.failure()  # the loop's next check still sees it and rolls back
+    assert guard.failure() is None

@@ -33,6 +33,7 @@ class DivergenceGuard:
         self.lr_factor = cfg.lr_factor
         self.max_recoveries = cfg.max_recoveries
         self.recoveries = 0
+        self._pending: str | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -54,8 +55,16 @@ class DivergenceGuard:
             too_long = self.wins_in_a_row >= self.d_wins_steps
             self.wins_too_long = too_long if self.wins_too_long is None else self.wins_too_long | too_long
 
+    def peek(self) -> str | None:
+        """Like :meth:`failure`, but the failure stays pending for the next :meth:`failure` call."""
+        self._pending = self.failure()
+        return self._pending
+
     def failure(self) -> str | None:
         """What went wrong since the last check, or None (one host sync)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            return pending
         if not self.enabled or self.nonfinite is None:
             return None
         flags = [self.nonfinite]
@@ -82,6 +91,7 @@ class DivergenceGuard:
 
     def load_state_dict(self, state: dict) -> None:
         self._reset()
+        self._pending = None
         self.recoveries = int(state.get("recoveries", 0))
         if state.get("wins_in_a_row"):
             self.wins_in_a_row = torch.tensor(int(state["wins_in_a_row"]))

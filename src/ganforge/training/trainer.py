@@ -166,6 +166,8 @@ class Trainer:
         ranks = distributed.gather_rank_states(self)  # every rank's random streams (None on one process)
         if not self.is_main:
             return None
+        if self.guard.peek() is not None:  # never checkpoint a broken state: the guard's next check rolls back
+            return None
         state = self.state_dict()
         if ranks is not None:
             state["ranks"] = ranks
@@ -365,8 +367,8 @@ class Trainer:
 
     def _guard_check_due(self, total_steps: int, t_save: float) -> bool:
         """At every log line and before anything is saved: a bad state is never checkpointed."""
-        s, t = self.progress.step, self.cfg.train
-        return (s % t.log_every == 0 or s >= total_steps or self._midsave_due(t_save)
+        s, t, every = self.progress.step, self.cfg.train, self.cfg.eval.every
+        return (s % t.log_every == 0 or s >= total_steps or self._midsave_due(t_save) or bool(every and s % every == 0)
                 or self.progress.batch + t.d_steps > self.loader.batches_per_epoch)
 
     def _diverged(self) -> bool:
