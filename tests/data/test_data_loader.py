@@ -98,3 +98,19 @@ def test_missing_and_empty_sources_name_the_problem(tmp_path, tiny):
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="not a readable zip"):
         build_loader(tiny(tmp_path / "broken.zip"), CPU)
+
+
+def test_a_damaged_zip_member_is_caught_by_its_crc(image_folder, tmp_path, tiny):
+    import zipfile
+    archive = tmp_path / "stored.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for p in sorted(image_folder.iterdir()):
+            zf.write(p, p.name)
+        info = zf.getinfo("img_00003.jpg")
+    data = bytearray(archive.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF  # one flipped byte inside the JPEG: it might still decode
+    archive.write_bytes(bytes(data))
+    loader = build_loader(tiny(archive), CPU)
+    assert loader.drain_errors() == [("img_00003.jpg", "zip member is damaged (size or CRC mismatch)")]
+    assert sum(x.shape[0] for x, _ in loader.epoch(0)) == 64

@@ -13,7 +13,9 @@ loader uses instead of worker processes.
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -109,8 +111,15 @@ class FolderSource(ImageFileSource):
 
 class ZipSource(ImageFileSource):
     """Image members of a zip archive, read in place: nothing is extracted, and a member's name is only
-    ever a key into the archive, never a path on disk.  Each process (each DataLoader worker) opens its
-    own handle on first use."""
+    ever a key into the archive, never a path on disk.
+
+    The index records where each member's bytes lie, so each process (each DataLoader worker) only opens
+    its own file descriptor and reads a stored or deflated member with one positioned read
+    (``os.pread``), checked against its size and CRC-32: about as fast as reading a file from a folder,
+    where ``ZipFile.read`` takes five times as long per small member and every worker would first parse
+    the whole central directory.  Encrypted members or other compression methods go through
+    :mod:`zipfile`.
+    """
 
     kind = "zip"
 
@@ -123,26 +132,50 @@ class ZipSource(ImageFileSource):
             raise DataError(f"{self.archive} is not a readable zip archive ({e}); check the file "
                             "(an interrupted download?) or unzip it and pass the folder") from None
         super().__init__(f"{self.archive}:{inner}" if inner else str(self.archive), index.names, cfg)
+        self.members = index.members[: len(self.files)]
         self.scan_errors = [(n, "unsafe member name (would leave the folder if extracted): not used")
                             for n in index.unsafe]
         self._zip: zipfile.ZipFile | None = None
-        self._pid = -1
+        self._fd, self._pid = -1, -1
 
-    def _handle(self) -> zipfile.ZipFile:
-        if self._zip is None or self._pid != os.getpid():  # a forked worker must not share the parent's
-            self._zip, self._pid = zipfile.ZipFile(self.archive), os.getpid()
-        return self._zip
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # a forked worker must not share the parent's file position or handle
+            self._fd, self._pid = os.open(self.archive, os.O_RDONLY | getattr(os, "O_BINARY", 0)), os.getpid()
+            self._zip = None
+        return self._fd
+
+    def _read_with_zipfile(self, i: int) -> bytes:
+        if self._zip is None:
+            self._zip = zipfile.ZipFile(self.archive)
+        return self._zip.read(self.prefix + self.files[i])
 
     def read_bytes(self, i: int) -> bytes:
+        offset, compressed_size, size, crc, method, flags = self.members[i]
+        fd = self._file()
         try:
-            return self._handle().read(self.prefix + self.files[i])
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, EOFError, ValueError) as e:
+            if not hasattr(os, "pread") or flags & 0x1 or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                return self._read_with_zipfile(i)
+            header = os.pread(fd, zipfile.sizeFileHeader, offset)
+            if len(header) != zipfile.sizeFileHeader or header[:4] != zipfile.stringFileHeader:
+                raise BrokenImage("zip member has no valid local header")
+            name_length, extra_length = struct.unpack("<HH", header[26:30])  # the zip format's local header
+            data = os.pread(fd, compressed_size, offset + zipfile.sizeFileHeader + name_length + extra_length)
+            if method == zipfile.ZIP_DEFLATED:
+                data = zlib.decompress(data, -15)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, EOFError, ValueError, zlib.error) as e:
             raise BrokenImage(f"zip member could not be read: {e}") from None
+        if len(data) != size or zlib.crc32(data) != crc:
+            raise BrokenImage("zip member is damaged (size or CRC mismatch)")
+        return data
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_zip"], state["_pid"] = None, -1  # open handles do not travel to worker processes
+        state["_zip"], state["_fd"], state["_pid"] = None, -1, -1  # handles do not travel to workers
         return state
+
+    def __del__(self):
+        if getattr(self, "_fd", -1) >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
 
 
 def check_decodable(ds, max_bad_fraction: float, sample: int = 512) -> list[tuple[int, str]]:
