@@ -17,7 +17,8 @@ import time
 import torch
 
 from ganforge.config import Config
-from ganforge.metrics.evaluate import BEST_CHOICES, best_key, check_eval_config, check_metrics
+from ganforge.metrics.evaluate import best_key, check_eval_config, check_metrics
+from ganforge.training import distributed
 
 
 class EvalCallback:
@@ -39,8 +40,18 @@ class EvalCallback:
             self.best_value = float(best["metric"])
 
     def on_step(self, trainer, step: int) -> None:
-        if trainer.is_main and step % self.every == 0:
-            self.evaluate(trainer)
+        if step % self.every:
+            return
+        # The main process scores (the others wait for its verdict); a best checkpoint is then saved by
+        # every process together, as any checkpoint is (each contributes its random streams).
+        candidate = self.evaluate(trainer) if trainer.is_main else None
+        if distributed.broadcast_object(candidate is not None):
+            saved = trainer.save_checkpoint(best=True, metric=candidate)
+            if saved is not None:  # None: not the main process, or the guard refused a broken state
+                self.best_value = candidate
+                trainer.summary_extra.update({
+                    "best_checkpoint": "checkpoints/best.pt", "best_metric": self.best_key, "best_value": candidate,
+                    "best_step": step, "best_rule": "higher is better" if self.higher_is_better else "lower is better"})
 
     def _better(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -56,7 +67,8 @@ class EvalCallback:
             return None
         return getattr(trainer.loader, "dataset", None)
 
-    def evaluate(self, trainer) -> dict:
+    def evaluate(self, trainer) -> float | None:
+        """Score the generator now and log the scores; the ``eval.best`` score if it beats the best so far."""
         from ganforge.metrics.evaluate import evaluate
         step = trainer.progress.step
         t0 = time.perf_counter()
@@ -67,18 +79,6 @@ class EvalCallback:
         scores = {k: round(v, 6) for k, v in report.items() if k not in ("n_generated", "n_real")}
         # Logged on this step's metrics line, with the losses (the trainer writes it right after on_step).
         trainer.log_extra.update(scores, eval_seconds=round(time.perf_counter() - t0, 2))
-        extra = getattr(trainer, "summary_extra", None)
-        if extra is None:
-            trainer.summary_extra = extra = {}
-        extra["eval"] = dict(scores, step=step, features=self.features, n=report["n_generated"])
+        trainer.summary_extra["eval"] = dict(scores, step=step, features=self.features, n=report["n_generated"])
         value = report[self.best_key]
-        if self._better(value):
-            self.best_value = value
-            trainer.checkpoints.save(trainer.state_dict(), step, best=True, metric=value)
-            extra.update({"best_checkpoint": "checkpoints/best.pt", "best_metric": self.best_key,
-                          "best_value": value, "best_step": step,
-                          "best_rule": "higher is better" if self.higher_is_better else "lower is better"})
-        return report
-
-
-__all__ = ["EvalCallback", "BEST_CHOICES"]
+        return value if self._better(value) else None

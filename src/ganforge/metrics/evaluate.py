@@ -131,14 +131,14 @@ def score_features(fake_features: np.ndarray, fake_logits: np.ndarray | None, re
 # --------------------------------------------------------------------------------------------------
 def _config_for(real, fake_shape: tuple[int, ...] | None, cfg: Config | None) -> Config:
     """The data settings real images are read with: ``cfg``'s, with ``real`` as the source."""
-    from ganforge import config as C
     if isinstance(real, Config):
         return real
     if cfg is None:
         if fake_shape is None:
             raise ConfigError("evaluate(): pass cfg= to say the image size and channels of the real data")
-        cfg = C.load(preset="quickstart", overrides=[f"data.image_size={fake_shape[-1]}",
-                                                      f"data.channels={1 if fake_shape[1] == 1 else 3}"])
+        # Only the data settings matter here, so any size the images have is fine (no model is built).
+        cfg = Config()
+        cfg.data.image_size, cfg.data.channels = fake_shape[-1], 1 if fake_shape[1] == 1 else 3
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(real)))
 
 

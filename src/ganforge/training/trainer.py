@@ -162,7 +162,8 @@ class Trainer:
         set_rng_state(state["rng"], self.device)
         distributed.restore_rank_state(self, state)  # under torchrun: this rank's own streams
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self, best: bool = False, metric: float | None = None) -> Path | None:
+        """Checkpoint now (every rank calls this); ``best``: also as checkpoints/best.pt, scored ``metric``."""
         ranks = distributed.gather_rank_states(self)  # every rank's random streams (None on one process)
         if not self.is_main:
             return None
@@ -171,7 +172,7 @@ class Trainer:
         state = self.state_dict()
         if ranks is not None:
             state["ranks"] = ranks
-        return self.checkpoints.save(state, self.progress.step)
+        return self.checkpoints.save(state, self.progress.step, best=best, metric=metric)
 
     # ------------------------------------------------------------------ outputs
     def write_samples(self, name: str) -> Path | None:
