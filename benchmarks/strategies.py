@@ -11,8 +11,8 @@ of generator steps.  They differ only in the training strategies:
 - a few one-change variants (``--recipes``) to see which ingredient does what: ``tutorial+ema``,
   ``tutorial+diffaugment``, ``tutorial+sn-hinge``.
 
-Quality is FID (and KID) between 1,000 generated images and real images of the same dataset, computed
-by ``ganforge.metrics`` on features of the offline EfficientNet-Lite0 extractor (``fid_effnet_lite0``:
+Quality is FID (and KID) between 500 generated images (``--n-eval``) and as many real images of the
+same dataset, computed by ``ganforge.metrics`` on features of the offline EfficientNet-Lite0 extractor (``fid_effnet_lite0``:
 lower is better; not comparable with published Inception FIDs).  The discriminator plays no part in
 the score.  Generated images come from the generator each recipe samples with (the EMA copy for
 ``modern``), always for the same latents.
@@ -20,7 +20,7 @@ the score.  Generated images come from the generator each recipe samples with (t
 Results: ``benchmarks/results/strategies-<time>.json`` and the last fixed-noise grid of each recipe
 (``--grids DIR``, the docs use ``docs/images``).
 
-    python benchmarks/strategies.py                       # 600 steps per recipe, ~10 min on 2 busy cores
+    python benchmarks/strategies.py                       # 600 steps per recipe: 25 min on 2 heavily shared cores
     python benchmarks/strategies.py --steps 3000 --images 10000 --recipes tutorial modern tutorial+ema
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=600, help="generator steps per recipe")
     p.add_argument("--images", type=int, default=5000, help="first N Fashion-MNIST training images")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--n-eval", type=int, default=1000, help="generated (and real) images for FID/KID")
+    p.add_argument("--n-eval", type=int, default=500, help="generated (and real) images for FID/KID")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--work", type=Path, help="where the runs go (default: a temporary folder)")
