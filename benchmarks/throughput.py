@@ -16,7 +16,7 @@ Variants (``--variants``):
   ``auto`` defaults by measurement.
 
 Variants are timed in interleaved rounds (A B C A B C ...) so that a busy machine slows them alike;
-the median round counts.  Results go to ``benchmarks/results/throughput-<device>-<time>.json``.
+the median round counts, and each ratio to the tutorial is the median of per-round ratios.  Results go to ``benchmarks/results/throughput-<device>-<time>.json``.
 
     python benchmarks/throughput.py                                   # quickstart and dcgan-celeba64
     python benchmarks/throughput.py --presets dcgan-celeba64 --variants tutorial eager auto compile
@@ -204,8 +204,12 @@ def benchmark_preset(preset: str, variants: list[str], steps: int, rounds: int, 
         if v == "tutorial":
             base_ips = ips
     if base_ips:
+        # Paired per round (the same minute of a busy machine), then the median round: steadier than
+        # the ratio of medians when other jobs come and go.
         for v in variants:
-            result["variants"][v]["vs_tutorial"] = round(result["variants"][v]["images_per_s"] / base_ips, 3)
+            ratios = [t_tut / t_v for t_tut, t_v in zip(times["tutorial"], times[v])]
+            result["variants"][v]["vs_tutorial"] = round(statistics.median(ratios), 3)
+            result["variants"][v]["rounds_vs_tutorial"] = [round(r, 3) for r in ratios]
     return result
 
 

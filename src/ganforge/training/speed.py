@@ -181,15 +181,33 @@ def loss_scaling(settings: SpeedSettings) -> LossScaling:
 
 class _CloneOutputs(nn.Module):
     """CUDA graphs replay into the same output memory each call; the step keeps D's logits and G's
-    images across calls, so hand out copies."""
+    images across calls (D runs three times a step), so hand out copies.  Not yet run on a GPU."""
 
     def __init__(self, module: nn.Module):
         super().__init__()
         self.module = module
 
     def forward(self, *args):
-        torch.compiler.cudagraph_mark_step_begin()
         return self.module(*args).clone()
+
+
+class FrozenWeights(nn.Module):
+    """D as the generator step needs it: a function of its input, D's weights taken as constants.
+
+    Eager autograd skips D's weight gradients when the G step asks for G's only
+    (``backward(inputs=...)``), but a compiled backward is one fused function that computes every
+    gradient it was built for.  Detached weights make the compiled G-step graph compute the input
+    gradient alone, without touching ``requires_grad`` on D.  Buffers (BatchNorm statistics,
+    spectral-norm vectors) are D's own and update as usual.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        weights = {name: p.detach() for name, p in self.module.named_parameters()}
+        return torch.func.functional_call(self.module, weights, args)
 
 
 def compile_module(module: nn.Module, settings: SpeedSettings) -> nn.Module:
@@ -224,7 +242,7 @@ def accelerate(trainer, steps_left: int) -> SpeedSettings:
         settings = dataclasses.replace(settings, scale=distributed.describe(trainer.world_size, trainer.cfg))
     if settings.compile:
         G_step, D_step = compile_module(G_step, settings), compile_module(D_step, settings)
-        D_for_g = D_step if D_for_g is trainer.D and trainer.world_size == 1 else compile_module(D_for_g, settings)
+        D_for_g = compile_module(FrozenWeights(D_for_g), settings)
     step.G, step.D, step.D_for_g = G_step, D_step, D_for_g
     step.autocast = autocast_factory(settings)
     step.scaling_d, step.scaling_g = loss_scaling(settings), loss_scaling(settings)
