@@ -84,15 +84,20 @@ def build_names(work: Path, n: int) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------------------------------
 # One measurement, in its own process
 # --------------------------------------------------------------------------------------------------
-def _pss_mib(pid: int | str) -> float:
-    """Proportional set size: resident memory with shared pages split among the processes sharing them."""
+def _memory_mib(pid: int | str) -> tuple[float, float]:
+    """(PSS, anonymous PSS) of a process in MiB.  PSS is resident memory with shared pages split among
+    the processes sharing them (a memory-mapped file's cached pages count too, though the kernel can drop
+    them at will); anonymous PSS is the part the processes allocated themselves."""
+    pss = anon = 0.0
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
+                pss = int(line.split()[1]) / 1024
+            elif line.startswith("Pss_Anon:"):
+                anon = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return pss, anon
 
 
 class MemorySampler:
@@ -100,7 +105,7 @@ class MemorySampler:
 
     def __init__(self):
         import threading
-        self.peak_total = self.peak_main = 0.0
+        self.peak_total = self.peak_main = self.peak_anon = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -116,9 +121,11 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            main = _pss_mib("self")
+            main, main_anon = _memory_mib("self")
+            kids = [_memory_mib(k) for k in self._children()]
             self.peak_main = max(self.peak_main, main)
-            self.peak_total = max(self.peak_total, main + sum(_pss_mib(k) for k in self._children()))
+            self.peak_total = max(self.peak_total, main + sum(k[0] for k in kids))
+            self.peak_anon = max(self.peak_anon, main_anon + sum(k[1] for k in kids))
 
     def stop(self) -> None:
         self._stop.set()
@@ -176,7 +183,7 @@ def measure(path: str, source: str, batch: int, workers: int, min_seconds: float
     memory.stop()
     return {"path": path, "images_per_s": n_images / seconds, "images": n_images, "seconds": seconds,
             "first_batch_s": first_batch_s, "peak_pss_main_mib": memory.peak_main,
-            "peak_pss_total_mib": memory.peak_total}
+            "peak_pss_total_mib": memory.peak_total, "peak_anon_total_mib": memory.peak_anon}
 
 
 def run_measure(args, path: str, source: str) -> dict:
@@ -267,6 +274,11 @@ def main() -> None:
         prepare_s = time.perf_counter() - t0
         print(f"prepared in {prepare_s:.1f} s ({args.count / prepare_s:.0f} images/s)", flush=True)
 
+    # The training rate first: it is the yardstick, and the longest single measurement.
+    train = training_rate(prepared, args.batch, args.train_steps) if args.train_steps else None
+    if train:
+        print(f"DCGAN-64 training, batch {args.batch}: {train['images_per_s']:.1f} img/s", flush=True)
+
     sources = {"baseline": str(root), "folder": str(root / "img_align_celeba"),
                "zip": f"{archive}:img_align_celeba", "prepared": str(prepared)}
     results: dict[str, dict] = {}
@@ -280,20 +292,20 @@ def main() -> None:
         else:
             results[path] = r
         print(f"  {LABELS[path]:<48} {r['rounds'][-1]:>9.0f} img/s   peak memory {r['peak_pss_total_mib']:.0f} MiB "
-              f"(main process {r['peak_pss_main_mib']:.0f} MiB)", flush=True)
+              f"(main process {r['peak_pss_main_mib']:.0f} MiB, allocated {r['peak_anon_total_mib']:.0f} MiB)",
+              flush=True)
 
-    train = training_rate(prepared, args.batch, args.train_steps) if args.train_steps else None
     scans = scan_times(args.work, args.scan_names) if args.scan_names else None
 
     base = results["baseline"]["images_per_s"]
-    print(f"\n{'path':<48} {'img/s':>9} {'x baseline':>10} {'x training':>10} {'peak MiB':>9}")
+    print(f"\n{'path':<48} {'img/s':>9} {'x baseline':>10} {'x training':>10} {'peak MiB':>9} {'alloc MiB':>9}")
     for path in PATHS:
         r = results[path]
         r["ratio_to_baseline"] = r["images_per_s"] / base
         r["ratio_to_training"] = r["images_per_s"] / train["images_per_s"] if train else None
         peak = r["peak_pss_total_mib"]
         print(f"{LABELS[path]:<48} {r['images_per_s']:>9.0f} {r['ratio_to_baseline']:>10.2f} "
-              f"{(r['ratio_to_training'] or float('nan')):>10.1f} {peak:>9.0f}")
+              f"{(r['ratio_to_training'] or float('nan')):>10.1f} {peak:>9.0f} {r['peak_anon_total_mib']:>9.0f}")
     zip_vs_folder = results["zip"]["images_per_s"] / results["folder"]["images_per_s"]
     if train:
         print(f"DCGAN-64 training, batch {args.batch}: {train['images_per_s']:.1f} img/s")
