@@ -187,6 +187,8 @@ class BatchLoader:
 
 def build_loader(cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1) -> BatchLoader:
     dataset = open_source(cfg)
+    if hasattr(dataset, "check_config"):  # a prepared dataset: made at one size, channels and crop
+        dataset.check_config(cfg)
     classes = list(getattr(dataset, "classes", []) or [])
     if cfg.model.num_classes and cfg.data.labels and classes and len(classes) != cfg.model.num_classes:
         raise DataError(f"model.num_classes={cfg.model.num_classes} but {cfg.data.source} has {len(classes)} "

@@ -53,6 +53,21 @@ class PreparedSource(torch.utils.data.Dataset):
         m = read_manifest(self.path)
         self.manifest = m
         size, channels, count = int(m["size"]), int(m["channels"]), int(m["count"])
+        expected = count * channels * size * size
+        actual = (self.path / IMAGES).stat().st_size if (self.path / IMAGES).is_file() else -1
+        if actual != expected:
+            raise DataError(f"{self.path / IMAGES} holds {actual} bytes but the manifest promises {expected} "
+                            f"({count} images); the dataset is damaged: run ganforge prepare again")
+        n = min(count, cfg.data.limit) if cfg.data.limit else count
+        self.array = np.memmap(self.path / IMAGES, dtype=np.uint8, mode="r", shape=(count, channels, size, size))[:n]
+        self.labels_t = torch.from_numpy(np.load(self.path / LABELS)[:n].astype(np.int64))
+        self.classes = list(m.get("classes") or []) if cfg.data.labels else []
+        self.on_device: torch.Tensor | None = None
+
+    def check_config(self, cfg: Config) -> None:
+        """Whether training with ``cfg`` can use these images as they are; the error says what to set.
+        (Opening needs no matching config, so that tools can read the manifest of any prepared set.)"""
+        size, channels = int(self.manifest["size"]), int(self.manifest["channels"])
         if (size, channels) != (cfg.data.image_size, cfg.data.channels):
             raise DataError(
                 f"{self.path} was prepared at {size}x{size} with {channels} channel(s), but the config asks for "
@@ -62,19 +77,9 @@ class PreparedSource(torch.utils.data.Dataset):
         if cfg.data.crop == "random":
             raise DataError(f"{self.path} holds centre-cropped images, so data.crop=random cannot be applied: "
                             "set data.crop=center, or train from the original images for random crops")
-        expected = count * channels * size * size
-        actual = (self.path / IMAGES).stat().st_size if (self.path / IMAGES).is_file() else -1
-        if actual != expected:
-            raise DataError(f"{self.path / IMAGES} holds {actual} bytes but the manifest promises {expected} "
-                            f"({count} images); the dataset is damaged: run ganforge prepare again")
-        if cfg.data.labels and not m.get("classes"):
+        if cfg.data.labels and not self.manifest.get("classes"):
             raise DataError(f"data.labels=true but {self.path} was prepared without labels: run ganforge prepare "
                             "again with --labels")
-        n = min(count, cfg.data.limit) if cfg.data.limit else count
-        self.array = np.memmap(self.path / IMAGES, dtype=np.uint8, mode="r", shape=(count, channels, size, size))[:n]
-        self.labels_t = torch.from_numpy(np.load(self.path / LABELS)[:n].astype(np.int64))
-        self.classes = list(m.get("classes") or []) if cfg.data.labels else []
-        self.on_device: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.array.shape[0]
