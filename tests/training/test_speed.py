@@ -86,10 +86,11 @@ def test_mixed_precision_trains_close_to_fp32(tmp_path, image_folder, tiny, real
 def test_auto_defaults_per_device_type(tiny, image_folder):
     train = tiny(image_folder).train  # amp, compile, channels_last = auto
     cpu_short = speed.resolve(train, torch.device("cpu"), steps_left=100)
-    assert (cpu_short.amp, cpu_short.compile, cpu_short.channels_last) == ("off", False, False)
+    assert (cpu_short.amp, cpu_short.compile, cpu_short.channels_last) == ("off", False, True)
     cpu_long = speed.resolve(train, torch.device("cpu"), steps_left=speed.CPU_COMPILE_MIN_STEPS)
     assert cpu_long.compile and cpu_long.amp == "off"
-    assert not speed.resolve(train, torch.device("mps"), steps_left=10**6).compile
+    mps = speed.resolve(train, torch.device("mps"), steps_left=10**6)
+    assert not mps.compile and not mps.channels_last
     cuda = speed.resolve(tiny(image_folder, "train.amp=off").train, torch.device("cuda"), steps_left=1)
     assert cuda.compile and cuda.channels_last and cuda.cudnn_benchmark
 
@@ -111,7 +112,7 @@ def test_impossible_switches_are_clear_errors(tiny, image_folder, overrides, mes
 
 
 def test_train_prints_what_is_on_and_records_it(tmp_path, image_folder, tiny, capsys):
-    cfg = tiny(image_folder, "train.max_steps=2", "train.channels_last=on")
+    cfg = tiny(image_folder, "train.max_steps=2")  # every switch on auto
     run = ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="json")
     out = capsys.readouterr().out
     assert "ganforge: speed (cpu): amp off, compile off, channels_last on" in out
