@@ -31,7 +31,11 @@ def test_recipe_reads_grey_images_and_respects_given_keys(tmp_path, fashion_imag
 def test_large_images_get_resnet():
     assert resolution_for(218) == 128 and resolution_for(28) == 32 and resolution_for(300) == 256
     cfg = auto_config("celeba", ["train.device=cpu"])  # a named set: decided without opening it
-    assert cfg.data.image_size == 128 and cfg.model.name == "resnet" and cfg.augment.name == "none"
+    assert cfg.data.image_size == 128 and cfg.model.name == "dcgan" and cfg.augment.name == "none"
+    assert any("too slow on a CPU" in n for n in cfg.notes)
+    from ganforge.recipe import DataFacts, choose
+    chosen, _ = choose(DataFacts(200_000, 218, 3), "cuda", {"data.image_size": 128})
+    assert "model.name=resnet" in chosen and "model.ngf=64" in chosen
 
 
 def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):

@@ -102,12 +102,12 @@ def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tupl
     pick("data.image_size", size, f"the images' median shorter side is {facts.shorter_side}px")
     pick("data.channels", facts.channels, "the images are grey" if facts.channels == 1 else "the images are in colour")
     cpu = device_type == "cpu"
-    if size <= 64:
-        pick("model.name", "dcgan", f"a DCGAN is the fastest good architecture at {size}px")
-        width = 32 if cpu else 64
+    if size <= 64 or cpu:
+        pick("model.name", "dcgan", f"a DCGAN is the fastest good architecture at {size}px" if size <= 64 else
+             f"a ResNet at {size}px costs ~20x a DCGAN's compute: too slow on a CPU")
     else:
         pick("model.name", "resnet", f"ResNet blocks train more stably than plain convolutions at {size}px")
-        width = 32 if cpu else 64
+    width = 32 if cpu else 64
     pick("model.ngf", width, "narrower on a CPU: more steps in the same time" if cpu else "the usual width on a GPU")
     pick("model.ndf", width, "as wide as the generator")
     pick("model.spectral_norm", "true", "keeps D from becoming perfectly confident (Lipschitz bound)")
