@@ -1,6 +1,7 @@
 """The command line: describe, train, and sample as a user runs them."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -93,3 +94,14 @@ def test_one_sample_looks_like_it_does_in_a_grid(trained_run):
     assert alone.std() > 0.05  # a batch of one without padding normalises to a flat image
     in_grid = generate(G, torch.cat([z[:1], z[1:]]))[:1]
     assert (alone - in_grid).abs().mean() < 0.25
+
+
+def test_resume_latest_passes_over_a_run_that_failed_before_saving(tmp_path, image_folder, tiny, capsys):
+    runs = tmp_path / "runs"
+    good = ganforge.train(tiny(image_folder, "train.max_steps=2"), runs_dir=runs, log_format="quiet")
+    # A later start that fails when opening its data leaves a run directory with only config.yaml.
+    assert main(["train", "--preset", "quickstart", "--runs-dir", str(runs), "data.source=" + str(tmp_path / "gone")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert len(list(runs.iterdir())) == 2
+    assert main(["train", "--resume", "latest", "--runs-dir", str(runs), "train.max_steps=3", "--quiet"]) == 0
+    assert json.loads((good / "summary.json").read_text())["step"] == 3

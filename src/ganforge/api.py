@@ -22,5 +22,5 @@ def resume(run: str | Path, runs_dir: str | Path = "runs", log_format: str = "ba
            overrides: list[str] | None = None, force: bool = False, rank: int = 0, world_size: int = 1) -> Path:
     """Continue a run exactly where its latest valid checkpoint left it."""
     from ganforge.training.session import resume as _resume
-    return _resume(resolve_run(run, Path(runs_dir)), log_format=log_format, overrides=overrides or [], force=force,
+    return _resume(resolve_run(run, Path(runs_dir), need_checkpoint=True), log_format=log_format, overrides=overrides or [], force=force,
                    rank=rank, world_size=world_size)

@@ -234,5 +234,9 @@ def open_source(cfg: Config):
             raise DataError(f"no image files {where} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
                             "check the archive, or name the folder inside it as ARCHIVE.zip:inner/folder")
         return ds
+    if not path.exists():
+        raise DataError(f"data.source '{src}' does not exist: it is not a file or folder on this machine, nor a "
+                        f"named dataset ({', '.join(sorted(NAMED))}). Check the path; to resume a run whose data "
+                        "moved, add data.source=NEW_PATH --force")
     raise DataError(f"data.source '{src}' is neither a folder, a zip archive, a prepared dataset nor a named "
                     f"dataset ({', '.join(sorted(NAMED))}); check the path")

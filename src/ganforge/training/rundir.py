@@ -21,13 +21,18 @@ def new_run_dir(runs_dir: Path, preset: str) -> Path:
             k += 1
 
 
-def resolve_run(arg: str | Path, runs_dir: Path = Path("runs")) -> Path:
-    """A run directory from a path, or ``latest`` (the newest run under ``runs_dir``)."""
+def resolve_run(arg: str | Path, runs_dir: Path = Path("runs"), need_checkpoint: bool = False) -> Path:
+    """A run directory from a path, or ``latest`` (the newest run under ``runs_dir``; with
+    ``need_checkpoint``, the newest that has a checkpoint, so a run that failed before its first save
+    is passed over)."""
     if str(arg) == "latest":
-        runs = sorted((p for p in Path(runs_dir).glob("*") if (p / "config.yaml").is_file()),
-                      key=lambda p: p.stat().st_mtime)
+        runs = [p for p in Path(runs_dir).glob("*") if (p / "config.yaml").is_file()]
+        if need_checkpoint:
+            runs = [p for p in runs if any((p / "checkpoints").glob("step_*.pt"))]
+        runs.sort(key=lambda p: p.stat().st_mtime)
         if not runs:
-            raise ConfigError(f"--resume latest: no run directories under {runs_dir}/")
+            what = "run directories with a checkpoint" if need_checkpoint else "run directories"
+            raise ConfigError(f"latest: no {what} under {runs_dir}/")
         return runs[-1]
     path = Path(arg)
     if not (path / "config.yaml").is_file():
