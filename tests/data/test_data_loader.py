@@ -87,8 +87,11 @@ def test_an_epoch_keeps_its_size_and_broken_files_are_listed_once_even_across_re
 
 
 def test_missing_and_empty_sources_name_the_problem(tmp_path, tiny):
-    with pytest.raises(DataError, match="neither a folder"):
+    with pytest.raises(DataError, match="(?i)nowhere.*check the path"):
         build_loader(tiny(tmp_path / "nowhere"), CPU)
+    (tmp_path / "notes.txt").write_text("a file, but not images")
+    with pytest.raises(DataError, match="neither a folder"):
+        build_loader(tiny(tmp_path / "notes.txt"), CPU)
     with pytest.raises(DataError, match="does not exist"):
         build_loader(tiny(tmp_path / "nowhere.zip"), CPU)
     (tmp_path / "empty").mkdir()
