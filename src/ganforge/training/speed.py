@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -250,8 +249,3 @@ def accelerate(trainer, steps_left: int) -> SpeedSettings:
     trainer.summary_extra = {**getattr(trainer, "summary_extra", {}), "speed": settings.to_dict()}
     return settings
 
-
-def estimated_compile_payback(eager_s: float, compiled_s: float, compile_s: float) -> float:
-    """Steps after which compiling has paid for itself (inf when compiled steps are not faster)."""
-    saved = eager_s - compiled_s
-    return math.inf if saved <= 0 else compile_s / saved
