@@ -99,7 +99,7 @@ class DiffAugment(DInput):
             transformed = TRANSFORMS[name](x)
             apply = (torch.rand(x.shape[0], 1, 1, 1, device=x.device) < p).to(x.dtype)
             x = apply * transformed + (1 - apply) * x
-        return x.contiguous()
+        return x
 
     def state_dict(self) -> dict:
         return {"p": self.p.detach().cpu()}
