@@ -68,7 +68,8 @@ def tiny_config(source: str | Path, *overrides: str, channels: int = 3) -> C.Con
     return C.load(preset="quickstart", overrides=[
         f"data.source={source}", f"data.channels={channels}", "data.batch_size=16", "data.num_workers=0",
         "model.ngf=8", "model.ndf=8", "model.nz=16", "train.n_fixed_noise=16", "train.log_every=2",
-        "train.tensorboard=false", "train.report=false", "train.device=cpu", "data.limit=0", *overrides])
+        "train.tensorboard=false", "train.report=false", "train.device=cpu", "data.limit=0", "data.hflip=0",
+        *overrides])
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ class DataConfig:
     channels: Literal[1, 3] = 1
     batch_size: int = 128
     crop: Literal["center", "random"] = "center"
-    hflip: float = 0.0  # probability of a horizontal flip per image
+    hflip: float = 0.5  # probability of a horizontal flip per image (the tutorial preset sets 0)
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGBA is composited on it
     limit: int = 0  # use only the first N images of the source (0: all)
     labels: bool = False  # read class labels from the first folder level
