@@ -82,12 +82,14 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def extract_features(extractor: nn.Module, batches: Iterable[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+def extract_features(extractor: nn.Module, batches: Iterable[torch.Tensor], chunk: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Features and logits of every image, ``chunk`` at a time (a 299 x 299 Inception batch is large)."""
     feats, logits = [], []
     for batch in batches:
-        f, lo = extractor(to_uint8_rgb(batch))
-        feats.append(f.cpu().double().numpy())
-        logits.append(lo.cpu().double().numpy())
+        for part in to_uint8_rgb(batch).split(chunk):
+            f, lo = extractor(part)
+            feats.append(f.cpu().double().numpy())
+            logits.append(lo.cpu().double().numpy())
     return np.concatenate(feats), np.concatenate(logits)
 
 
