@@ -121,3 +121,17 @@ def test_train_prints_what_is_on_and_records_it(tmp_path, image_folder, tiny, ca
     # The checkpoint holds ordinary (contiguous-keyed, uncompiled) weights that load anywhere.
     G, _ = load_generator(run, device="cpu")
     assert not any(k.startswith("_orig_mod") for k in G.state_dict())
+
+
+def test_fp16_loss_scales_survive_a_resume(tmp_path, image_folder, tiny):
+    from ganforge.training.checkpoint import safe_load
+    run = ganforge.train(tiny(image_folder, "train.max_steps=3", "train.amp=fp16"), runs_dir=tmp_path / "runs",
+                         log_format="quiet")
+    (checkpoint,) = (run / "checkpoints").glob("step_*.pt")
+    scales = safe_load(checkpoint)["loss_scaling"]
+    assert scales["d"]["scale"] < 65536.0  # the first steps overflowed at the initial scale and backed off
+    trainer = Trainer(tiny(image_folder, "train.amp=fp16"), run, log_format="quiet")
+    trainer.load_state_dict(safe_load(checkpoint))
+    speed.accelerate(trainer, steps_left=1)
+    assert trainer.step_fn.scaling_d.scaler.get_scale() == scales["d"]["scale"]
+    assert trainer.step_fn.scaling_g.scaler.get_scale() == scales["g"]["scale"]

@@ -246,6 +246,9 @@ def accelerate(trainer, steps_left: int) -> SpeedSettings:
     step.G, step.D, step.D_for_g = G_step, D_step, D_for_g
     step.autocast = autocast_factory(settings)
     step.scaling_d, step.scaling_g = loss_scaling(settings), loss_scaling(settings)
+    saved = getattr(trainer, "loss_scaling_state", None) or {}  # a resumed fp16 run keeps its scales
+    step.scaling_d.load_state_dict(saved.get("d", {}))
+    step.scaling_g.load_state_dict(saved.get("g", {}))
     trainer.summary_extra = {**getattr(trainer, "summary_extra", {}), "speed": settings.to_dict()}
     return settings
 

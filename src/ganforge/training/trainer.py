@@ -133,6 +133,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "d_input": self.step_fn.d_input.state_dict(),
+            "loss_scaling": {"d": self.step_fn.scaling_d.state_dict(), "g": self.step_fn.scaling_g.state_dict()},
             "lr_schedules": self.lr_schedules.state_dict(),
             "guard": self.guard.state_dict(),
             **({"G_ema": self.ema.state_dict()} if self.ema is not None else {}),
@@ -150,6 +151,7 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step_fn.d_input.load_state_dict(state.get("d_input", {}))
+        self.loss_scaling_state = state.get("loss_scaling", {})  # fp16 GradScalers: set up by speed.accelerate
         self.lr_schedules.load_state_dict(state.get("lr_schedules", {}))
         self.guard.load_state_dict(state.get("guard", {}))
         if self.ema is not None:
