@@ -29,5 +29,5 @@ fi
 if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
-.venv/bin/python -m pip install -q -e ".[test,effnet]"
+.venv/bin/python -m pip install -q -e ".[test,effnet,fid]"
 echo "setup: done (.venv ready; run .venv/bin/ganforge --help)"

@@ -131,6 +131,8 @@ def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tupl
     batch = int(given.get("data.batch_size", 64))
     epochs = max(5, -(-steps * batch // max(facts.count, 1)))
     pick("train.epochs", epochs, f"about {steps:,} steps of {batch}; stop earlier with Ctrl-C or train.max_minutes")
+    if cpu:
+        pick("train.compile", "off", "measured no faster for this model on a CPU, and compiling costs a minute")
     pick("guard.d_wins_steps", 500, "restore and slow down if D still wins completely for 500 steps")
     return chosen, why
 

@@ -51,6 +51,8 @@ class Diagnostics:
         self.d_wins_steps = d_wins_steps
         self.threshold = d_wins_threshold
         self.collapse_ratio = collapse_ratio
+        self.identical_ratio = 0.03  # below this the samples are near-copies at any stage of training
+        self.min_steps = 3000  # before this, low diversity alone is normal (blurry early samples)
         self.d_wins_since: int | None = None
         self.active: set[str] = set()
         self.best_ratio = 0.0
@@ -86,9 +88,11 @@ class Diagnostics:
         ratio = diversity(fakes) / max(self.real_diversity, 1e-8)
         self.best_ratio = max(self.best_ratio, ratio)
         trainer.summary_extra["sample_diversity"] = round(ratio, 4)
-        # Early samples are blurry and alike anyway: only a drop from the best, or low diversity that
-        # persists past the first epochs, counts as collapse.
-        if ratio < self.collapse_ratio and (epoch >= 2 or ratio < 0.6 * self.best_ratio):
+        # Early samples are blurry and alike anyway: only near-copies, a drop from the best, or low
+        # diversity that persists past the first thousands of steps count as collapse.
+        step = trainer.progress.step
+        if ratio < self.identical_ratio or (
+                ratio < self.collapse_ratio and (ratio < 0.6 * self.best_ratio or step >= self.min_steps)):
             self._report(trainer, "collapse", trainer.progress.step, ratio=ratio, best=self.best_ratio)
         else:
             self.active.discard("collapse")
