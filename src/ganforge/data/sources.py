@@ -236,7 +236,7 @@ def open_source(cfg: Config):
         return ds
     if not path.exists():
         raise DataError(f"data.source '{src}' does not exist: it is not a file or folder on this machine, nor a "
-                        f"named dataset ({', '.join(sorted(NAMED))}). Check the path; to resume a run whose data "
+                        f"named dataset ({', '.join(sorted(NAMED))}); check the path, and to resume a run whose data "
                         "moved, add data.source=NEW_PATH --force")
     raise DataError(f"data.source '{src}' is neither a folder, a zip archive, a prepared dataset nor a named "
                     f"dataset ({', '.join(sorted(NAMED))}); check the path")
