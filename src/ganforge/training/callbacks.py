@@ -10,7 +10,9 @@ from ganforge.config import Config
 
 
 def default_callbacks(cfg: Config, trainer) -> list:
-    callbacks: list = []
+    from ganforge.training.diagnostics import Diagnostics
+
+    callbacks: list = [Diagnostics()]
     if cfg.eval.every > 0:  # scores every eval.every steps and keeps the best checkpoint
         from ganforge.metrics.callback import EvalCallback
         callbacks.append(EvalCallback(cfg))
