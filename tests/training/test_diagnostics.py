@@ -6,12 +6,14 @@ import json
 import torch
 
 from ganforge.training.diagnostics import Diagnostics, diversity
+from ganforge.training.session import save_config
 from ganforge.training.trainer import Trainer
 
 
 def _trainer(tmp_path, cfg, diagnostics):
     run = tmp_path / "run"
     run.mkdir()
+    save_config(cfg, run)
     trainer = Trainer(cfg, run, log_format="quiet")
     trainer.callbacks = [diagnostics]
     return trainer
@@ -28,6 +30,9 @@ def test_discriminator_winning_is_reported(tmp_path, image_folder, tiny):
     assert "augment.name=diffaugment" in findings[0]["message"]
     summary = json.loads((trainer.run_dir / "summary.json").read_text())
     assert summary["diagnostics"] and "winning" in summary["diagnostics"][0]
+    from ganforge.reporting.html import write_report
+    page = write_report(trainer.run_dir).read_text()
+    assert "the discriminator is winning completely" in page and "Nothing to report" not in page
 
 
 def test_healthy_short_run_reports_nothing(tmp_path, image_folder, tiny):
@@ -35,6 +40,8 @@ def test_healthy_short_run_reports_nothing(tmp_path, image_folder, tiny):
     trainer = _trainer(tmp_path, cfg, Diagnostics(d_wins_steps=8))
     trainer.fit()
     assert not (trainer.run_dir / "diagnostics.jsonl").exists()
+    from ganforge.reporting.html import write_report
+    assert "Nothing to report" in write_report(trainer.run_dir).read_text()
     assert json.loads((trainer.run_dir / "summary.json").read_text())["sample_diversity"] > 0.35
 
 

@@ -101,6 +101,7 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
         curves=data_uri(curves.png) if curves.png else None,
         curves_step=curves.step, last_step=int(summary.get("step", run.last_step)),
         table_header=header, table_rows=rows,
+        diagnostics=run.diagnostics,
         best=run.best_checkpoint, best_metric=best_metric, last_checkpoint=run.last_checkpoint,
         timing=[("steps", _fmt(summary.get("step", run.last_step))),
                 ("epochs", _fmt(summary.get("epoch", run.records[-1].get("epoch") if run.records else None))),

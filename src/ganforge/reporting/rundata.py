@@ -104,6 +104,7 @@ class RunData:
     epoch_grids: list[Grid] = field(default_factory=list)
     step_grids: list[Grid] = field(default_factory=list)
     data_errors: list[str] = field(default_factory=list)
+    diagnostics: list[dict] = field(default_factory=list)  # diagnostics.jsonl: findings in plain words
 
     @property
     def name(self) -> str:
@@ -214,4 +215,4 @@ def load_run(path: str | Path) -> RunData:
         manifest=_read_json(path / "checkpoints" / "manifest.json"),
         epoch_grids=_grids(path / "samples", _EPOCH_GRID, "epoch"),
         step_grids=_grids(path / "samples", _STEP_GRID, "step"),
-        data_errors=errors)
+        data_errors=errors, diagnostics=read_metrics(path / "diagnostics.jsonl"))
