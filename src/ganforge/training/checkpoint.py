@@ -93,6 +93,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def to_bytes(state: dict) -> bytes:
+    """``state`` as ``torch.save`` writes it, in memory: written atomically, or kept for a rollback."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def atomic_torch_save(path: Path, state: dict) -> None:
+    """``torch.save(state, path)``, atomically."""
+    atomic_write_bytes(path, to_bytes(state))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -246,9 +258,7 @@ class CheckpointStore:
         self._remove_stale_temporaries()
         name = f"step_{step:08d}.pt"
         path = self.folder / name
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data = buf.getvalue()
+        data = to_bytes(state)
         atomic_write_bytes(path, data)
         entry = {"file": name, "step": step, "epoch": state.get("epoch"), "sha256": hashlib.sha256(data).hexdigest(),
                  "bytes": len(data)}

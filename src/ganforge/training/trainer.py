@@ -20,16 +20,16 @@ import torch
 from tqdm import tqdm
 
 from ganforge import nets
-from ganforge.config import Config, from_dict
+from ganforge.config import Config
 from ganforge.data import build_loader
 from ganforge.data.channel_check import check_channels
 from ganforge.sampling import generate, save_grid
-from ganforge.training.checkpoint import CheckpointError, CheckpointStore, atomic_write_text, safe_load
+from ganforge.training.checkpoint import (CheckpointStore, atomic_torch_save, atomic_write_text, safe_load,
+                                          to_bytes)
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.guard import DivergenceGuard
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
-from ganforge.training.rundir import new_run_dir
 from ganforge.training.schedules import build_lr_schedules
 from ganforge.training.signals import StopSignals
 from ganforge.training import distributed
@@ -234,11 +234,7 @@ class Trainer:
         state = {"format": "ganforge-generator-1", "config": self.cfg.to_dict(),
                  "architecture": nets.architecture_id(self.cfg),
                  "G": self.sampling_generator().state_dict(), "fixed_noise": self.fixed_noise.cpu()}
-        import io
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        from ganforge.training.checkpoint import atomic_write_bytes
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_torch_save(path, state)
         return path
 
     # ------------------------------------------------------------------ the loop
@@ -364,9 +360,7 @@ class Trainer:
         """The state to roll back to before the first checkpoint exists (kept in memory, as bytes)."""
         self._start_state = None
         if self.guard.enabled and self.checkpoints.latest_valid(warn=lambda *_: None) is None:
-            buf = io.BytesIO()
-            torch.save(self.state_dict(), buf)
-            self._start_state = buf.getvalue()
+            self._start_state = to_bytes(self.state_dict())
 
     def _guard_check_due(self, total_steps: int, t_save: float) -> bool:
         """At every log line and before anything is saved: a bad state is never checkpointed."""
@@ -438,9 +432,3 @@ def hardware_description(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
-
-def config_from_checkpoint(state: dict) -> Config:
-    try:
-        return from_dict(state["config"])
-    except KeyError:
-        raise CheckpointError("the checkpoint holds no config; it was not written by ganforge") from None
