@@ -16,6 +16,11 @@
 - rank 0 alone writes the run directory, samples, metrics and checkpoints; every rank's random
   state is gathered into each checkpoint, so a resume under the same N continues exactly, with
   every rank loading the same checkpoint file that rank 0 chose;
+- every decision that changes what the ranks do next is taken together: the divergence guard's verdict
+  (the worst failure any rank saw), a stop signal received by any rank, ``train.max_minutes`` and
+  ``train.midsave_minutes`` (clocks differ), and whether in-training evaluation found a new best
+  (rank 0 scores and broadcasts its verdict); otherwise a rank would wait forever in a collective
+  the others never join;
 - ``train.sync_bn`` computes BatchNorm statistics over the effective batch (CUDA only: torch's
   SyncBatchNorm has no CPU kernel).  Only the training step's view of the networks synchronises;
   sampling on rank 0 alone keeps plain BatchNorm and so cannot wait for the other ranks.
@@ -157,14 +162,18 @@ def barrier() -> None:
         dist.barrier()
 
 
+def max_over_ranks(value: int) -> int:
+    """The largest ``value`` any rank passes, on every rank (one small all-reduce; no-op on one process)."""
+    if not is_active():
+        return value
+    t = torch.tensor([value], dtype=torch.long, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank when any rank says so: decisions that depend on a clock or a signal."""
-    if not is_active():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0],
-                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return bool(max_over_ranks(1 if flag else 0))
 
 
 # --------------------------------------------------------------------------------------------------

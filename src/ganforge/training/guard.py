@@ -18,12 +18,19 @@ The guard watches every step without reading anything back from the device: the 
 accumulate in device tensors and :meth:`DivergenceGuard.failure` (one host sync) is called where the
 trainer syncs anyway, at each log line and before anything is saved, so a bad state is never
 checkpointed and at most ``train.log_every`` steps are thrown away.
+
+Under torchrun each rank watches its own losses, and a failure one rank sees (a NaN from its batch, D
+winning on its share) may not show on the others before the check.  Every rank calls
+:meth:`DivergenceGuard.failure` at the same points and the ranks agree on the worst failure any of
+them saw (one small all-reduce), so all restore the same checkpoint and lower the learning rates
+together, and their recovery counters stay equal.
 """
 from __future__ import annotations
 
 import torch
 
 from ganforge.config import GuardConfig
+from ganforge.training import distributed
 
 
 class DivergenceGuard:
@@ -56,29 +63,33 @@ class DivergenceGuard:
             self.wins_too_long = too_long if self.wins_too_long is None else self.wins_too_long | too_long
 
     def peek(self) -> str | None:
-        """Like :meth:`failure`, but the failure stays pending for the next :meth:`failure` call."""
+        """Like :meth:`failure`, but the failure stays pending for the next :meth:`failure` call (under
+        torchrun, called by every rank, as :meth:`failure` is)."""
         self._pending = self.failure()
         return self._pending
 
     def failure(self) -> str | None:
-        """What went wrong since the last check, or None (one host sync)."""
+        """What went wrong since the last check, or None (one host sync).  Under torchrun every rank calls
+        this at the same step and all get the same answer."""
         pending, self._pending = self._pending, None
-        if pending is not None:
+        if pending is not None:  # already agreed by every rank in peek()
             return pending
-        if not self.enabled or self.nonfinite is None:
+        if not self.enabled:
             return None
-        flags = [self.nonfinite]
-        if self.wins_too_long is not None:
-            flags.append(self.wins_too_long)
-        nonfinite, *wins = torch.stack(flags).tolist()
-        wins_in_a_row = self.wins_in_a_row
+        failed, wins_in_a_row = 0, self.wins_in_a_row  # 0: none, 1: D won too long, 2: a non-finite loss
+        if self.nonfinite is not None:
+            flags = [self.nonfinite]
+            if self.wins_too_long is not None:
+                flags.append(self.wins_too_long)
+            nonfinite, *wins = torch.stack(flags).tolist()
+            failed = 2 if nonfinite else 1 if wins and wins[0] else 0
+        # The worst failure any rank saw: one rank's NaN or D-wins streak rolls every rank back.
+        failed = distributed.max_over_ranks(failed)
         self.nonfinite, self.wins_too_long = None, None
-        if nonfinite:
+        if failed:
             self.wins_in_a_row = None
-            return "a loss became NaN or infinite"
-        if wins and wins[0]:
-            self.wins_in_a_row = None
-            return f"the discriminator won completely for {self.d_wins_steps} steps in a row"
+            return ("a loss became NaN or infinite" if failed == 2
+                    else f"the discriminator won completely for {self.d_wins_steps} steps in a row")
         self.wins_in_a_row = wins_in_a_row
         return None
 

@@ -34,6 +34,7 @@ class StopSignals:
     def __init__(self, world_size: int = 1, every: int = 1) -> None:
         self.signum: int | None = None  # the signal this process received
         self.stopping = False  # the decision the loop acts on (the same on every rank)
+        self.agreed: int = 0  # with several processes: the signal some rank received (0: none yet)
         self.world_size, self.every = world_size, max(1, every)
         self._previous: dict[int, object] = {}
         self._owner_pid = os.getpid()
@@ -49,12 +50,16 @@ class StopSignals:
                 self.stopping = self.requested
             elif step % self.every == 0:
                 from ganforge.training import distributed
-                self.stopping = distributed.any_rank(self.requested)
+                # The signal number rather than a flag: rank 0 names the signal even when it went to
+                # another process only (a scheduler or `kill` signalling one rank).
+                self.agreed = distributed.max_over_ranks(self.signum or 0)
+                self.stopping = self.agreed > 0
         return self.stopping
 
     @property
     def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
+        signum = self.signum or self.agreed
+        return signal.Signals(signum).name if signum else ""
 
     def _handle(self, signum: int, frame) -> None:
         if os.getpid() != self._owner_pid:

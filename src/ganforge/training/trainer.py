@@ -166,10 +166,12 @@ class Trainer:
 
     def save_checkpoint(self, best: bool = False, metric: float | None = None) -> Path | None:
         """Checkpoint now (every rank calls this); ``best``: also as checkpoints/best.pt, scored ``metric``."""
+        # Never checkpoint a broken state: the guard's next check rolls back.  Every rank asks (the ranks
+        # agree on the verdict), so they skip the save, or make it, together.
+        if self.guard.peek() is not None:
+            return None
         ranks = distributed.gather_rank_states(self)  # every rank's random streams (None on one process)
         if not self.is_main:
-            return None
-        if self.guard.peek() is not None:  # never checkpoint a broken state: the guard's next check rolls back
             return None
         state = self.state_dict()
         if ranks is not None:
@@ -359,7 +361,11 @@ class Trainer:
     def _snapshot_start(self) -> None:
         """The state to roll back to before the first checkpoint exists (kept in memory, as bytes)."""
         self._start_state = None
-        if self.guard.enabled and self.checkpoints.latest_valid(warn=lambda *_: None) is None:
+        if not self.guard.enabled:
+            return
+        # Rank 0's view decides, as in _diverged: every rank must have this snapshot when it is used.
+        found = self.checkpoints.latest_valid(warn=lambda *_: None) if self.is_main else None
+        if distributed.broadcast_object(found is None):
             self._start_state = to_bytes(self.state_dict())
 
     def _guard_check_due(self, total_steps: int, t_save: float) -> bool:
@@ -374,7 +380,10 @@ class Trainer:
         if reason is None:
             return False
         failed_at, recoveries = self.progress.step, self.guard.recoveries
-        found = self.checkpoints.latest_valid(warn=lambda *_: None)
+        # Every rank restores the checkpoint rank 0 picks (it alone writes them; the guard's verdict is
+        # the same on every rank, see DivergenceGuard.failure).
+        found = self.checkpoints.latest_valid(warn=lambda *_: None) if self.is_main else None
+        found = distributed.broadcast_object(found)
         if found is not None:
             state, source = safe_load(found[0], map_location="cpu"), found[0].name
         else:
@@ -404,7 +413,14 @@ class Trainer:
     def _out_of_time(self, t0: float) -> bool:
         """``train.max_minutes`` of training time (summed across resumes) are spent."""
         budget = self.cfg.train.max_minutes * 60
-        return bool(budget) and self.progress.elapsed + time.perf_counter() - t0 >= budget
+        over = bool(budget) and self.progress.elapsed + time.perf_counter() - t0 >= budget
+        if budget and self.world_size > 1:
+            # Each rank's clock says something else: the ranks agree (one small all-reduce, with a host
+            # sync, so only at each log line's step, as StopSignals.check does) and stop after the same step.
+            if self.progress.step % self.cfg.train.log_every:
+                return False
+            over = distributed.any_rank(over)
+        return over
 
     def _midsave_due(self, t_save: float) -> bool:
         t = self.cfg.train
