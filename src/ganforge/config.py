@@ -42,7 +42,7 @@ class ModelConfig:
     d_batchnorm: bool = True  # BatchNorm in D (the tutorial's); off is usual with spectral norm
     attention: int = 0  # resolution at which to put a self-attention block (0: none)
     num_classes: int = 0  # >0: class-conditional G (conditional BN) and projection D
-    init: Literal["dcgan", "orthogonal", "xavier", "default"] = "dcgan"
+    init: Literal["dcgan", "dcgan-icnr", "orthogonal", "xavier", "default"] = "dcgan"
     hierarchical_z: bool = False  # split z across generator blocks (BigGAN)
     upsample: Literal["nearest", "bilinear"] = "nearest"  # for dcgan-upsample and resnet
 

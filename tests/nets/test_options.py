@@ -105,3 +105,23 @@ def test_unsupported_option_combinations_are_clear_errors():
         nets.build(net_config("resnet", "model.hierarchical_z=true", "model.nz=3"))
     with pytest.raises(ConfigError, match="power of two from 32 to 256"):
         net_config("resnet", size=48)
+
+
+def test_icnr_init_starts_transposed_convs_without_checkerboard():
+    """With model.init=dcgan-icnr a flat input leaves every stride-2 transposed conv flat (all four output
+    phases have the same taps); with the plain DCGAN init the phases differ."""
+    def phase_spread(layer: torch.nn.ConvTranspose2d) -> float:
+        y = layer(torch.ones(1, layer.in_channels, 6, 6))[..., 2:-2, 2:-2]  # away from the borders
+        phases = torch.stack([y[..., a::2, b::2] for a in (0, 1) for b in (0, 1)])
+        return (phases - phases.mean(0)).abs().max().item()
+
+    torch.manual_seed(0)
+    for init, flat in (("dcgan-icnr", True), ("dcgan", False)):
+        G, _ = nets.build(net_config("dcgan", f"model.init={init}"))
+        strided = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d) and m.stride == (2, 2)]
+        assert strided
+        with torch.no_grad():
+            spreads = [phase_spread(m) for m in strided]
+        assert all(s < 1e-6 for s in spreads) == flat, (init, spreads)
+        w = trainable_weight(strided[0])
+        assert 0.01 < w.std().item() < 0.03  # still DCGAN's scale

@@ -1,0 +1,107 @@
+"""Recipe sweep on the emoji set: which changes to the default recipe buy image quality per step.
+
+``benchmarks/quality.py`` answers the question the issue asks (tutorial against default recipe, same
+wall-clock budget, quiet machine).  This script is how the default recipe was chosen: it trains one
+*variant* (the default recipe plus a few overrides) for a fixed number of generator steps, scores it
+with FID and KID on the offline EfficientNet-Lite0 features during training (``eval.every``) and at
+the end, and appends one JSON line per run to ``benchmarks/results/quality_sweep.jsonl``, failures
+included.  A step budget (not a time budget) keeps comparisons fair when several variants share the
+machine; each variant's images/s is recorded so the time cost is visible too.
+
+    python benchmarks/quality_sweep.py --list
+    python benchmarks/quality_sweep.py baseline --steps 1000 --threads 1
+    python benchmarks/quality_sweep.py custom --set optim.d.lr=4e-4 --steps 1000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+import ganforge  # noqa: E402
+from ganforge.recipe import auto_config  # noqa: E402
+from quality import emoji_folder  # noqa: E402
+
+#: Variants: overrides on top of the default recipe (``ganforge train --data DIR``).
+VARIANTS: dict[str, list[str]] = {
+    "baseline": [],
+    "aug-translation": ["augment.policy=[translation]"],
+    "aug-color-translation": ["augment.policy=[color, translation]"],
+    "aug-none": ["augment.name=none"],
+    "betas0": ["optim.g.betas=[0.0, 0.99]", "optim.d.betas=[0.0, 0.99]"],
+    "ttur": ["optim.g.lr=1e-4", "optim.d.lr=4e-4"],
+    "lr-high": ["optim.g.lr=4e-4", "optim.d.lr=4e-4"],
+    "batch32": ["data.batch_size=32"],
+    "upsample": ["model.name=dcgan-upsample"],
+    "ema-0.99": ["ema.decay=0.99"],
+    "ema-0.995": ["ema.decay=0.995"],
+    "width24": ["model.ngf=24", "model.ndf=24"],
+    "width48": ["model.ngf=48", "model.ndf=48"],
+    "nz64": ["model.nz=64"],
+    "d16": ["model.ndf=16"],
+    "g48-d16": ["model.ngf=48", "model.ndf=16"],
+    "d24": ["model.ndf=24"],
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("variant", nargs="?", default="baseline")
+    ap.add_argument("--set", nargs="*", default=[], help="extra overrides (key=value) on top of the variant's")
+    ap.add_argument("--name", default="", help="what to call the run in the results (default: the variant)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--evals", type=int, default=2, help="scores during training (evenly spaced; the last at the end)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ganforge" / "bench-quality")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "quality_sweep.jsonl")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    if args.list:
+        for name, ov in VARIANTS.items():
+            print(f"{name:<24} {' '.join(ov)}")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = VARIANTS.get(args.variant, []) + list(args.set)
+    source = str(emoji_folder(args.work))
+    every = max(1, args.steps // max(1, args.evals))
+    common = [f"train.max_steps={args.steps}", "train.epochs=100000", f"train.seed={args.seed}",
+              "train.tensorboard=false", "train.report=false", "train.log_every=100",
+              f"eval.every={every}", "eval.metrics=[fid, kid]", "eval.n=1000", "data.num_workers=0"]
+    cfg = auto_config(source, [*common, *overrides])
+    entry = {"variant": args.name or args.variant, "overrides": overrides, "steps": args.steps, "seed": args.seed,
+             "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    t0 = time.time()
+    try:
+        run = ganforge.train(cfg, runs_dir=args.work / "sweep", log_format="quiet")
+        summary = json.loads((run / "summary.json").read_text())
+        evals = []
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            if "fid_effnet_lite0" in rec:
+                evals.append({"step": rec["step"], "fid": round(rec["fid_effnet_lite0"], 1),
+                              "kid": round(rec["kid_effnet_lite0"], 4)})
+        entry.update(status=summary["status"], run=str(run), evals=evals,
+                     images_per_s=round(summary["images_seen"] / max(summary["train_seconds"], 1e-9), 1),
+                     diagnostics=[d.get("kind", str(d)) if isinstance(d, dict) else str(d)[:80]
+                                  for d in summary.get("diagnostics", [])])
+    except Exception as e:  # noqa: BLE001 - a failed run is a result too
+        entry["status"] = f"failed: {type(e).__name__}: {e}"
+    entry["wall_seconds"] = round(time.time() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+    print(json.dumps(entry))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
