@@ -60,3 +60,20 @@ def test_diversity_orders_sets():
     varied = torch.rand(16, 3, 32, 32, generator=g) * 2 - 1
     same = varied[:1].expand(16, -1, -1, -1)
     assert diversity(same) < 1e-4 < diversity(varied)
+
+
+def test_collapse_rule_on_the_emoji_runs_numbers():
+    """Diversity ratios measured on emoji: the tutorial fell from 0.73 to 0.25 (a collapse); the default
+    recipe's early blobs swung from 0.34 to 0.13 at step 145 and went on to learn (not a collapse)."""
+    def verdicts(history):
+        d = Diagnostics()
+        out = []
+        for step, ratio in history:
+            d.best_ratio = max(d.best_ratio, ratio)
+            out.append(d.is_collapse(ratio, step))
+        return out
+
+    assert verdicts([(28, 0.53), (56, 0.25)]) == [False, True]
+    assert verdicts([(29, 0.25), (87, 0.34), (145, 0.13), (290, 0.30)]) == [False, False, False, False]
+    assert verdicts([(3100, 0.2)]) == [True]  # persistently low, late in training
+    assert verdicts([(10, 0.01)]) == [True]  # near-copies at any time

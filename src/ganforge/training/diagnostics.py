@@ -52,6 +52,7 @@ class Diagnostics:
         self.threshold = d_wins_threshold
         self.collapse_ratio = collapse_ratio
         self.identical_ratio = 0.03  # below this the samples are near-copies at any stage of training
+        self.healthy_ratio = 0.5  # a fall counts only from at least this much diversity
         self.min_steps = 3000  # before this, low diversity alone is normal (blurry early samples)
         self.d_wins_since: int | None = None
         self.active: set[str] = set()
@@ -88,14 +89,20 @@ class Diagnostics:
         ratio = diversity(fakes) / max(self.real_diversity, 1e-8)
         self.best_ratio = max(self.best_ratio, ratio)
         trainer.summary_extra["sample_diversity"] = round(ratio, 4)
-        # Early samples are blurry and alike anyway: only near-copies, a drop from the best, or low
-        # diversity that persists past the first thousands of steps count as collapse.
-        step = trainer.progress.step
-        if ratio < self.identical_ratio or (
-                ratio < self.collapse_ratio and (ratio < 0.6 * self.best_ratio or step >= self.min_steps)):
+        # Early samples are blurry and alike anyway: only near-copies, a drop from a diversity that was
+        # once healthy, or low diversity that persists past the first thousands of steps count as
+        # collapse.  (Early blobs swing between 0.1 and 0.35 of the real diversity from epoch to epoch;
+        # the tutorial's collapse on emoji fell from 0.73 to 0.25.)
+        if self.is_collapse(ratio, trainer.progress.step):
             self._report(trainer, "collapse", trainer.progress.step, ratio=ratio, best=self.best_ratio)
         else:
             self.active.discard("collapse")
+
+    def is_collapse(self, ratio: float, step: int) -> bool:
+        """Whether diversity ``ratio`` (of the real images') at ``step`` counts as collapse; call after
+        ``best_ratio`` has been updated with it."""
+        dropped = ratio < 0.6 * self.best_ratio and self.best_ratio >= self.healthy_ratio
+        return ratio < self.identical_ratio or (ratio < self.collapse_ratio and (dropped or step >= self.min_steps))
 
     # ---------------------------------------------------------------- reporting
     def _report(self, trainer, kind: str, step: int, **values) -> None:
