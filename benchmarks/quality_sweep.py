@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import ganforge  # noqa: E402
 from ganforge.recipe import auto_config  # noqa: E402
+from ganforge.reporting.rundata import read_metrics  # noqa: E402
 from quality import emoji_folder  # noqa: E402
 
 #: Variants: overrides on top of the default recipe (``ganforge train --data DIR``).
@@ -83,16 +84,11 @@ def main() -> int:
     try:
         run = ganforge.train(cfg, runs_dir=args.work / "sweep", log_format="quiet")
         summary = json.loads((run / "summary.json").read_text())
-        evals = []
-        for line in (run / "metrics.jsonl").read_text().splitlines():
-            rec = json.loads(line)
-            if "fid_effnet_lite0" in rec:
-                evals.append({"step": rec["step"], "fid": round(rec["fid_effnet_lite0"], 1),
-                              "kid": round(rec["kid_effnet_lite0"], 4)})
+        evals = [{"step": rec["step"], "fid": round(rec["fid_effnet_lite0"], 1), "kid": round(rec["kid_effnet_lite0"], 4)}
+                 for rec in read_metrics(run / "metrics.jsonl") if "fid_effnet_lite0" in rec]
         entry.update(status=summary["status"], run=str(run), evals=evals,
                      images_per_s=round(summary["images_seen"] / max(summary["train_seconds"], 1e-9), 1),
-                     diagnostics=[d.get("kind", str(d)) if isinstance(d, dict) else str(d)[:80]
-                                  for d in summary.get("diagnostics", [])])
+                     diagnostics=[message[:80] for message in summary.get("diagnostics", [])])
     except Exception as e:  # noqa: BLE001 - a failed run is a result too
         entry["status"] = f"failed: {type(e).__name__}: {e}"
     entry["wall_seconds"] = round(time.time() - t0, 1)

@@ -107,17 +107,19 @@ def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tupl
     pick("data.channels", facts.channels, "the images are grey" if facts.channels == 1 else "the images are in colour")
     cpu = device_type == "cpu"
     if size <= 64 or cpu:
-        pick("model.name", "dcgan", f"a DCGAN is the fastest good architecture at {size}px" if size <= 64 else
+        model = "dcgan"
+        pick("model.name", model, f"a DCGAN is the fastest good architecture at {size}px" if size <= 64 else
              f"a ResNet at {size}px costs ~20x a DCGAN's compute: too slow on a CPU")
     else:
-        pick("model.name", "resnet", f"ResNet blocks train more stably than plain convolutions at {size}px")
+        model = "resnet"
+        pick("model.name", model, f"ResNet blocks train more stably than plain convolutions at {size}px")
     width = 32 if cpu else 64
     pick("model.ngf", width, "narrower on a CPU: more steps in the same time" if cpu else "the usual width on a GPU")
     # D costs about 8 forward passes' worth per step to G's 3; a D of half the width (a quarter of the
     # compute) scored the same FID per step on emoji and makes ~1.7x the steps (docs/quality.md).
     pick("model.ndf", width // 2, "half G's width: D's share of each step is the larger, and a narrow "
          "spectral-norm D learned as well per step in the sweep")
-    if model_name_is_dcgan(given, size, cpu):
+    if str(given.get("model.name", model)) == "dcgan":  # the transposed-conv DCGAN, the recipe's or given
         pick("model.init", "dcgan-icnr", "transposed convs start without checkerboard patterns "
              "(FID 260 -> 236 at 1,000 steps in the sweep)")
     pick("model.spectral_norm", "true", "keeps D from becoming perfectly confident (Lipschitz bound)")
@@ -146,11 +148,6 @@ def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tupl
         pick("train.compile", "off", "measured no faster for this model on a CPU, and compiling costs a minute")
     pick("guard.d_wins_steps", 500, "restore and slow down if D still wins completely for 500 steps")
     return chosen, why
-
-
-def model_name_is_dcgan(given: dict[str, object], size: int, cpu: bool) -> bool:
-    """Whether the recipe's model is the transposed-conv DCGAN (the recipe's or the one given)."""
-    return str(given.get("model.name", "dcgan" if size <= 64 or cpu else "resnet")) == "dcgan"
 
 
 def auto_config(source: str, overrides: list[str] | None = None, device: str = "auto") -> C.Config:
