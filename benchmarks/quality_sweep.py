@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 import ganforge  # noqa: E402
 from ganforge.recipe import auto_config  # noqa: E402
 from ganforge.reporting.rundata import read_metrics  # noqa: E402
-from quality import emoji_folder  # noqa: E402
+from ganforge.metrics import evaluate  # noqa: E402
+from ganforge.sampling import generate, load_generator, save_grid  # noqa: E402
+from quality import emoji_folder, real_images  # noqa: E402
 
 #: Variants: overrides on top of the default recipe (``ganforge train --data DIR``).
 VARIANTS: dict[str, list[str]] = {
@@ -58,6 +60,8 @@ def main() -> int:
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides (key=value) on top of the variant's")
     ap.add_argument("--name", default="", help="what to call the run in the results (default: the variant)")
     ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--minutes", type=float, default=0.0,
+                    help="train for this long instead (train.max_minutes; --steps is then only an upper bound)")
     ap.add_argument("--evals", type=int, default=2, help="scores during training (evenly spaced; the last at the end)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -73,12 +77,13 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     overrides = VARIANTS.get(args.variant, []) + list(args.set)
     source = str(emoji_folder(args.work))
-    every = max(1, args.steps // max(1, args.evals))
-    common = [f"train.max_steps={args.steps}", "train.epochs=100000", f"train.seed={args.seed}",
+    every = max(1, args.steps // max(1, args.evals)) if not args.minutes else 0  # a time budget: score at the end
+    common = [f"train.max_steps={args.steps}", f"train.max_minutes={args.minutes}", "train.epochs=100000", f"train.seed={args.seed}",
               "train.tensorboard=false", "train.report=false", "train.log_every=100",
               f"eval.every={every}", "eval.metrics=[fid, kid]", "eval.n=1000", "data.num_workers=0"]
     cfg = auto_config(source, [*common, *overrides])
-    entry = {"variant": args.name or args.variant, "overrides": overrides, "steps": args.steps, "seed": args.seed,
+    entry = {"variant": args.name or args.variant, "overrides": overrides, "steps": args.steps,
+             "minutes": args.minutes, "seed": args.seed,
              "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     t0 = time.time()
     try:
@@ -86,6 +91,13 @@ def main() -> int:
         summary = json.loads((run / "summary.json").read_text())
         evals = [{"step": rec["step"], "fid": round(rec["fid_effnet_lite0"], 1), "kid": round(rec["kid_effnet_lite0"], 4)}
                  for rec in read_metrics(run / "metrics.jsonl") if "fid_effnet_lite0" in rec]
+        if args.minutes:  # score the end of a time-budget run as benchmarks/quality.py does
+            G, run_cfg = load_generator(run)
+            fakes = generate(G, torch.randn(1000, run_cfg.model.nz, generator=torch.Generator().manual_seed(123)))
+            scores = evaluate(fakes, real_images(run_cfg), metrics=["fid", "kid"], n=1000)
+            evals.append({"step": summary["step"], "fid": round(scores["fid_effnet_lite0"], 1),
+                          "kid": round(scores["kid_effnet_lite0"], 4)})
+            save_grid(fakes[:64], run / "final_grid.png")
         entry.update(status=summary["status"], run=str(run), evals=evals,
                      images_per_s=round(summary["images_seen"] / max(summary["train_seconds"], 1e-9), 1),
                      diagnostics=[message[:80] for message in summary.get("diagnostics", [])])
