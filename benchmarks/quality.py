@@ -125,12 +125,13 @@ def main() -> int:
     ap.add_argument("--recipes", nargs="+", default=["tutorial", "default"], choices=["tutorial", "default"])
     ap.add_argument("--minutes", type=float, default=12.0, help="training time per run (default 12)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per score (default 1000)")
+    ap.add_argument("--seed", type=int, default=0, help="train.seed of every run (the noise between seeds is large)")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ganforge" / "bench-quality")
     ap.add_argument("--grids", type=Path, default=ROOT.parent / "docs" / "images")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     common = [f"train.max_minutes={args.minutes}", "train.tensorboard=false", "train.report=false",
-              "train.log_every=100"]
+              "train.log_every=100", f"train.seed={args.seed}"]
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                            "device": "cuda" if torch.cuda.is_available() else "cpu", "torch": torch.__version__},
                "minutes": args.minutes, "n": args.n, "features": "effnet-lite0", "datasets": {}}
@@ -145,7 +146,9 @@ def main() -> int:
         print(f"\n{ds_name}: {reals.shape[0]} real images; yardsticks {json.dumps(block['yardsticks'])}", flush=True)
         for recipe in args.recipes:
             cfg = builders[recipe](source, spec["size"], spec["channels"], common)
-            entry = run_one(f"{ds_name}_{recipe}", cfg, reals, args.n, args.work, args.grids)
+            name = f"{ds_name}_{recipe}" + (f"_seed{args.seed}" if args.seed else "")  # seed 0's grids are the docs'
+            entry = run_one(name, cfg, reals, args.n, args.work, args.grids)
+            entry["seed"] = args.seed
             block["runs"].append(entry)
             print(json.dumps({k: v for k, v in entry.items() if k != "notes"}), flush=True)
         results["datasets"][ds_name] = block
@@ -155,13 +158,13 @@ def main() -> int:
     print(f"\n{'dataset':<9} {'recipe':<9} {'steps':>6} {'FID':>8} {'KID':>8}  status")
     for ds_name, block in results["datasets"].items():
         for e in block["runs"]:
-            print(f"{ds_name:<9} {e['recipe'].split('_')[-1]:<9} {e.get('steps', 0):>6} "
+            print(f"{ds_name:<9} {e['recipe'].split('_')[1]:<9} {e.get('steps', 0):>6} "
                   f"{e.get('fid_effnet_lite0', float('nan')):>8.1f} {e.get('kid_effnet_lite0', float('nan')):>8.3f}  {e['status']}")
         y = block["yardsticks"]
         print(f"{ds_name:<9} {'real/2':<9} {'':>6} {y['real_half_vs_half']['fid_effnet_lite0']:>8.1f} "
               f"{y['real_half_vs_half']['kid_effnet_lite0']:>8.3f}  two halves of the real set")
     for ds_name, block in results["datasets"].items():
-        fids = {e["recipe"].split("_")[-1]: e.get("fid_effnet_lite0") for e in block["runs"]}
+        fids = {e["recipe"].split("_")[1]: e.get("fid_effnet_lite0") for e in block["runs"]}
         if fids.get("tutorial") and fids.get("default"):
             print(f"{ds_name}: default/tutorial FID ratio {fids['default'] / fids['tutorial']:.2f}")
     print(f"wrote {out}")

@@ -6,11 +6,14 @@ wall-clock budget, quiet machine).  This script is how the default recipe was ch
 with FID and KID on the offline EfficientNet-Lite0 features during training (``eval.every``) and at
 the end, and appends one JSON line per run to ``benchmarks/results/quality_sweep.jsonl``, failures
 included.  A step budget (not a time budget) keeps comparisons fair when several variants share the
-machine; each variant's images/s is recorded so the time cost is visible too.
+machine; each variant's images/s is recorded so the time cost is visible too.  ``--minutes`` trains
+for a wall-clock budget instead and scores the end as ``benchmarks/quality.py`` does; two such runs
+sharing the machine (one thread each) compare with each other, not with the benchmark's quiet runs.
 
     python benchmarks/quality_sweep.py --list
     python benchmarks/quality_sweep.py baseline --steps 1000 --threads 1
     python benchmarks/quality_sweep.py custom --set optim.d.lr=4e-4 --steps 1000
+    python benchmarks/quality_sweep.py custom --name g24 --minutes 12 --threads 1 --set model.ngf=24 model.ndf=12
 """
 from __future__ import annotations
 
@@ -59,9 +62,9 @@ def main() -> int:
     ap.add_argument("variant", nargs="?", default="baseline")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides (key=value) on top of the variant's")
     ap.add_argument("--name", default="", help="what to call the run in the results (default: the variant)")
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=None, help="generator steps (default 1000; with --minutes, no limit)")
     ap.add_argument("--minutes", type=float, default=0.0,
-                    help="train for this long instead (train.max_minutes; --steps is then only an upper bound)")
+                    help="train for this long instead (train.max_minutes; a --steps given is then an upper bound)")
     ap.add_argument("--evals", type=int, default=2, help="scores during training (evenly spaced; the last at the end)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -75,11 +78,13 @@ def main() -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.steps is None:
+        args.steps = 10**7 if args.minutes else 1000
     overrides = VARIANTS.get(args.variant, []) + list(args.set)
     source = str(emoji_folder(args.work))
     every = max(1, args.steps // max(1, args.evals)) if not args.minutes else 0  # a time budget: score at the end
-    common = [f"train.max_steps={args.steps}", f"train.max_minutes={args.minutes}", "train.epochs=100000", f"train.seed={args.seed}",
-              "train.tensorboard=false", "train.report=false", "train.log_every=100",
+    common = [f"train.max_steps={args.steps}", f"train.max_minutes={args.minutes}", "train.epochs=100000",
+              f"train.seed={args.seed}", "train.tensorboard=false", "train.report=false", "train.log_every=100",
               f"eval.every={every}", "eval.metrics=[fid, kid]", "eval.n=1000", "data.num_workers=0"]
     cfg = auto_config(source, [*common, *overrides])
     entry = {"variant": args.name or args.variant, "overrides": overrides, "steps": args.steps,

@@ -80,7 +80,7 @@ def test_collapse_rule_on_the_emoji_runs_numbers():
 
 
 def test_a_slide_into_one_image_is_reported_early_and_healthy_dips_are_not():
-    """Ratios measured each epoch (30 steps) on emoji.  Collapsed: runs with a projected discriminator
+    """Ratios measured on each epoch's saved grid (30 steps an epoch) of real emoji runs.  Collapsed: runs with a projected discriminator
     whose 64 samples became one image (docs/quality.md).  Healthy: default-recipe runs whose early blobs
     dipped, then learned (FID 236 and 323 at step 1,000; neither collapsed)."""
     def verdicts(ratios):
