@@ -99,20 +99,25 @@ def yardsticks(reals: torch.Tensor, n: int) -> dict:
     return {"real_half_vs_half": evaluate(a, b, metrics=m, n=n), "noise_vs_real": evaluate(noise, reals, metrics=m, n=n)}
 
 
+def score_run(run: Path, reals: torch.Tensor, n: int, grid: Path) -> dict:
+    """FID and KID of ``n`` samples of a finished run (latents of seed 123) against ``reals``, and a grid
+    of the first 64 saved at ``grid``."""
+    G, run_cfg = load_generator(run)
+    fakes = generate(G, torch.randn(n, run_cfg.model.nz, generator=torch.Generator().manual_seed(123)))
+    scores = evaluate(fakes, reals, metrics=["fid", "kid"], n=n)
+    return {**scores, "grid": str(save_grid(fakes[:64], grid))}
+
+
 def run_one(name: str, cfg: C.Config, reals: torch.Tensor, n: int, work: Path, grids: Path) -> dict:
     t = time.time()
     entry = {"recipe": name, "preset": cfg.preset, "notes": cfg.notes}
     try:
         run = ganforge.train(cfg, runs_dir=work / "runs", log_format="quiet")
         summary = json.loads((run / "summary.json").read_text())
-        G, run_cfg = load_generator(run)
-        z = torch.randn(n, run_cfg.model.nz, generator=torch.Generator().manual_seed(123))
-        fakes = generate(G, z)
-        scores = evaluate(fakes, reals, metrics=["fid", "kid"], n=n)
-        grid = save_grid(fakes[:64], grids / f"quality_{name}.png")
+        scores = score_run(run, reals, n, grids / f"quality_{name}.png")
         entry.update(status=summary["status"], run=str(run), steps=summary["step"],
                      images_seen=summary["images_seen"], train_seconds=summary["train_seconds"],
-                     diagnostics=summary.get("diagnostics", []), grid=str(grid), **scores)
+                     diagnostics=summary.get("diagnostics", []), **scores)
     except Exception as e:  # noqa: BLE001 - a failed run is a result too
         entry.update(status=f"failed: {type(e).__name__}: {e}")
     entry["wall_seconds"] = round(time.time() - t, 1)

@@ -31,9 +31,7 @@ sys.path.insert(0, str(ROOT))
 import ganforge  # noqa: E402
 from ganforge.recipe import auto_config  # noqa: E402
 from ganforge.reporting.rundata import read_metrics  # noqa: E402
-from ganforge.metrics import evaluate  # noqa: E402
-from ganforge.sampling import generate, load_generator, save_grid  # noqa: E402
-from quality import emoji_folder, real_images  # noqa: E402
+from quality import emoji_folder, real_images, score_run  # noqa: E402
 
 #: Variants: overrides on top of the default recipe (``ganforge train --data DIR``).
 VARIANTS: dict[str, list[str]] = {
@@ -97,12 +95,9 @@ def main() -> int:
         evals = [{"step": rec["step"], "fid": round(rec["fid_effnet_lite0"], 1), "kid": round(rec["kid_effnet_lite0"], 4)}
                  for rec in read_metrics(run / "metrics.jsonl") if "fid_effnet_lite0" in rec]
         if args.minutes:  # score the end of a time-budget run as benchmarks/quality.py does
-            G, run_cfg = load_generator(run)
-            fakes = generate(G, torch.randn(1000, run_cfg.model.nz, generator=torch.Generator().manual_seed(123)))
-            scores = evaluate(fakes, real_images(run_cfg), metrics=["fid", "kid"], n=1000)
+            scores = score_run(run, real_images(cfg), 1000, run / "final_grid.png")
             evals.append({"step": summary["step"], "fid": round(scores["fid_effnet_lite0"], 1),
                           "kid": round(scores["kid_effnet_lite0"], 4)})
-            save_grid(fakes[:64], run / "final_grid.png")
         entry.update(status=summary["status"], run=str(run), evals=evals,
                      images_per_s=round(summary["images_seen"] / max(summary["train_seconds"], 1e-9), 1),
                      diagnostics=[message[:80] for message in summary.get("diagnostics", [])])
