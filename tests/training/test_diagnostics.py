@@ -62,17 +62,19 @@ def test_diversity_orders_sets():
     assert diversity(same) < 1e-4 < diversity(varied)
 
 
+def verdicts(history: list[tuple[int, float]]) -> list[bool]:
+    """The collapse verdict after each ``(step, diversity ratio)`` of one run's epoch ends."""
+    d = Diagnostics()
+    out = []
+    for step, ratio in history:
+        d.observe(ratio)
+        out.append(d.is_collapse(ratio, step))
+    return out
+
+
 def test_collapse_rule_on_the_emoji_runs_numbers():
     """Diversity ratios measured on emoji: the tutorial fell from 0.73 to 0.25 (a collapse); the default
     recipe's early blobs swung from 0.34 to 0.13 at step 145 and went on to learn (not a collapse)."""
-    def verdicts(history):
-        d = Diagnostics()
-        out = []
-        for step, ratio in history:
-            d.observe(ratio)
-            out.append(d.is_collapse(ratio, step))
-        return out
-
     assert verdicts([(28, 0.53), (56, 0.25)]) == [False, True]
     assert verdicts([(29, 0.25), (87, 0.34), (145, 0.13), (290, 0.30)]) == [False, False, False, False]
     assert verdicts([(3100, 0.2)]) == [True]  # persistently low, late in training
@@ -80,20 +82,15 @@ def test_collapse_rule_on_the_emoji_runs_numbers():
 
 
 def test_a_slide_into_one_image_is_reported_early_and_healthy_dips_are_not():
-    """Ratios measured on each epoch's saved grid (30 steps an epoch) of real emoji runs.  Collapsed: runs with a projected discriminator
-    whose 64 samples became one image (docs/quality.md).  Healthy: default-recipe runs whose early blobs
-    dipped, then learned (FID 236 and 323 at step 1,000; neither collapsed)."""
-    def verdicts(ratios):
-        d = Diagnostics()
-        out = []
-        for epoch, ratio in enumerate(ratios, 1):
-            d.observe(ratio)
-            out.append(d.is_collapse(ratio, 30 * epoch))
-        return out
+    """Ratios measured on each epoch's saved grid (30 steps an epoch) of real emoji runs.  Collapsed: runs
+    with a projected discriminator whose 64 samples became one image (docs/quality.md).  Healthy:
+    default-recipe runs whose early blobs dipped, then learned (FID 236 and 323 at step 1,000)."""
+    def per_epoch(ratios):
+        return verdicts([(30 * epoch, ratio) for epoch, ratio in enumerate(ratios, 1)])
 
-    collapsed = verdicts([0.28, 0.21, 0.16, 0.12, 0.08, 0.07, 0.06, 0.06])
+    collapsed = per_epoch([0.28, 0.21, 0.16, 0.12, 0.08, 0.07, 0.06, 0.06])
     assert collapsed[:7] == [False] * 7 and collapsed[7]  # five epochs under 0.15, none above half of 0.28
-    slow = verdicts([0.31, 0.26, 0.24, 0.31, 0.28, 0.25, 0.25, 0.21, 0.19, 0.15, 0.11, 0.10, 0.10, 0.11, 0.12])
+    slow = per_epoch([0.31, 0.26, 0.24, 0.31, 0.28, 0.25, 0.25, 0.21, 0.19, 0.15, 0.11, 0.10, 0.10, 0.11, 0.12])
     assert slow.index(True) == 14
-    assert not any(verdicts([0.36, 0.28, 0.23, 0.23, 0.21, 0.70, 0.71, 0.87]))
-    assert not any(verdicts([0.14, 0.08, 0.26, 0.16, 0.14, 0.25, 0.40, 0.72]))
+    assert not any(per_epoch([0.36, 0.28, 0.23, 0.23, 0.21, 0.70, 0.71, 0.87]))
+    assert not any(per_epoch([0.14, 0.08, 0.26, 0.16, 0.14, 0.25, 0.40, 0.72]))
