@@ -83,8 +83,10 @@ def default_config(source: str, size: int, channels: int, common: list[str]) -> 
     return auto_config(source, [f"data.image_size={size}", "train.epochs=100000", *common])
 
 
-def real_images(cfg: C.Config, limit: int = 10_000) -> torch.Tensor:
-    ds = open_source(C.from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "hflip": 0.0}}))
+def real_images(cfg: C.Config, limit: int = 10_000, image_size: int | None = None) -> torch.Tensor:
+    """The real set as ``cfg`` reads it, unflipped; at ``image_size`` instead of the run's if given."""
+    data = {**cfg.to_dict()["data"], "hflip": 0.0, **({"image_size": image_size} if image_size else {})}
+    ds = open_source(C.from_dict({**cfg.to_dict(), "data": data}))
     n = min(len(ds), limit)
     return torch.stack([ds[i][0] for i in range(n)])
 

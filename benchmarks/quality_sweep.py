@@ -29,10 +29,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 import ganforge  # noqa: E402
-from ganforge import config as C  # noqa: E402
 from ganforge.recipe import auto_config  # noqa: E402
 from ganforge.reporting.rundata import read_metrics  # noqa: E402
-from quality import emoji_folder, real_images, score_run  # noqa: E402
+from quality import DATASETS, emoji_folder, real_images, score_run  # noqa: E402
 
 #: Variants: overrides on top of the default recipe (``ganforge train --data DIR``).
 VARIANTS: dict[str, list[str]] = {
@@ -96,9 +95,9 @@ def main() -> int:
         evals = [{"step": rec["step"], "fid": round(rec["fid_effnet_lite0"], 1), "kid": round(rec["kid_effnet_lite0"], 4)}
                  for rec in read_metrics(run / "metrics.jsonl") if "fid_effnet_lite0" in rec]
         if args.minutes:  # score the end of a time-budget run as benchmarks/quality.py does
-            # Always against the real set at its own 64 px: a variant that trains at another size is
+            # Always against the real set at its own size: a variant that trains at another size is
             # judged on the same images (the feature extractor resizes both to 224).
-            reals = real_images(C.from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "image_size": 64}}))
+            reals = real_images(cfg, image_size=DATASETS["emoji"]["size"])
             scores = score_run(run, reals, 1000, run / "final_grid.png")
             evals.append({"step": summary["step"], "fid": round(scores["fid_effnet_lite0"], 1),
                           "kid": round(scores["kid_effnet_lite0"], 4)})
