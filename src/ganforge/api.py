@@ -5,19 +5,23 @@ from pathlib import Path
 
 from ganforge.config import Config, ConfigError, from_dict
 from ganforge.training.checkpoint import safe_load
-from ganforge.training.rundir import new_run_dir, resolve_run
+from ganforge.runfiles import check_name, resolve_run
 
 
 def train(config: Config | dict, runs_dir: str | Path = "runs", log_format: str = "bar",
-          run_dir: str | Path | None = None, rank: int | None = None, world_size: int | None = None) -> Path:
-    """Train a GAN as ``config`` says, in a new run directory under ``runs_dir``; returns that directory.
+          run_dir: str | Path | None = None, rank: int | None = None, world_size: int | None = None,
+          name: str | None = None) -> Path:
+    """Train a GAN as ``config`` says, in a new run directory ``runs_dir/<timestamp>_<name>`` (``name``
+    defaults to the preset's); returns that directory.
     ``rank``/``world_size``: this process's place in a torchrun launch; by default read from the
     environment torchrun sets (see training/distributed.py), so a script run under torchrun just works."""
     from ganforge.training.session import start
     cfg = config if isinstance(config, Config) else from_dict(config)
     rank, world_size = _launch(rank, world_size)
+    if name is not None:
+        check_name(name)
     return start(cfg, runs_dir=Path(runs_dir), log_format=log_format, run_dir=run_dir, rank=rank,
-                 world_size=world_size)
+                 world_size=world_size, name=name)
 
 
 def _launch(rank: int | None, world_size: int | None) -> tuple[int, int]:

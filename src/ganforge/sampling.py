@@ -99,6 +99,98 @@ def truncate(z: torch.Tensor, psi: float) -> torch.Tensor:
     return z * psi
 
 
+def truncate_resample(z: torch.Tensor, threshold: float, generator: torch.Generator) -> torch.Tensor:
+    """BigGAN's truncation trick: every entry of ``z`` whose magnitude exceeds ``threshold`` is drawn again
+    (from ``generator``, until none does), so the latents follow a normal distribution truncated to
+    [-threshold, threshold].  Unlike :func:`truncate` it keeps the shape of the prior inside that range;
+    smaller thresholds give more typical, less varied images (BigGAN shows 0.04 to 2).
+    """
+    from ganforge.config import ConfigError
+
+    if not threshold > 0:
+        raise ConfigError(f"--truncation-resample {threshold}: the threshold must be positive (BigGAN uses 0.04 to 2; "
+                          "values above 4 change almost nothing)")
+    z = z.detach().cpu().clone()
+    flat = z.view(-1)
+    outside = (flat.abs() > threshold).nonzero().squeeze(1)
+    while outside.numel():
+        flat[outside] = torch.randn(outside.numel(), generator=generator, dtype=flat.dtype)
+        outside = outside[flat[outside].abs() > threshold]
+    return z
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """``"0-35,100"`` -> [0, 1, ..., 35, 100]: single seeds and inclusive ranges, in the order given
+    (a seed given twice is kept once)."""
+    from ganforge.config import ConfigError
+
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise ConfigError(f"{flag} {text}: '{part}' is not a seed or a range; give numbers and ranges such as "
+                              f"{flag} 0-35,100") from None
+        if b < a:
+            raise ConfigError(f"{flag} {text}: the range {part} runs backwards; write it as {b}-{a}")
+        if b >= MAX_SEED:
+            raise ConfigError(f"{flag} {text}: seeds must be below 2**32 ({b} is not)")
+        if b - a >= MAX_SEEDS or len(seeds) + b - a >= MAX_SEEDS:
+            raise ConfigError(f"{flag} {text}: more than {MAX_SEEDS:,} seeds; ask for fewer at a time")
+        seeds.extend(range(a, b + 1))
+    if not seeds:
+        raise ConfigError(f"{flag}: no seeds given; for example {flag} 0-35,100")
+    return list(dict.fromkeys(seeds))
+
+
+#: Seeds are below 2**32 (as stylegan2-ada's ``np.random.RandomState``), and at most this many at once.
+MAX_SEED = 2 ** 32
+MAX_SEEDS = 100_000
+
+
+def seed_generator(seed: int) -> torch.Generator:
+    """The random generator of one seed: on the CPU, so a seed means the same latent on every device."""
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def seed_latents(seeds: list[int], nz: int, num_classes: int = 0, psi: float = 1.0,
+                 resample: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One latent per seed, each drawn from that seed alone (stylegan2-ada's generate.py convention), on
+    the CPU: the same seed gives the same latent whatever else is asked for and whatever the device.
+
+    For each seed: ``z ~ N(0, 1)^nz``; with ``resample``, BigGAN's truncation (entries beyond it drawn
+    again from the same generator); then a class, when the model has classes; then ``z`` scaled by ``psi``.
+    Returns ``(z, labels)``, labels None for unconditional models.
+    """
+    zs, labels = [], []
+    for seed in seeds:
+        g = seed_generator(seed)
+        z = torch.randn(1, nz, generator=g)
+        if resample is not None:
+            z = truncate_resample(z, resample, g)
+        zs.append(z)
+        if num_classes:
+            labels.append(torch.randint(0, num_classes, (1,), generator=g))
+    z = truncate(torch.cat(zs), psi)
+    return z, (torch.cat(labels) if num_classes else None)
+
+
+@torch.no_grad()
+def generate_each(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, bn_mode: str = "batch",
+                  chunk: int = 256) -> torch.Tensor:
+    """Images for latents ``z`` where each image depends on its own latent only, not on the others asked
+    for at the same time.  With batch statistics (BatchNorm generators, ``bn_mode='batch'``) that means one
+    latent at a time, padded with :func:`generate`'s fixed reference latents; otherwise batches."""
+    if bn_mode == "running" or not has_batchnorm(G):
+        return generate(G, z, labels, bn_mode=bn_mode, chunk=chunk)
+    return torch.cat([generate(G, z[i:i + 1], None if labels is None else labels[i:i + 1], bn_mode=bn_mode)
+                      for i in range(z.shape[0])])
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between rows of ``a`` and ``b`` (shape (N, nz)) at fractions ``t`` (shape (T,)).
 
@@ -131,12 +223,13 @@ def grid_tensor(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     return make_grid(images.cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
 
 
-def save_each(images: torch.Tensor, folder: Path) -> list[Path]:
+def save_each(images: torch.Tensor, folder: Path, names: list[str] | None = None) -> list[Path]:
+    """One PNG per image in ``folder``: ``sample_00000.png``, ... or the file ``names`` given."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, img in enumerate(images.cpu()):
-        p = folder / f"sample_{i:05d}.png"
+        p = folder / (names[i] if names else f"sample_{i:05d}.png")
         save_image(img, p, normalize=True, value_range=(-1, 1))
         paths.append(p)
     return paths

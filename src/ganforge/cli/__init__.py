@@ -16,8 +16,23 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = import_module(f"ganforge.cli.{name}")
         p = module.add_parser(sub)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, command=name)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments of ``argv``, with a subcommand's options and positionals in any order.
+
+    ``ganforge train --preset P data.image_size=32 --data DIR train.epochs=1`` has overrides on both sides
+    of an option: a plain parse stops collecting them at ``--data``, ``parse_intermixed_args`` does not.
+    The top-level parser cannot parse intermixed (its subcommands are one positional that takes the
+    rest), so the subcommand's own parser parses what follows the command's name.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if argv and argv[0] in subparsers.choices:
+        return subparsers.choices[argv[0]].parse_intermixed_args(argv[1:])
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from ganforge.training.checkpoint import CheckpointError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

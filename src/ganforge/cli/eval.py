@@ -1,4 +1,5 @@
-"""ganforge eval: FID, KID, IS and precision/recall of a run or checkpoint, as a table and a JSON file."""
+"""ganforge eval: FID, KID, IS and precision/recall of a run or checkpoint, or of one set of images against
+another (``--real SOURCE --fake SOURCE``), as a table and a JSON file."""
 from __future__ import annotations
 
 import argparse
@@ -6,39 +7,47 @@ import json
 import time
 from pathlib import Path
 
+from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "eval", help="score a run or checkpoint: FID, KID, Inception Score, precision/recall",
-        description="Score a generator against real images. Uses the EMA weights when the run has them and a fixed "
-                    "latent seed, so the same generator always gets the same numbers. Real-data features are cached "
-                    "per dataset, resolution and extractor (in $GANFORGE_CACHE/stats, default ~/.cache/ganforge/stats).")
-    p.add_argument("source", metavar="RUN_OR_CHECKPOINT",
-                   help="run directory (its generator.pt: EMA weights if any), or a checkpoint/generator file")
-    p.add_argument("--data", metavar="SRC", help="real images to compare with (default: the run's data.source)")
-    p.add_argument("--n", type=int, default=10000, help="generated images, and as many real ones (default 10000)")
+        "eval", help="score a run or checkpoint, or two sets of images: FID, KID, Inception Score, precision/recall",
+        description="Score a generator against real images (ganforge eval RUN), or one set of images against "
+                    "another (ganforge eval --real SOURCE --fake SOURCE: folders, zips, prepared or named sets). "
+                    "A generator is sampled with its EMA weights when the run has them and a fixed latent seed, so "
+                    "the same generator always gets the same numbers. Features of image sets are cached per "
+                    "dataset, resolution and extractor (in $GANFORGE_CACHE/stats, default ~/.cache/ganforge/stats).")
+    p.add_argument("source", metavar="RUN", nargs="?",
+                   help=SOURCE_HELP + " (its generator.pt: EMA weights if any); leave out with --fake")
+    p.add_argument("--real", "--data", dest="real", metavar="SOURCE",
+                   help="real images to compare with: a folder, zip, prepared or named set (default for a run: "
+                        "its data.source)")
+    p.add_argument("--fake", metavar="SOURCE",
+                   help="images to score instead of a generator's: a folder, zip, prepared or named set (a run or "
+                        "checkpoint here is sampled as RUN is); needs --real")
+    p.add_argument("--size", type=int, metavar="PX",
+                   help="with --fake: the resolution both sets are read at (default: the fake images' own, their "
+                        "median shorter side; a prepared set's size)")
+    p.add_argument("--n", type=int, default=10000,
+                   help="generated (or fake) images, and as many real ones; all of a set when it has fewer "
+                        "(default 10000)")
     p.add_argument("--metrics", default="fid,kid,is,pr", help="comma-separated, from fid,kid,is,pr (default: all)")
     p.add_argument("--features", choices=["inception", "effnet-lite0"],
-                   help="feature extractor (default: the run's eval.features). 'inception' gives numbers comparable "
-                        "with papers; 'effnet-lite0' works offline but its numbers are its own")
+                   help="feature extractor (default: the run's eval.features, effnet-lite0 for two sets). "
+                        "'inception' gives numbers comparable with papers; 'effnet-lite0' works offline but its "
+                        "numbers are its own")
     p.add_argument("--inception-weights", metavar="PATH",
                    help="local Inception-v3 FID weights (weights-inception-2015-12-05-6726825d.pth); default: the "
                         "run's eval.inception_weights, then torch hub's checkpoints folder")
-    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--out", metavar="FILE.json", help="where the JSON goes (default: RUN/eval/<checkpoint>-<features>-n<N>.json)")
-    p.add_argument("--no-cache", action="store_true", help="recompute the real-data features (and do not store them)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed of a generator's images (default 0)")
+    add_device(p)
+    p.add_argument("--out", metavar="FILE.json",
+                   help="where the JSON goes (default: RUN/eval/<checkpoint>-<features>-n<N>.json; with --fake: "
+                        "./eval/<fake>-vs-<real>-<features>-n<N>.json)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the image sets' features (and do not store them)")
+    add_runs_dir(p)
     return p
-
-
-def _run_dir_of(path: Path) -> Path:
-    """The run directory a run, checkpoint or generator file belongs to (the file's folder when none)."""
-    if path.is_dir():
-        return path
-    for folder in (path.parent, path.parent.parent):
-        if (folder / "config.yaml").is_file():
-            return folder
-    return path.parent
 
 
 def format_table(report: dict) -> str:
@@ -59,46 +68,98 @@ def format_table(report: dict) -> str:
                      [f"{name:<{width}}  {text}" for name, text in rows])
 
 
+def _is_generator(path: Path) -> bool:
+    """Whether ``path`` is something ganforge samples from (a run, a checkpoint or generator file, an export)
+    rather than a set of images (a run directory holds images too, its sample grids: never to be scored)."""
+    from ganforge.runfiles import is_run_dir
+    return is_run_dir(path) or (path / "generator.safetensors").is_file() or (path.is_file() and path.suffix == ".pt")
+
+
+def _slug(source: str) -> str:
+    import re
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(source).rstrip("/")).name or "data")[:40]
+
+
+def _two_sets(args) -> str | None:
+    """The fake image set when ``args`` ask to score two sets; None when a generator is scored."""
+    from ganforge.config import ConfigError
+
+    if args.fake is None:
+        if args.source is None:
+            raise ConfigError("give a RUN to score (a run directory, a run's name, 'latest', a checkpoint or an "
+                              "export), or two sets of images with --real SOURCE --fake SOURCE")
+        if args.size is not None:
+            raise ConfigError(f"--size {args.size} goes with --fake: a run's images are read at its data.image_size")
+        return None
+    if args.source is not None:
+        raise ConfigError(f"give a RUN ({args.source}) or --fake {args.fake}, not both: --fake scores a set of "
+                          "images in place of a generator's")
+    if args.real is None:
+        raise ConfigError(f"--fake {args.fake} needs --real SOURCE: the images to compare it with")
+    if args.size is not None and args.size < 8:
+        raise ConfigError(f"--size {args.size}: give at least 8 pixels")
+    if _is_generator(Path(args.fake).expanduser()):
+        args.source, args.fake = args.fake, None  # a run or a generator file: sampled as RUN is
+        return None
+    return args.fake
+
+
 def run(args) -> int:
     import dataclasses
 
     import torch
 
+    from ganforge.cli.common import pick_device
     from ganforge.config import ConfigError
-    from ganforge.metrics import evaluate
-    from ganforge.metrics.evaluate import check_metrics
+    from ganforge.metrics.evaluate import check_metrics, evaluate, evaluate_sources
     from ganforge.metrics.features import check_features
-    from ganforge.sampling import load_generator
+    from ganforge.runfiles import RunDir, resolve_source
     from ganforge.training.checkpoint import atomic_write_text
-    from ganforge.training.trainer import pick_device
 
     if args.n < 2:
         raise ConfigError(f"--n must be at least 2 images, got {args.n}")
     metrics = check_metrics(args.metrics)
-    source = Path(args.source)
-    if not source.exists():
-        raise ConfigError(f"{source} does not exist: give a run directory or a checkpoint/generator file")
+    fake = _two_sets(args)
     device = pick_device(args.device)
-    G, cfg = load_generator(source, device=device)
-    features = check_features(args.features or cfg.eval.features)
-    weights = args.inception_weights or cfg.eval.inception_weights
-    if args.data:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=args.data))
     t0 = time.perf_counter()
-    report = evaluate(G, cfg, metrics=metrics, features=features, n=args.n, cfg=cfg, seed=args.seed, device=device,
-                      inception_weights=weights, use_cache=not args.no_cache)
+    if fake is not None:
+        from ganforge.recipe import inspect
+
+        features = check_features(args.features or "effnet-lite0")
+        size = args.size or inspect(fake).shorter_side  # opening it also says clearly when it is not a source
+        report = evaluate_sources(fake, args.real, size, metrics=metrics, features=features, n=args.n, device=device,
+                                  inception_weights=args.inception_weights or "", use_cache=not args.no_cache)
+        out = Path(args.out) if args.out else (
+            Path(RunDir.EVAL) / f"{_slug(fake)}-vs-{_slug(args.real)}-{features}-n{args.n}.json")
+        head = {"source": fake, "fake": fake, "data": args.real, "real": args.real, "image_size": size,
+                "features": features, "metrics": metrics, "seed": None}
+        what = f"{fake}: {report['n_generated']} images"
+    else:
+        from ganforge.sampling import load_generator
+
+        source = resolve_source(args.source, args.runs_dir)
+        G, cfg = load_generator(source, device=device)
+        features = check_features(args.features or cfg.eval.features)
+        weights = args.inception_weights or cfg.eval.inception_weights
+        if args.real:
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=args.real))
+        report = evaluate(G, cfg, metrics=metrics, features=features, n=args.n, cfg=cfg, seed=args.seed,
+                          device=device, inception_weights=weights, use_cache=not args.no_cache)
+        run_dir = RunDir.containing(source)
+        folder = run_dir.eval if run_dir else (source if source.is_dir() else source.parent) / RunDir.EVAL
+        label = source.stem if source.is_file() else "run"
+        out = Path(args.out) if args.out else folder / f"{label}-{features}-n{args.n}.json"
+        head = {"source": str(source), "data": cfg.data.source, "image_size": cfg.data.image_size,
+                "features": features, "metrics": metrics, "seed": args.seed}
+        what = f"{source}: {report['n_generated']} generated"
     seconds = time.perf_counter() - t0
-    run_dir = _run_dir_of(source)
-    label = source.stem if source.is_file() else "run"
-    out = Path(args.out) if args.out else run_dir / "eval" / f"{label}-{features}-n{args.n}.json"
-    result = {"source": str(source), "data": cfg.data.source, "image_size": cfg.data.image_size,
-              "features": features, "metrics": metrics, "seed": args.seed, **report,
-              "seconds": round(seconds, 2), "device": str(device), "torch": torch.__version__,
+    result = {**head, **report, "seconds": round(seconds, 2), "device": str(device), "torch": torch.__version__,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=2))
-    print(f"{source}: {report['n_generated']} generated vs {report['n_real']} real images of {cfg.data.source} "
-          f"({cfg.data.image_size}px), features {features}, seed {args.seed}")
+    seed = f", seed {args.seed}" if fake is None else ""
+    print(f"{what} vs {report['n_real']} real images of {head['data']} ({head['image_size']}px), "
+          f"features {features}{seed}")
     print(format_table(report))
     if features != "inception" and "fid" in metrics:
         print(f"note: {features} scores are not comparable with published (Inception) FIDs")

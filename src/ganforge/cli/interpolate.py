@@ -1,8 +1,10 @@
 """ganforge interpolate: walks through latent space, as a grid (PNG) and as an animation (GIF).
 
 Each of ``--rows`` walks goes through ``--points`` random latents along great circles (spherical
-interpolation), ``--steps`` images per leg.  The grid has one walk per row, left to right; the GIF
-plays all walks at once, forth and back, so it loops without a jump.
+interpolation), ``--steps`` images per leg.  With ``--seeds 3,17,42`` there is one walk, through the
+latents of those seeds in that order (each drawn from its seed alone, as ``ganforge sample --seeds``
+draws them, so the walk starts and ends at the images sample shows for those seeds).  The grid has one
+walk per row, left to right; the GIF plays all walks at once, forth and back, so it loops without a jump.
 """
 from __future__ import annotations
 
@@ -10,23 +12,28 @@ import argparse
 import math
 from pathlib import Path
 
+from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir, add_truncation
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("interpolate", help="spherical interpolation between latent points, as a grid and a GIF")
-    p.add_argument("source", metavar="RUN", help="run directory, checkpoint/generator file, or export folder")
+    p.add_argument("source", metavar="RUN", help=SOURCE_HELP)
     p.add_argument("--steps", type=int, default=16, help="images from one latent point to the next, ends included (default 16)")
-    p.add_argument("--points", type=int, default=2, help="latent points each walk passes through (default 2)")
-    p.add_argument("--rows", type=int, default=8, help="walks side by side (default 8)")
+    p.add_argument("--seeds", metavar="LIST",
+                   help="walk through the latents of these seeds, in order (e.g. 3,17,42 or 0-4): one walk; "
+                        "instead of --points and --rows")
+    p.add_argument("--points", type=int, default=None, help="random latent points each walk passes through (default 2)")
+    p.add_argument("--rows", type=int, default=None, help="random walks side by side (default 8)")
     p.add_argument("--out", default="walk.gif", help="the GIF; the grid is written next to it as .png (default walk.gif)")
-    p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same walks")
-    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
-                   help="truncation trick: scale latents by PSI in (0, 1] (default 1: off)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed of the random walks: the same seed gives the same walks")
+    add_truncation(p)
     p.add_argument("--class", dest="class_index", type=int, default=None,
                    help="class index for conditional models (default: one random class per walk)")
     p.add_argument("--fps", type=float, default=10.0, help="GIF frames per second (default 10)")
-    p.add_argument("--device", default="cpu")
+    add_device(p)
     p.add_argument("--bn", choices=["batch", "running"], default="batch",
                    help="BatchNorm statistics: 'batch' (as the training grids) or 'running' (eval mode)")
+    add_runs_dir(p)
     return p
 
 
@@ -48,11 +55,24 @@ def run(args) -> int:
     import torch
     from PIL import Image
 
+    from ganforge.cli.common import pick_device
+    from ganforge.cli.sample import class_labels
     from ganforge.config import ConfigError
     from ganforge.reporting.timeline import write_gif
-    from ganforge.sampling import generate, grid_tensor, load_generator, save_grid, truncate
+    from ganforge.runfiles import resolve_source
+    from ganforge.sampling import (generate, generate_each, grid_tensor, load_generator, parse_seeds, save_grid,
+                                   seed_latents, truncate, truncate_resample)
 
-    for flag, value, least in (("--steps", args.steps, 2), ("--points", args.points, 2), ("--rows", args.rows, 1)):
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if seeds is not None:
+        given = [flag for flag, value in (("--points", args.points), ("--rows", args.rows)) if value is not None]
+        if given:
+            raise ConfigError(f"--seeds chooses the points of one walk; leave out {' and '.join(given)}")
+        if len(seeds) < 2:
+            raise ConfigError(f"--seeds {args.seeds}: a walk needs at least 2 seeds, e.g. --seeds 3,17,42")
+    points = args.points if args.points is not None else 2
+    rows = args.rows if args.rows is not None else 8
+    for flag, value, least in (("--steps", args.steps, 2), ("--points", points, 2), ("--rows", rows, 1)):
         if value < least:
             raise ConfigError(f"{flag} must be at least {least}, got {value}")
     if args.fps <= 0:
@@ -60,19 +80,31 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".gif":
         raise ConfigError(f"--out {args.out}: give a .gif file (the grid is written next to it as .png)")
-    G, cfg = load_generator(args.source, device=args.device)
-    g = torch.Generator().manual_seed(args.seed)
-    keyframes = truncate(torch.randn(args.rows, args.points, cfg.model.nz, generator=g), args.truncation)
+    truncate(torch.zeros(1), args.truncation)  # check PSI and T before loading anything
+    if args.truncation_resample is not None:
+        truncate_resample(torch.zeros(1), args.truncation_resample, torch.Generator())
+    device = pick_device(args.device)
+    G, cfg = load_generator(resolve_source(args.source, args.runs_dir), device=device)
+    num_classes = cfg.model.num_classes
+    if seeds is not None:
+        keyframes, drawn = seed_latents(seeds, cfg.model.nz, num_classes, psi=args.truncation,
+                                        resample=args.truncation_resample)
+        keyframes = keyframes[None]  # one walk through every seed
+        per_row = class_labels(args.class_index, num_classes, 1, None if drawn is None else drawn[:1])
+    else:
+        g = torch.Generator().manual_seed(args.seed)
+        keyframes = torch.randn(rows, points, cfg.model.nz, generator=g)
+        if args.truncation_resample is not None:
+            keyframes = truncate_resample(keyframes, args.truncation_resample, g)
+        keyframes = truncate(keyframes, args.truncation)
+        per_row = class_labels(args.class_index, num_classes, rows,
+                               lambda: torch.randint(0, num_classes, (rows,), generator=g))
     z = latent_path(keyframes, args.steps)  # (rows, frames, nz)
     rows, frames = z.shape[:2]
-    labels = None
-    if cfg.model.num_classes:
-        if args.class_index is not None and not 0 <= args.class_index < cfg.model.num_classes:
-            raise ConfigError(f"--class {args.class_index} is out of range: the model has {cfg.model.num_classes} classes")
-        per_row = (torch.full((rows,), args.class_index) if args.class_index is not None
-                   else torch.randint(0, cfg.model.num_classes, (rows,), generator=g))
-        labels = per_row.repeat_interleave(frames).to(args.device)
-    images = generate(G, z.reshape(rows * frames, -1).to(args.device), labels, bn_mode=args.bn).cpu()
+    labels = None if per_row is None else per_row.repeat_interleave(frames).to(device)
+    # Chosen seeds: each frame from its own latent alone, so the walk's ends are `sample --seeds`'s images.
+    draw = generate_each if seeds is not None else generate
+    images = draw(G, z.reshape(rows * frames, -1).to(device), labels, bn_mode=args.bn).cpu()
     images = images.reshape(rows, frames, *images.shape[1:])
 
     grid_path = save_grid(images.reshape(rows * frames, *images.shape[2:]), out.with_suffix(".png"), nrow=frames)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from ganforge.cli.common import RUN_HELP, add_runs_dir
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.html (one self-contained page) into a run directory")
-    p.add_argument("run", metavar="RUN", help="run directory (a path, a name under --runs-dir, or 'latest')")
-    p.add_argument("--runs-dir", default="runs", help="where 'latest' looks (default runs)")
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
+    add_runs_dir(p)
     p.add_argument("--no-media", action="store_true",
                    help="only the page: do not also rewrite curves.png and timeline.gif/.mp4")
     return p
@@ -16,9 +18,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from ganforge.reporting.callbacks import finish
     from ganforge.reporting.html import write_report
-    from ganforge.reporting.runs import resolve
+    from ganforge.runfiles import resolve_run
 
-    run_dir = resolve(args.run, args.runs_dir)
+    run_dir = resolve_run(args.run, args.runs_dir)
     path = finish(run_dir)[-1] if not args.no_media else write_report(run_dir)
     print(f"wrote {path} (open it in a browser: {path.resolve().as_uri()})")
     return 0

@@ -20,6 +20,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="with --resume: allow config changes beyond how long to train")
     p.add_argument("--midsave", metavar="N[m]", help="also checkpoint every N steps, or every N minutes with 'm' (30m)")
     p.add_argument("--epochs", type=int, help="same as train.epochs=N")
+    p.add_argument("--name", help="the run's name: its folder becomes RUNS_DIR/<timestamp>_NAME (default: the "
+                                  "preset's name); `ganforge sample NAME` and the other commands find it by it")
+    p.add_argument("--seed", type=int, help="same as train.seed=N (data order, initial weights, fixed noise)")
+    p.add_argument("--device", help="auto (the default: a GPU when there is one), cpu, cuda, cuda:N or mps; "
+                                    "same as train.device=D")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quiet", action="store_true", help="no progress bar")
     mode.add_argument("--json-log", action="store_true", help="print each metrics line as JSON on stdout")
@@ -48,6 +53,16 @@ def run(args) -> int:
         overrides.append(f"data.source={args.data}")
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f"train.device={args.device}")
+    if args.name is not None:
+        from ganforge.runfiles import check_name
+        if args.resume:
+            raise C.ConfigError(f"--name {args.name} names a new run; --resume continues {args.resume} under its "
+                                "own name: leave one of them out")
+        check_name(args.name)
     overrides += _midsave_overrides(args.midsave)
     log_format = "quiet" if args.quiet else "json" if args.json_log else "bar"
     launch = distributed.launch_environment()  # rank and world size under torchrun; 0 and 1 otherwise
@@ -69,7 +84,7 @@ def run(args) -> int:
                 preset = args.preset or (None if args.config else "quickstart")
                 cfg = C.load(preset=preset, file=args.config, overrides=overrides)
             run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
-                            world_size=launch.world_size)
+                            world_size=launch.world_size, name=args.name)
     finally:
         distributed.shutdown()
     if log_format != "quiet" and not _interrupted(run_dir):  # a stopped run has printed how to resume

@@ -70,15 +70,25 @@ def check_eval_config(cfg: Config) -> None:
 # --------------------------------------------------------------------------------------------------
 # Images and features
 # --------------------------------------------------------------------------------------------------
-def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
-    """Images as a PNG would hold them: uint8, 3 channels (gray repeated).  Floats are taken in [-1, 1]."""
+#: What RGBA images are composited on before feature extraction (the extractors see RGB): white, the
+#: default of ``data.background``, for real and generated images alike.
+RGBA_BACKGROUND = (255, 255, 255)
+
+
+def to_uint8_rgb(images: torch.Tensor, background: tuple[int, int, int] = RGBA_BACKGROUND) -> torch.Tensor:
+    """Images as a PNG would hold them: uint8, 3 channels (gray repeated; RGBA composited on ``background``,
+    as a viewer shows it).  Floats are taken in [-1, 1]."""
     if images.dtype != torch.uint8:
         # Exactly what saving a PNG does (save_image: x * 255 + 0.5, clamped, truncated).
         images = (images.float().clamp(-1, 1).add(1).mul(127.5).add(0.5)).clamp(0, 255).to(torch.uint8)
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
+    if images.shape[1] == 4:
+        alpha = images[:, 3:].float() / 255.0
+        bg = torch.tensor(background, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+        images = (images[:, :3].float() * alpha + bg * (1 - alpha)).round().clamp(0, 255).to(torch.uint8)
     if images.shape[1] != 3:
-        raise ConfigError(f"images must have 1 or 3 channels, got shape {tuple(images.shape)}")
+        raise ConfigError(f"images must have 1, 3 or 4 (RGBA) channels, got shape {tuple(images.shape)}")
     return images
 
 
@@ -146,7 +156,7 @@ def _config_for(real, fake_shape: tuple[int, ...] | None, cfg: Config | None) ->
             raise ConfigError("evaluate(): pass cfg= to say the image size and channels of the real data")
         # Only the data settings matter here, so any size the images have is fine (no model is built).
         cfg = Config()
-        cfg.data.image_size, cfg.data.channels = fake_shape[-1], 1 if fake_shape[1] == 1 else 3
+        cfg.data.image_size, cfg.data.channels = fake_shape[-1], fake_shape[1] if fake_shape[1] in (1, 4) else 3
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(real)))
 
 
@@ -208,3 +218,41 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
     out["n_real"] = int(real_features.shape[0]) if real_features is not None else 0
     return out
 
+
+
+def source_config(source: str, image_size: int) -> Config:
+    """The data settings a set of images is read with when scored on its own (``ganforge eval --real A
+    --fake B``): RGB (grey repeated, as the extractors see it anyway), all images, at ``image_size``."""
+    base = Config()
+    data = dataclasses.replace(base.data, source=str(source), image_size=int(image_size), channels=3, limit=0,
+                               labels=False, num_workers=0)
+    return dataclasses.replace(base, data=data)
+
+
+def evaluate_sources(fake: str, real: str, image_size: int, metrics: Iterable[str] | str = ("fid",),
+                     features: str = "effnet-lite0", n: int = 1000, *, device: str | torch.device = "cpu",
+                     inception_weights: str = "", batch_size: int = 50, use_cache: bool = True) -> dict[str, float]:
+    """Scores of the images of one source (folder, zip, prepared set, named set) against another's, both
+    read at ``image_size`` and through the same statistics cache as a generator's real images: the
+    same extractor, the same subset of ``n`` images (all when fewer), the same report keys as
+    :func:`evaluate`.  ``n_generated`` counts the images of ``fake``."""
+    from ganforge.metrics.stats_cache import real_features as cached_features
+
+    metrics = check_metrics(metrics)
+    check_features(features)
+    if n < 2:
+        raise ConfigError(f"evaluating needs at least 2 images, got n={n}")
+    extractor = build_extractor(features, device, inception_weights)
+    fake_features, fake_logits = cached_features(source_config(fake, image_size), extractor, n, batch_size,
+                                                 use_cache=use_cache, logits=True)
+    real_features = None
+    if any(m != "is" for m in metrics):
+        real_features = cached_features(source_config(real, image_size), extractor, n, batch_size,
+                                        use_cache=use_cache)
+    if fake_features.shape[0] < 2 or (real_features is not None and real_features.shape[0] < 2):
+        which = fake if fake_features.shape[0] < 2 else real
+        raise ConfigError(f"{which} holds fewer than 2 images: scoring needs at least 2 on each side")
+    out = score_features(fake_features, fake_logits, real_features, metrics, features)
+    out["n_generated"] = int(fake_features.shape[0])
+    out["n_real"] = int(real_features.shape[0]) if real_features is not None else 0
+    return out

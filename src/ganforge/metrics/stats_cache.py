@@ -69,24 +69,28 @@ def cache_key(cfg: Config, extractor, n: int) -> tuple[str, dict]:
     return name, identity
 
 
-def _load(path: Path) -> np.ndarray | None:
+def _load(path: Path, logits: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return z["features"]
+            return (z["features"], z["logits"]) if logits else z["features"]
     except (OSError, ValueError, KeyError):
-        return None  # a damaged cache file is recomputed, not trusted
+        return None  # a damaged cache file (or one without the logits asked for) is recomputed, not trusted
 
 
 def real_features(cfg: Config, extractor, n: int, batch_size: int = 50, dataset=None,
-                  use_cache: bool = True) -> np.ndarray:
+                  use_cache: bool = True, logits: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Features of ``n`` real images of ``cfg.data`` (all of them when fewer), cached on disk under the
-    requested ``n``, so a cache hit reads no image at all."""
+    requested ``n``, so a cache hit reads no image at all.
+
+    With ``logits``, ``(features, logits)``: what the Inception Score of a set of images (not a
+    generator's) needs; the cache file then holds both.
+    """
     from ganforge.metrics.evaluate import extract_features
     cfg = eval_data_config(cfg)
     name, identity = cache_key(cfg, extractor, n)
     path = cache_dir() / name
     if use_cache and path.is_file():
-        cached = _load(path)
+        cached = _load(path, logits)
         if cached is not None:
             return cached
     if dataset is None:
@@ -100,10 +104,11 @@ def real_features(cfg: Config, extractor, n: int, batch_size: int = 50, dataset=
         for i in range(0, n, batch_size):
             yield torch.stack([dataset[j][0] for j in indices[i:i + batch_size]])
 
-    features, _ = extract_features(extractor, batches())
+    features, all_logits = extract_features(extractor, batches())
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
-        np.savez(buf, features=features.astype(np.float32), identity=np.array(json.dumps(identity)))
+        extra = {"logits": all_logits.astype(np.float32)} if logits else {}  # only when asked: they are large
+        np.savez(buf, features=features.astype(np.float32), identity=np.array(json.dumps(identity)), **extra)
         atomic_write_bytes(path, buf.getvalue())
-    return features
+    return (features, all_logits) if logits else features

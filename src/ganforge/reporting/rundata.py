@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from ganforge import runfiles
 from ganforge.config import ConfigError
+from ganforge.reporting.grids import Grid, sample_grids
 
 #: Keys of a metrics record that locate it rather than measure something.
 POSITION_KEYS = ("step", "epoch")
@@ -83,12 +85,6 @@ def per_epoch(records: list[dict]) -> list[dict]:
     for r in records:
         rows.setdefault(int(r.get("epoch", 0)), {}).update(r)
     return [rows[e] for e in sorted(rows)]
-
-
-@dataclass
-class Grid:
-    label: str  # "epoch 3" / "step 120"
-    path: Path
 
 
 @dataclass
@@ -172,8 +168,10 @@ class RunData:
             return best, False
 
     def sample_grids(self) -> list[Grid]:
-        """What the report's slider steps through: the epoch grids, or the step grids when there are none."""
-        return self.epoch_grids or self.step_grids
+        """What the report's slider steps through: every grid in the order it was written (epoch grids and
+        ``train.sample_every`` grids, from ``samples/grids.jsonl``); for runs without that index, the epoch
+        grids, or the step grids when there are none."""
+        return sample_grids(self.path / "samples")
 
 
 def _read_json(path: Path) -> dict:
@@ -194,25 +192,26 @@ def _grids(folder: Path, pattern: re.Pattern, word: str) -> list[Grid]:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "config.yaml").is_file()
+    return runfiles.is_run_dir(path)
 
 
 def load_run(path: str | Path) -> RunData:
     path = Path(path)
+    run = runfiles.RunDir(path)
     if not is_run_dir(path):
-        raise ConfigError(f"{path} is not a ganforge run directory (it has no config.yaml); "
+        raise ConfigError(f"{path} is not a ganforge run directory (it has no {run.CONFIG}); "
                           "give the folder that `ganforge train` printed, e.g. runs/2024-01-01_12-00-00_quickstart")
-    config_text = (path / "config.yaml").read_text()
+    config_text = run.config.read_text()
     try:
         config = yaml.safe_load(config_text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path / 'config.yaml'} is not valid YAML: {e}") from None
-    errors_file = path / "data_errors.txt"
+        raise ConfigError(f"{run.config} is not valid YAML: {e}") from None
+    errors_file = run.data_errors
     errors = errors_file.read_text().splitlines() if errors_file.is_file() else []
     return RunData(
         path=path, config=config if isinstance(config, dict) else {}, config_text=config_text,
-        summary=_read_json(path / "summary.json"), records=read_metrics(path / "metrics.jsonl"),
-        manifest=_read_json(path / "checkpoints" / "manifest.json"),
+        summary=_read_json(run.summary), records=read_metrics(run.metrics),
+        manifest=_read_json(run.manifest),
         epoch_grids=_grids(path / "samples", _EPOCH_GRID, "epoch"),
         step_grids=_grids(path / "samples", _STEP_GRID, "step"),
         data_errors=errors, diagnostics=read_metrics(path / "diagnostics.jsonl"))

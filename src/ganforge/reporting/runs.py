@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ganforge import runfiles
 from ganforge.config import ConfigError
 from ganforge.reporting.rundata import RunData, is_run_dir, load_run, numeric_keys, series
 
@@ -16,25 +17,7 @@ def find_runs(root: str | Path) -> list[Path]:
         raise ConfigError(f"{root} is not a folder; give the folder that holds the runs (default: runs)")
     if is_run_dir(root):
         return [root]
-    return sorted(p for p in root.iterdir() if p.is_dir() and is_run_dir(p))
-
-
-def latest_run(root: str | Path) -> Path:
-    runs = find_runs(root)
-    if not runs:
-        raise ConfigError(f"no run directories under {root}/; train one with `ganforge train` or give a run's path")
-    return max(runs, key=lambda p: p.stat().st_mtime)
-
-
-def resolve(arg: str | Path, root: str | Path = "runs") -> Path:
-    """A run from a path, a name under ``root``, or ``latest``."""
-    if str(arg) == "latest":
-        return latest_run(root)
-    for candidate in (Path(arg), Path(root) / str(arg)):
-        if is_run_dir(candidate):
-            return candidate
-    raise ConfigError(f"{arg} is not a ganforge run directory (no config.yaml there, nor under {root}/); "
-                      "`ganforge runs` lists the runs")
+    return runfiles.list_runs(root)
 
 
 def _short(text: str, width: int = 40) -> str:

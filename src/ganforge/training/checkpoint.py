@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ganforge.runfiles import RunDir
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message says why and what to do."""
@@ -122,10 +124,8 @@ def sha256_file(path: Path) -> str:
 # ------------------------------------------------------------------------------------------------
 def find_run_dir(path: Path) -> Path | None:
     """The run directory (the folder with ``config.yaml``) that ``path`` is in, if any."""
-    for folder in [Path(path), *Path(path).parents]:
-        if (folder / "config.yaml").is_file() and folder.is_dir():
-            return folder
-    return None
+    found = RunDir.containing(path)
+    return found.path if found else None
 
 
 def resume_command(run_dir: Path) -> str:

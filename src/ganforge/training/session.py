@@ -7,10 +7,10 @@ import yaml
 
 from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
+from ganforge.runfiles import RunDir, new_run_dir
 from ganforge.training import distributed
 from ganforge.training.callbacks import default_callbacks
 from ganforge.training.checkpoint import CheckpointStore, atomic_write_text
-from ganforge.training.rundir import new_run_dir
 from ganforge.training.signals import fit_until_stopped
 from ganforge.training.trainer import Trainer
 
@@ -38,20 +38,20 @@ def config_diff(a: Config, b: Config) -> dict[str, tuple]:
 
 
 def save_config(cfg: Config, run_dir: Path) -> None:
-    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    atomic_write_text(RunDir(run_dir).config, cfg.to_yaml())
 
 
 def load_run_config(run_dir: Path) -> Config:
-    return from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    return from_dict(yaml.safe_load(RunDir(run_dir).config.read_text()))
 
 
 def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | None = None,
-          rank: int = 0, world_size: int = 1) -> Path:
+          rank: int = 0, world_size: int = 1, name: str | None = None) -> Path:
     distributed.setup(cfg, rank, world_size)
     cfg = distributed.record_scale(cfg, world_size)  # effective batch, lr scaling: written in config.yaml
     log_format = log_format if rank == 0 else "quiet"
     if rank == 0:  # rank 0 alone creates the run directory; the others learn its name
-        run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, cfg.preset)
+        run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, name or cfg.preset)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir)
     run_dir = Path(distributed.broadcast_object(str(run_dir) if rank == 0 else None))
