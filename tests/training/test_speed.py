@@ -95,6 +95,7 @@ def test_auto_defaults_per_device_type(tiny, image_folder):
     assert cuda.compile and cuda.channels_last and cuda.cudnn_benchmark
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_amp_on_cuda_is_bf16_where_supported(tiny, image_folder):
     s = speed.resolve(tiny(image_folder, "train.device=cuda").train, torch.device("cuda"), steps_left=1)

@@ -4,7 +4,8 @@
 ``LOCAL_RANK`` and ``WORLD_SIZE`` (and, across machines, the rendezvous), which
 :func:`launch_environment` reads.  Then:
 
-- every process joins one process group: NCCL on CUDA, gloo on CPU (:func:`setup`);
+- every process joins one process group: NCCL on CUDA, gloo on CPU and where processes share a GPU
+  (:func:`setup`, :func:`cuda_placement`);
 - each process trains on its own share of every epoch (``data.loader.EpochSampler`` splits by rank)
   with ``data.batch_size`` images per step, so the *effective* batch is ``data.batch_size x N``;
   ``train.world_size`` and ``train.effective_batch_size`` are written in the run's config.yaml;
@@ -86,8 +87,12 @@ def setup(cfg: Config, rank: int, world_size: int, local_rank: int | None = None
         if ":" in cfg.train.device:
             raise ConfigError(f"train.device={cfg.train.device} pins every process to one GPU; under torchrun "
                               "leave train.device=auto (or cuda): process k uses GPU LOCAL_RANK")
-        torch.cuda.set_device(launch_environment().local_rank if local_rank is None else local_rank)
-        backend = "nccl"
+        index, backend = cuda_placement(launch_environment().local_rank if local_rank is None else local_rank,
+                                        _local_world_size(), torch.cuda.device_count())
+        if backend == "gloo" and cfg.train.sync_bn:
+            raise ConfigError("train.sync_bn=true needs one GPU per process (NCCL), but this machine runs more "
+                              "processes than it has GPUs: set train.sync_bn=false, or start one process per GPU")
+        torch.cuda.set_device(index)
     elif kind == "cpu":
         backend = "gloo"
     else:
@@ -99,6 +104,25 @@ def setup(cfg: Config, rank: int, world_size: int, local_rank: int | None = None
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; train with one process")
     dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+
+
+def _local_world_size() -> int | None:
+    try:
+        return int(os.environ["LOCAL_WORLD_SIZE"])  # torchrun: processes on this machine
+    except (KeyError, ValueError):
+        return None
+
+
+def cuda_placement(local_rank: int, local_world_size: int | None, device_count: int) -> tuple[int, str]:
+    """The GPU a process uses and the process group's backend: NCCL with one GPU per process; gloo when
+    this machine runs more processes than it has GPUs (they share them, ``local_rank % device_count``),
+    since NCCL refuses two ranks on one GPU ("Duplicate GPU detected").  ``local_world_size`` None:
+    unknown (not torchrun), and then only a process without a GPU of its own shares."""
+    if device_count < 1:
+        raise ConfigError("train.device=cuda under torchrun, but no CUDA GPU is visible to PyTorch: "
+                          "set train.device=cpu (gloo), or check CUDA_VISIBLE_DEVICES")
+    shared = (local_world_size if local_world_size is not None else local_rank + 1) > device_count
+    return local_rank % device_count, "gloo" if shared else "nccl"
 
 
 def shutdown() -> None:

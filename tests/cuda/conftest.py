@@ -1,0 +1,52 @@
+"""Fixtures for the tests marked ``cuda``: real images on a GPU machine that may lack the Debian package.
+
+These tests run on a CUDA device and skip cleanly without one.  A GPU machine without a package registry
+has no ``dataset-fashion-mnist``; ``bash scripts/gpu_check.sh --prepare`` carries a subset of it (torchvision's
+layout) in ``.gpu_carry/data/``, which ``fashion_images`` reads when the Debian files are missing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ganforge.data.sources import DEBIAN_FASHION_MNIST, _read_idx
+
+# Deterministic cuBLAS for the tests that compare runs bit for bit (read when cuBLAS starts, so set early).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+REPO = Path(__file__).resolve().parents[2]
+CARRIED_FASHION = REPO / ".gpu_carry" / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
+
+
+@pytest.fixture(scope="session")
+def fashion_images() -> np.ndarray:
+    """The first 2,000 Fashion-MNIST training images (Debian's files, else the carried subset)."""
+    for path in (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz", CARRIED_FASHION):
+        if path.is_file():
+            return _read_idx(path)[:2000].copy()
+    pytest.skip("Fashion-MNIST missing: apt-get install dataset-fashion-mnist, or bash scripts/gpu_check.sh --prepare")
+
+
+@pytest.fixture
+def cuda_tiny(tiny):
+    """``tiny`` (tests/conftest.py) on the GPU, uncompiled unless asked."""
+    def make(source, *overrides):
+        return tiny(source, "train.device=cuda", "train.compile=off", *overrides)
+    return make
+
+
+@pytest.fixture
+def strict_fp32():
+    """Call it after ``speed.accelerate`` (which allows TF32) to compare fp32 runs without TF32 rounding;
+    the flags come back afterwards."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+    def off():
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    yield off
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
