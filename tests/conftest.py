@@ -75,3 +75,10 @@ def tiny_config(source: str | Path, *overrides: str, channels: int = 3) -> C.Con
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def emoji_dir(tmp_path_factory) -> Path:
+    """64 real RGBA emoji (Noto, 64x64 PNG) in a folder; npm installs the package once (tests/emoji_data.py)."""
+    from emoji_data import emoji_folder
+    return emoji_folder(tmp_path_factory.mktemp("emoji") / "emoji", 64)

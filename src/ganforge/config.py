@@ -52,13 +52,14 @@ class DataConfig:
     source: str = "fashion-mnist"  # folder, zip (optionally zip:inner/dir), prepared dir, or a named set
     root: str = "~/.cache/ganforge/datasets"  # where named datasets are looked for / downloaded
     image_size: int = 32
-    channels: Literal[1, 3] = 1
+    channels: Literal[1, 3, 4] = 1  # 4: RGBA, the alpha channel kept (not composited on data.background)
     batch_size: int = 128
     crop: Literal["center", "random"] = "center"
     hflip: float = 0.5  # probability of a horizontal flip per image (the tutorial preset sets 0)
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGBA is composited on it
     limit: int = 0  # use only the first N images of the source (0: all)
     labels: bool = False  # read class labels from the first folder level
+    class_names: list[str] = field(default_factory=list)  # written by ganforge: the class folders, in label order
     num_workers: int = -1  # -1: as many as the cores available (0 loads in the main process)
     prefetch_factor: int = 2
     persistent_workers: bool = True
@@ -137,6 +138,8 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms (bitwise resume on CPU)
     n_fixed_noise: int = 64
     sample_every: int = 0  # also write a fixed-noise grid every N steps (0: epoch ends only)
+    init_from: str = ""  # a new run whose G, D and EMA start from these weights (run dir, checkpoint, export)
+    init_from_step: int = 0  # written by ganforge: the step of the weights init_from started from
     log_every: int = 50  # steps between metrics.jsonl lines
     midsave_steps: int = 0  # also checkpoint every N steps (0: off)
     midsave_minutes: float = 0.0  # also checkpoint every N minutes (0: off)
@@ -395,6 +398,10 @@ def _positive(cfg: Config, *keys: str, allow_zero: bool = False) -> None:
             raise ConfigError(f"{k} must be {bound}, got {v}")
 
 
+#: Image sizes each convolutional family builds ("default": the families not listed).
+IMAGE_SIZES = {"default": (32, 64, 128, 256), "resnet": (32, 64, 128, 256, 512, 1024),
+               "fastgan": (32, 64, 128, 256, 512, 1024)}
+
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -448,9 +455,12 @@ def validate(cfg: Config) -> None:
         if size > 64:
             raise ConfigError(f"data.image_size={size} is too large for the fully connected model "
                               "(model.name=mlp is meant for 28x28 or 32x32); use model.name=dcgan or resnet")
-    elif size not in (32, 64, 128, 256):
+    elif size not in IMAGE_SIZES.get(cfg.model.name, IMAGE_SIZES["default"]):
+        sizes = IMAGE_SIZES.get(cfg.model.name, IMAGE_SIZES["default"])
+        bigger = [k for k, v in IMAGE_SIZES.items() if size in v and k != "default"]
         raise ConfigError(f"data.image_size={size} is not supported by model.name={cfg.model.name}: "
-                          "use a power of two from 32 to 256 (32, 64, 128, 256)")
+                          f"use a power of two from {sizes[0]} to {sizes[-1]} ({', '.join(map(str, sizes))})"
+                          + (f"; at {size} px use model.name={' or '.join(bigger)}" if bigger else ""))
     if cfg.model.attention and cfg.model.attention not in (8, 16, 32, 64, 128) or cfg.model.attention >= size:
         if cfg.model.attention:
             raise ConfigError(f"model.attention={cfg.model.attention} must be a resolution inside the "
@@ -466,3 +476,8 @@ def validate(cfg: Config) -> None:
     if cfg.model.num_classes and not cfg.data.labels:
         raise ConfigError("model.num_classes > 0 makes a class-conditional model, which needs labels: "
                           "set data.labels=true (labels come from the first folder level)")
+    names = cfg.data.class_names
+    if names and (len(set(names)) != len(names) or (cfg.model.num_classes and len(names) != cfg.model.num_classes)):
+        raise ConfigError(f"data.class_names ({len(names)} names) must be distinct and one per class "
+                          f"(model.num_classes={cfg.model.num_classes}); ganforge writes it from the class folders: "
+                          "leave it out of configs you write")

@@ -150,6 +150,25 @@ def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tupl
     return chosen, why
 
 
+def class_folder_hint(source: str, given: dict[str, object]) -> str | None:
+    """A note when every image sits in a first-level sub-folder and there are at least two of them: a
+    conditional model could be trained.  The recipe says so and leaves ``data.labels`` alone."""
+    if "data.labels" in given or source in NAMED_FACTS:
+        return None
+    from ganforge.data import open_source
+    try:
+        ds = open_source(C.load(overrides=[f"data.source={source}", "data.labels=true", "data.num_workers=0",
+                                           "model.name=dcgan", "data.image_size=64"]))
+    except Exception:  # noqa: BLE001 - images outside class folders (or a prepared set without labels)
+        return None
+    classes = list(getattr(ds, "classes", []) or [])
+    if len(classes) < 2:
+        return None
+    shown = ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "")
+    return (f"the images are in {len(classes)} class folders ({shown}): data.labels=true "
+            f"model.num_classes={len(classes)} would train a conditional model (not switched on)")
+
+
 def auto_config(source: str, overrides: list[str] | None = None, device: str = "auto") -> C.Config:
     """The recipe's config for ``source``, with ``overrides`` taking precedence; reasons in ``notes``."""
     overrides = list(overrides or [])
@@ -163,5 +182,6 @@ def auto_config(source: str, overrides: list[str] | None = None, device: str = "
     chosen, why = choose(facts, device_type, given)
     notes = [f"auto recipe for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
              f"{'grey' if facts.channels == 1 else 'colour'}) on {device_type}:"] + why
+    notes += [hint] if (hint := class_folder_hint(source, given)) else []
     data = C.apply_overrides({"preset": "auto", "notes": notes}, [f"data.source={source}", *chosen, *overrides])
     return C.from_dict(data)

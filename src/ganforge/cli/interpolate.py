@@ -27,8 +27,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="walk.gif", help="the GIF; the grid is written next to it as .png (default walk.gif)")
     p.add_argument("--seed", type=int, default=0, help="latent seed of the random walks: the same seed gives the same walks")
     add_truncation(p)
-    p.add_argument("--class", dest="class_index", type=int, default=None,
-                   help="class index for conditional models (default: one random class per walk)")
+    p.add_argument("--class", dest="class_index", default=None, metavar="NAME|INDEX",
+                   help="class for conditional models: its folder name or its index (default: one random class per walk)")
     p.add_argument("--fps", type=float, default=10.0, help="GIF frames per second (default 10)")
     add_device(p)
     p.add_argument("--bn", choices=["batch", "running"], default="batch",
@@ -85,6 +85,8 @@ def run(args) -> int:
         truncate_resample(torch.zeros(1), args.truncation_resample, torch.Generator())
     device = pick_device(args.device)
     G, cfg = load_generator(resolve_source(args.source, args.runs_dir), device=device)
+    from ganforge.classes import resolve_class
+    args.class_index = resolve_class(args.class_index, cfg)  # a class folder's name, or an index
     num_classes = cfg.model.num_classes
     if seeds is not None:
         keyframes, drawn = seed_latents(seeds, cfg.model.nz, num_classes, psi=args.truncation,

@@ -16,7 +16,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC", help="images to prepare: folder, zip (zip:inner/dir) or named dataset")
     p.add_argument("out", metavar="OUT", help="new folder for the prepared dataset (must not exist or be empty)")
     p.add_argument("--size", type=int, default=64, help="image size in pixels (default: 64)")
-    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1 (grayscale) or 3 (RGB); default 3")
+    p.add_argument("--channels", type=int, choices=(1, 3, 4), default=3, help="1 (grayscale), 3 (RGB) or 4 (RGBA, transparency kept); default 3")
     p.add_argument("--labels", action="store_true", help="record class labels from the first folder level")
     p.add_argument("--background", default="255,255,255", metavar="R,G,B",
                    help="colour transparent images are composited on (default: 255,255,255, white)")

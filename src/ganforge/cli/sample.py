@@ -25,8 +25,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                             "with --out DIR/ the files are seed0000.png, ...")
     p.add_argument("--out", default="samples.png", help="a .png file for a grid, or a folder (ending in /) for separate PNGs")
     p.add_argument("--seed", type=int, default=0, help="with --n: the latent seed, the same seed gives the same images")
-    p.add_argument("--class", dest="class_index", type=int, default=None,
-                   help="class index for conditional models (default: a random class per image)")
+    p.add_argument("--class", dest="class_index", default=None, metavar="NAME|INDEX",
+                   help="class for conditional models: its folder name or its index (default: a random class per image)")
     add_device(p)
     p.add_argument("--bn", choices=["batch", "running"], default="batch",
                    help="BatchNorm statistics: 'batch' (as the training grids) or 'running' (eval mode)")
@@ -71,6 +71,8 @@ def run(args) -> int:
         truncate_resample(torch.zeros(1), args.truncation_resample, torch.Generator())
     device = pick_device(args.device)
     G, cfg = load_generator(resolve_source(args.source, args.runs_dir), device=device)
+    from ganforge.classes import resolve_class
+    args.class_index = resolve_class(args.class_index, cfg)  # a class folder's name, or an index
     num_classes = cfg.model.num_classes
     if seeds is not None:
         z, drawn = seed_latents(seeds, cfg.model.nz, num_classes, psi=args.truncation,

@@ -20,6 +20,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="with --resume: allow config changes beyond how long to train")
     p.add_argument("--midsave", metavar="N[m]", help="also checkpoint every N steps, or every N minutes with 'm' (30m)")
     p.add_argument("--epochs", type=int, help="same as train.epochs=N")
+    p.add_argument("--init-from", metavar="SOURCE",
+                   help="fine-tune: a NEW run whose G, D and EMA start from a run ('latest', a name or a path), a "
+                        "checkpoint or an export (G only: D starts fresh); optimisers, steps and schedules start "
+                        "fresh. Without --preset/--config it takes the source's settings (--data NEW to change "
+                        "the images)")
     p.add_argument("--name", help="the run's name: its folder becomes RUNS_DIR/<timestamp>_NAME (default: the "
                                   "preset's name); `ganforge sample NAME` and the other commands find it by it")
     p.add_argument("--seed", type=int, help="same as train.seed=N (data order, initial weights, fixed noise)")
@@ -69,9 +74,22 @@ def run(args) -> int:
     if launch.rank != 0:
         log_format = "quiet"
     try:
+        if args.resume and args.init_from:
+            raise C.ConfigError(f"--resume continues {args.resume} exactly; --init-from starts a new run from "
+                                "earlier weights: give one of them")
         if args.resume:
             run_dir = resume(args.resume, runs_dir=args.runs_dir, log_format=log_format, overrides=overrides,
                              force=args.force, rank=launch.rank, world_size=launch.world_size)
+        elif args.init_from:
+            # Fine-tuning: the source's own config (or --preset/--config) with the overrides on top; the
+            # session checks that the weights fit before the new run's folder is made.
+            from ganforge.training import init_from
+            source = init_from.load_source(init_from.locate(args.init_from, args.runs_dir))
+            extra = [f"train.init_from={source.path}"]
+            cfg = (C.load(preset=args.preset, file=args.config, overrides=overrides + extra)
+                   if args.preset or args.config else init_from.fine_tune_config(source, overrides + extra))
+            run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
+                            world_size=launch.world_size, name=args.name)
         else:
             if args.preset == "auto" or (args.data and not args.preset and not args.config):
                 # Your own images and no preset: the recipe looks at the data and chooses.

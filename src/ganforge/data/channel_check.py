@@ -38,12 +38,36 @@ def is_colour(data: bytes) -> bool:
     return bool((spread > COLOUR_TOLERANCE).mean() > 0.01)
 
 
+def has_transparency(data: bytes) -> bool:
+    """Whether an encoded image has a pixel that is not fully opaque (alpha channel or transparent colour)."""
+    with Image.open(io.BytesIO(data)) as img:
+        if img.mode not in ("RGBA", "LA", "PA", "La", "RGBa", "P") and "transparency" not in img.info:
+            return False
+        img.thumbnail((64, 64))
+        return bool(np.asarray(img.convert("RGBA"))[..., 3].min() < 255)
+
+
 def check_channels(dataset, cfg: Config, sample: int = 8, warn=None) -> None:
-    """Raise :class:`ConfigError` for ``data.channels=1`` on colour images; warn for 3 on grayscale."""
+    """Raise :class:`ConfigError` for ``data.channels=1`` on colour images; warn for 3 on grayscale, and
+    for 4 (RGBA) on images without any transparency."""
     if not hasattr(dataset, "read_bytes") or len(dataset) == 0:
         return  # in-memory sets are converted on purpose when they are loaded
     n = len(dataset)
     picks = sorted({round(k * (n - 1) / max(sample - 1, 1)) for k in range(min(sample, n))})
+    warn = warn or (lambda m: print(m, file=sys.stderr, flush=True))
+    if cfg.data.channels == 4:
+        looked = transparent = 0
+        for i in picks:
+            try:
+                transparent += has_transparency(dataset.read_bytes(i))
+                looked += 1
+            except Exception:  # noqa: BLE001 - broken files are the loader's to report
+                continue
+        if looked and not transparent:
+            warn(f"warning: data.channels=4 keeps transparency, but the images in "
+                 f"{getattr(dataset, 'location', cfg.data.source)} have none ({looked} checked): the alpha channel "
+                 "will be learned as fully opaque; data.channels=3 trains the same thing with less work")
+        return
     colour, looked = [], 0
     for i in picks:
         try:
@@ -60,6 +84,6 @@ def check_channels(dataset, cfg: Config, sample: int = 8, warn=None) -> None:
             "would only ever see grayscale copies of them. Set data.channels=3 to learn the colours; if grayscale is "
             "what you want, convert the files to grayscale first.")
     if cfg.data.channels == 3 and looked and not colour:
-        (warn or (lambda m: print(m, file=sys.stderr, flush=True)))(
+        warn(
             f"warning: data.channels=3 but the images in {where} look grayscale ({looked} checked): the model's "
             "three channels will stay equal; data.channels=1 trains the same thing with less work")

@@ -64,6 +64,9 @@ def _finish(images: torch.Tensor, labels: torch.Tensor, name: str, classes: list
     """Channels, size and limit of an in-memory set, as the config asks."""
     if cfg.data.limit:
         images, labels = images[: cfg.data.limit], labels[: cfg.data.limit]
+    if cfg.data.channels == 4:  # these sets are opaque: colour (grey repeated) and an alpha of 255
+        rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        images = torch.cat([rgb, torch.full_like(rgb[:, :1], 255)], dim=1)
     if images.shape[1] != cfg.data.channels:
         images = images.expand(-1, 3, -1, -1) if cfg.data.channels == 3 else (
             (images.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)

@@ -1,4 +1,4 @@
-"""``resnet``: the ResNet GAN of SNGAN and BigGAN (Miyato et al. 2018, Brock et al. 2019), 32 to 256 pixels.
+"""``resnet``: the ResNet GAN of SNGAN and BigGAN (Miyato et al. 2018, Brock et al. 2019), 32 to 1024 pixels.
 
 Generator: a linear layer maps z to a 4x4 feature map, then one :class:`GeneratorBlock` per doubling up
 to the image size, then BN, ReLU, a 3x3 conv to the image channels and Tanh.  Discriminator: an
@@ -26,9 +26,12 @@ from ganforge.nets import register
 from ganforge.nets.init import initialise
 
 #: Generator widths (multiples of ngf) at 4x4 and after each block; one block per doubling.
-G_WIDTHS = {32: [4, 4, 4, 4], 64: [16, 16, 8, 4, 2], 128: [16, 16, 8, 4, 2, 1], 256: [16, 16, 8, 8, 4, 2, 1]}
+#: 32 to 512 are BigGAN's tables; 1024 (which BigGAN has none for) adds one more block at width 1 to 512's.
+G_WIDTHS = {32: [4, 4, 4, 4], 64: [16, 16, 8, 4, 2], 128: [16, 16, 8, 4, 2, 1], 256: [16, 16, 8, 8, 4, 2, 1],
+            512: [16, 16, 8, 8, 4, 2, 1, 1], 1024: [16, 16, 8, 8, 4, 2, 1, 1, 1]}
 #: Discriminator block output widths (multiples of ndf); every block halves the size but the last.
-D_WIDTHS = {32: [4, 4, 4, 4], 64: [1, 2, 4, 8, 16], 128: [1, 2, 4, 8, 16, 16], 256: [1, 2, 4, 8, 8, 16, 16]}
+D_WIDTHS = {32: [4, 4, 4, 4], 64: [1, 2, 4, 8, 16], 128: [1, 2, 4, 8, 16, 16], 256: [1, 2, 4, 8, 8, 16, 16],
+            512: [1, 1, 2, 4, 8, 8, 16, 16], 1024: [1, 1, 1, 2, 4, 8, 8, 16, 16]}
 
 
 def latent_chunks(nz: int, blocks: int, hierarchical: bool) -> list[int]:

@@ -1,7 +1,8 @@
 """The report's part of a training run (``train.report``, on by default).
 
 - at the start: ``real_samples.png``, a grid of real training images as the loader prepares them;
-- at every epoch end: ``report.html`` refreshed, so a reloaded browser tab shows the run as it is;
+- at every epoch end, and whenever a ``train.sample_every`` grid is written: ``report.html`` refreshed,
+  so a reloaded browser tab shows the run as it is, the newest grid included;
 - at the end: ``curves.png``, ``timeline.gif`` (+ ``timeline.mp4`` when ffmpeg is installed) and the
   final ``report.html``.
 
@@ -73,6 +74,7 @@ class ReportCallback:
         self.run_dir = Path(run_dir)
         self.curves: Curves | None = None
         self.next_plot = 0.0  # time.monotonic() after which the curves are re-plotted
+        self.next_refresh = 0.0  # time.monotonic() after which a step grid refreshes the page
 
     def on_start(self, trainer) -> None:
         if not trainer.is_main:
@@ -80,6 +82,27 @@ class ReportCallback:
         path = self.run_dir / "real_samples.png"
         if not path.is_file():  # a resumed run keeps the grid it started with
             write_real_samples(trainer.loader.dataset, path, trainer.cfg.train.n_fixed_noise, trainer.cfg.train.seed)
+
+    def on_samples(self, trainer, path: Path) -> None:
+        """A ``train.sample_every`` grid was just written: refresh the page so it shows up (live preview).
+
+        Epoch grids are left to ``on_epoch_end``, which follows at once.  A refresh re-reads the run and
+        re-encodes its grids; one that would take more than about a tenth of the time since the last is
+        put off to the next grid (or the epoch's end), so previews never slow training noticeably."""
+        if not trainer.is_main or Path(path).name.startswith("epoch_"):
+            return
+        now = time.monotonic()
+        if now < self.next_refresh:
+            return
+        write_report(self.run_dir, live=live_summary(trainer), curves=self._curves(now))
+        self.next_refresh = now + (time.monotonic() - now) * REPLOT_AFTER
+
+    def _curves(self, now: float) -> Curves:
+        if self.curves is None or now >= self.next_plot:
+            self.curves = plot(load_run(self.run_dir))
+            took = time.monotonic() - now
+            self.next_plot = now + took * REPLOT_AFTER
+        return self.curves
 
     def on_epoch_end(self, trainer, epoch: int) -> None:
         if not trainer.is_main:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from ganforge.classes import row_labels
 from ganforge.reporting.curves import render_curves
 from ganforge.reporting.rundata import RunData, load_run, numeric_keys, per_epoch
 
@@ -97,6 +98,7 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
                      errors=run.data_errors[:MAX_ERRORS], more_errors=max(0, len(run.data_errors) - MAX_ERRORS),
                      real=file_uri(run.real_samples)),
         grids=[dict(label=g.label, src=file_uri(g.path)) for g in grids],
+        row_labels=row_labels(run.config),
         grids_skipped=len(run.sample_grids()) - len(grids),
         curves=data_uri(curves.png) if curves.png else None,
         curves_step=curves.step, last_step=int(summary.get("step", run.last_step)),

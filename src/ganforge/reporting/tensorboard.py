@@ -2,7 +2,8 @@
 
 Every number the trainer logs becomes a scalar, grouped by kind (``loss/``, ``D/``, ``lr/``, ``grad/``,
 ``speed/``, ``metrics/``), so keys added later (gradient norms, FID, ADA's p) show up without changes
-here.  The fixed-noise grid is logged at every epoch end, as an image series with a step slider.
+here.  Every fixed-noise grid is logged as it is written (epoch ends, and every ``train.sample_every``
+steps), as one image series with a step slider.
 """
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ def tag(key: str) -> str:
 
 
 def read_rgb(path: Path) -> np.ndarray:
+    """An image as RGB; a transparent one (an RGBA run's grid) composited on white, as a viewer shows it."""
     with Image.open(path) as img:
+        if "A" in img.getbands() or "transparency" in img.info:
+            rgba = img.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            canvas.alpha_composite(rgba)
+            return np.asarray(canvas.convert("RGB"))
         return np.asarray(img.convert("RGB"))
 
 
@@ -49,13 +56,16 @@ class TensorBoardCallback:
             if key not in POSITION_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(tag(key), value, step)
 
-    def on_epoch_end(self, trainer, epoch: int) -> None:
+    def on_samples(self, trainer, path: Path) -> None:
+        """Every fixed-noise grid as it is written (epoch ends and ``train.sample_every``), at its step."""
         if self.writer is None:
             return
-        grid = Path(trainer.run_dir) / "samples" / f"epoch_{epoch:04d}.png"
-        if grid.is_file():
-            self.writer.add_image("samples/fixed_noise", read_rgb(grid), trainer.progress.step, dataformats="HWC")
+        self.writer.add_image("samples/fixed_noise", read_rgb(path), trainer.progress.step, dataformats="HWC")
         self.writer.flush()
+
+    def on_epoch_end(self, trainer, epoch: int) -> None:
+        if self.writer is not None:
+            self.writer.flush()
 
     def on_end(self, trainer) -> None:
         if self.writer is not None:

@@ -9,6 +9,7 @@ from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
 from ganforge.runfiles import RunDir, new_run_dir
 from ganforge.training import distributed
+from ganforge.training import init_from
 from ganforge.training.callbacks import default_callbacks
 from ganforge.training.checkpoint import CheckpointStore, atomic_write_text
 from ganforge.training.signals import fit_until_stopped
@@ -49,6 +50,9 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
           rank: int = 0, world_size: int = 1, name: str | None = None) -> Path:
     distributed.setup(cfg, rank, world_size)
     cfg = distributed.record_scale(cfg, world_size)  # effective batch, lr scaling: written in config.yaml
+    # train.init_from (fine-tuning): the source found and checked before the new run's folder exists
+    # ("latest" must not find the new run itself); its path and step go into config.yaml.
+    cfg, init = init_from.prepare(cfg, runs_dir)
     log_format = log_format if rank == 0 else "quiet"
     if rank == 0:  # rank 0 alone creates the run directory; the others learn its name
         run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, name or cfg.preset)
@@ -60,6 +64,8 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
     if log_format != "quiet":
         print(f"ganforge: training {cfg.preset} ({cfg.model.name}, {cfg.data.image_size}px, "
               f"{cfg.data.channels} channel(s)) on {cfg.data.source} -> {run_dir}", flush=True)
+    if init is not None:
+        init_from.apply(trainer, init, quiet=log_format == "quiet")
     return fit_until_stopped(trainer)  # SIGINT/SIGTERM: save, print the resume command, exit 0
 
 

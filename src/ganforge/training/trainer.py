@@ -20,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from ganforge import nets
-from ganforge.config import Config
+from ganforge.classes import fixed_labels
+from ganforge.config import Config, ConfigError
 from ganforge.data import build_loader
 from ganforge.data.channel_check import check_channels
 from ganforge.sampling import generate, save_grid
@@ -113,7 +114,7 @@ class Trainer:
         self.stop = StopSignals()  # SIGINT/SIGTERM set it while signals.fit_until_stopped runs
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         self.fixed_noise = torch.randn(cfg.train.n_fixed_noise, cfg.model.nz, generator=g).to(self.device)
-        self.fixed_labels = (torch.arange(cfg.train.n_fixed_noise) % cfg.model.num_classes).to(self.device) \
+        self.fixed_labels = fixed_labels(cfg.train.n_fixed_noise, cfg.model.num_classes).to(self.device) \
             if cfg.model.num_classes else None
         self.progress = Progress()
         self.checkpoints = CheckpointStore(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
@@ -180,10 +181,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def write_samples(self, name: str) -> Path | None:
+        """The fixed-noise grid ``samples/NAME.png``, listed in ``samples/grids.jsonl`` with its step, and
+        handed to the callbacks' ``on_samples`` (the report and TensorBoard show it at once)."""
+        from ganforge.reporting.grids import record_grid
+
         if not self.is_main:
             return None
         images = generate(self.sampling_generator(), self.fixed_noise, self.fixed_labels)
-        return save_grid(images, self.run_dir / "samples" / f"{name}.png")
+        path = save_grid(images, self.run_dir / "samples" / f"{name}.png")
+        record_grid(path, self.progress.step, self.progress.epoch)
+        for cb in self.callbacks:
+            getattr(cb, "on_samples", lambda *a: None)(self, path)
+        return path
+
+    def _record_class_names(self) -> None:
+        """A conditional run keeps its class folder names in its config (config.yaml, checkpoints,
+        generator.pt, exports); a resume whose data has other classes would mislabel every image: refused."""
+        found = self.loader.classes if self.cfg.data.labels and self.cfg.model.num_classes else []
+        if not found or found == self.cfg.data.class_names:
+            return
+        if self.cfg.data.class_names:
+            raise ConfigError(
+                f"the classes of {self.cfg.data.source} are not those this run was trained with: "
+                f"now {', '.join(found[:8])}{', ...' if len(found) > 8 else ''}; the run has "
+                f"{', '.join(self.cfg.data.class_names[:8])}{', ...' if len(self.cfg.data.class_names) > 8 else ''}. "
+                "Labels are the sorted class folders, so they would mean other classes: restore the folders, "
+                "or start a new run (--init-from this run fine-tunes it on the new classes if they are as many)")
+        self.cfg.data.class_names = list(found)  # in place: the callbacks hold the same config
+        if self.is_main:
+            atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
 
     def sampling_generator(self) -> torch.nn.Module:
         """The generator that samples and metrics use (the EMA copy when the run keeps one)."""
@@ -223,6 +249,7 @@ class Trainer:
             "train_seconds": round(self.progress.elapsed, 2),
             "last_checkpoint": f"checkpoints/{latest[-1]['file']}" if latest else None,
             "best_checkpoint": (self.checkpoints.manifest().get("best") or {}).get("file"),
+            **({"classes": list(self.cfg.data.class_names)} if self.cfg.data.class_names else {}),
             "device": str(self.device),
             "hardware": hardware_description(self.device),
             "python": sys.version.split()[0],
@@ -235,7 +262,8 @@ class Trainer:
         path = self.run_dir / "generator.pt"
         state = {"format": "ganforge-generator-1", "config": self.cfg.to_dict(),
                  "architecture": nets.architecture_id(self.cfg),
-                 "G": self.sampling_generator().state_dict(), "fixed_noise": self.fixed_noise.cpu()}
+                 "G": self.sampling_generator().state_dict(), "fixed_noise": self.fixed_noise.cpu(),
+                 "step": self.progress.step}
         atomic_torch_save(path, state)
         return path
 
@@ -257,6 +285,7 @@ class Trainer:
         cfg = self.cfg
         self.loader = build_loader(cfg, self.device, self.rank, self.world_size)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
+        self._record_class_names()
         if getattr(self, "_resume_state", None) is not None:
             self.load_state_dict(self._resume_state)
             self._resume_state = None

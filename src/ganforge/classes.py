@@ -1,0 +1,92 @@
+"""Class names of a conditional run: stored with it, used to pick a class by name, shown on its grids.
+
+A conditional run (``data.labels=true``, ``model.num_classes=N``) takes its classes from the first
+folder level of the data, sorted by name: class 0 is the first folder, and so on.  The trainer writes
+those names into the run's config as ``data.class_names`` (so ``config.yaml``, every checkpoint,
+``generator.pt`` and an export carry them) and into ``summary.json`` as ``classes``.
+
+The fixed-noise grids of a conditional run give each row one class (row r shows class r mod N), so the
+report can label its rows.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ganforge.config import Config, ConfigError
+
+
+def class_names(cfg: Config) -> list[str]:
+    """The run's class names, in label order; ``class 0``, ``class 1``, ... where a run has none stored
+    (named datasets with classes of their own record them too)."""
+    names = list(cfg.data.class_names or [])
+    if cfg.model.num_classes and len(names) != cfg.model.num_classes:
+        return [f"class {i}" for i in range(cfg.model.num_classes)]
+    return names
+
+
+def resolve_class(value: str | int | None, cfg: Config) -> int | None:
+    """A class given by ``--class``: an index (``2``) or a name (``bags``, exactly as its folder is called,
+    or differing only in case).  None passes through (no class asked for)."""
+    if value is None:
+        return None
+    n = cfg.model.num_classes
+    if not n:
+        raise ConfigError(f"--class {value}: this generator is not conditional (model.num_classes=0), so it has "
+                          "no classes to choose from; leave --class out")
+    names = list(cfg.data.class_names or [])
+    text = str(value).strip()
+    if text in names:
+        return names.index(text)
+    folded = [i for i, name in enumerate(names) if name.casefold() == text.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < n:
+            raise ConfigError(f"--class {index} is out of range: the model has {n} classes (0 to {n - 1})"
+                              + (f": {_listing(names)}" if names else ""))
+        return index
+    if not names:
+        raise ConfigError(f"--class {text!r}: this run stored no class names (it was trained before ganforge kept "
+                          f"them); give an index from 0 to {n - 1}")
+    import difflib
+    close = difflib.get_close_matches(text, names, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"--class {text!r} is not one of the run's classes{hint} The classes are: {_listing(names)} "
+                      "(a name, or its index)")
+
+
+def _listing(names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(f"{i} {name}" for i, name in enumerate(names[:limit]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def grid_columns(n: int) -> int:
+    """Images per row of a grid of ``n`` (what :func:`ganforge.sampling.save_grid` uses)."""
+    return max(1, int(math.sqrt(n)))
+
+
+def fixed_labels(n: int, num_classes: int) -> torch.Tensor:
+    """The classes of the ``n`` fixed-noise images: one class per grid row, cycling through the classes."""
+    return (torch.arange(n) // grid_columns(n)) % num_classes
+
+
+def row_labels(cfg_or_dict, n: int | None = None) -> list[str]:
+    """The class name of each row of a conditional run's fixed-noise grid ([] for unconditional runs).
+
+    Takes a :class:`Config` or a run's config as a plain mapping (what the report reads)."""
+    if isinstance(cfg_or_dict, Config):
+        num, names, n = cfg_or_dict.model.num_classes, cfg_or_dict.data.class_names, n or cfg_or_dict.train.n_fixed_noise
+    else:
+        d = cfg_or_dict or {}
+        num = int((d.get("model") or {}).get("num_classes") or 0)
+        names = list((d.get("data") or {}).get("class_names") or [])
+        n = n or int((d.get("train") or {}).get("n_fixed_noise") or 64)
+    if not num:
+        return []
+    if len(names) != num:
+        names = [f"class {i}" for i in range(num)]
+    rows = math.ceil(n / grid_columns(n))
+    return [names[r % num] for r in range(rows)]
