@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    name: Literal["dcgan", "dcgan-upsample", "mlp", "resnet"] = "dcgan"
+    name: Literal["dcgan", "dcgan-upsample", "mlp", "resnet", "fastgan"] = "dcgan"
     nz: int = 100  # latent size
     ngf: int = 64  # generator width (channels of the last hidden stage for conv nets)
     ndf: int = 64  # discriminator width
@@ -45,6 +45,7 @@ class ModelConfig:
     init: Literal["dcgan", "dcgan-icnr", "orthogonal", "xavier", "default"] = "dcgan"
     hierarchical_z: bool = False  # split z across generator blocks (BigGAN)
     upsample: Literal["nearest", "bilinear"] = "nearest"  # for dcgan-upsample and resnet
+    fastgan_decoder: int = 32  # fastgan: size D's decoders rebuild real images at (0: no self-supervision)
 
 
 @dataclass
@@ -86,13 +87,17 @@ class OptimPair:
 
 @dataclass
 class LossConfig:
-    name: Literal["bce", "minimax", "hinge", "wgan-gp", "lsgan", "ragan"] = "bce"
+    name: Literal["bce", "minimax", "hinge", "wgan-gp", "lsgan", "ragan", "rpgan"] = "bce"
     real_label: float = 1.0  # one-sided label smoothing: e.g. 0.9
     fake_label: float = 0.0
     label_flip: float = 0.0  # probability of swapping real/fake targets for D
     gp_weight: float = 10.0  # WGAN gradient penalty weight (wgan-gp)
     r1_gamma: float = 0.0  # R1 penalty on real data (0: off)
-    r1_every: int = 1  # lazy R1: apply every k D steps (scaled by k)
+    r1_every: int = 1  # lazy R1 and R2: apply every k D steps (scaled by k)
+    r2_gamma: float = 0.0  # R2 penalty on generated images (0: off; R3GAN pairs it with R1)
+    lecam: float = 0.0  # LeCam regularisation weight: D's outputs tied to their moving averages (0: off)
+    recon: Literal["none", "l1", "mse"] = "mse"  # fastgan: D's reconstruction loss on reals (self-supervision)
+    recon_weight: float = 1.0
 
 
 @dataclass
@@ -109,6 +114,7 @@ class AugmentConfig:
     ada_target: float = 0.6
     ada_interval: int = 4  # adjust p every N D steps
     ada_kimg: float = 100.0  # images for p to move by 1
+    fill: Literal["zero", "background", "reflect"] = "zero"  # what translation and cutout leave behind
 
 
 @dataclass
@@ -117,6 +123,8 @@ class EMAConfig:
     decay: float = 0.999
     start_step: int = 0  # before this step the EMA copies the generator
     warmup: bool = True  # ramp decay up from 0 (decay = min(decay, (1+s)/(10+s)))
+    half_life_images: int = 0  # >0: the average's half-life in images seen (StyleGAN2-ADA: 10,000); replaces decay
+    rampup: float = 0.0  # with half_life_images: the half-life is at most this fraction of the images seen (0.05)
 
 
 @dataclass
@@ -432,7 +440,8 @@ def validate(cfg: Config) -> None:
               "loss.r1_every", "augment.ada_interval")
     _positive(cfg, "train.epochs", "train.max_steps", "train.sample_every", "train.midsave_steps",
               "train.midsave_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
-              "optim.g.l1", "optim.d.l1", "noise.std", "loss.r1_gamma", "loss.gp_weight",
+              "optim.g.l1", "optim.d.l1", "noise.std", "loss.r1_gamma", "loss.gp_weight", "loss.r2_gamma",
+              "loss.lecam", "loss.recon_weight", "ema.half_life_images", "ema.rampup", "model.fastgan_decoder",
               "model.num_classes", "eval.every", "train.keep_checkpoints", "model.attention",
               allow_zero=True)
     if cfg.train.epochs == 0 and cfg.train.max_steps == 0:
@@ -481,3 +490,21 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.class_names ({len(names)} names) must be distinct and one per class "
                           f"(model.num_classes={cfg.model.num_classes}); ganforge writes it from the class folders: "
                           "leave it out of configs you write")
+    _check_fastgan(cfg)
+
+
+def _check_fastgan(cfg: Config) -> None:
+    """The few-shot family's own keys (model.fastgan_decoder, loss.recon) and what it does not have."""
+    m = cfg.model
+    if m.name != "fastgan":
+        return
+    if m.attention:
+        raise ConfigError("model.name=fastgan has no self-attention block (skip-layer excitation gives it global "
+                          "context): set model.attention=0, or use model.name=dcgan or resnet for attention")
+    dec = m.fastgan_decoder
+    if dec and (dec < 8 or dec & (dec - 1) or dec > cfg.data.image_size):
+        raise ConfigError(f"model.fastgan_decoder={dec}: the decoders rebuild images from 8x8 features, so give a "
+                          f"power of two from 8 to data.image_size ({cfg.data.image_size}), or 0 for no decoders")
+    if dec and cfg.loss.recon == "none":
+        raise ConfigError("model.fastgan_decoder > 0 builds D's decoders but loss.recon=none never trains them: "
+                          "set loss.recon=mse (or l1), or model.fastgan_decoder=0 for no self-supervision")

@@ -60,7 +60,12 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
         else:
             G.eval()
             ctx = contextlib.nullcontext()
-        with ctx:
+        # Layers that draw noise (FastGAN's noise injection) draw it from a stream of their own here: a
+        # latent gives the same image on every call, and sampling mid-run leaves training's random
+        # stream where it was, so a resumed run continues exactly.
+        devices = [z.device.index or 0] if z.device.type == "cuda" else []
+        with ctx, torch.random.fork_rng(devices=devices):
+            torch.manual_seed(SAMPLING_NOISE_SEED)
             for i in range(0, z.shape[0], chunk):
                 zc = z[i:i + chunk]
                 y = None if labels is None else labels[i:i + chunk]
@@ -72,6 +77,9 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
         G.train(was_training)
     return torch.cat(outs)
 
+
+#: Seed of the noise that noise-injecting generators draw while sampling.
+SAMPLING_NOISE_SEED = 20261201
 
 #: The smallest batch whose statistics BatchNorm generators sample with (training used 64 or more).
 MIN_STATS_BATCH = 64

@@ -9,7 +9,7 @@ from ganforge import config as C
 
 #: Every architecture with the image sizes it supports.
 SIZES = {"dcgan": (32, 64, 128, 256), "dcgan-upsample": (32, 64, 128, 256), "mlp": (28, 32),
-         "resnet": (32, 64, 128, 256)}
+         "resnet": (32, 64, 128, 256), "fastgan": (32, 64, 128, 256)}
 ARCHITECTURES = tuple(SIZES)
 
 
@@ -37,6 +37,7 @@ ALL_OPTIONS = {
     "mlp": ["model.spectral_norm=true", "model.spectral_norm_g=true", "model.num_classes=3", "data.labels=true"],
     "resnet": ["model.spectral_norm=true", "model.spectral_norm_g=true", "model.attention=16",
                "model.num_classes=3", "data.labels=true", "model.hierarchical_z=true", "model.init=orthogonal"],
+    "fastgan": ["model.spectral_norm=true", "model.spectral_norm_g=true", "model.num_classes=3", "data.labels=true"],
 }
 
 

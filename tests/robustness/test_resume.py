@@ -69,3 +69,29 @@ def test_resume_is_exact_with_every_stateful_strategy(tmp_path, images, capsys):
     assert_bitwise_equal(run / "checkpoints/step_00000004.pt", straight / "checkpoints/step_00000004.pt")
     ema = [torch.load(r / "generator.pt", weights_only=True)["G"] for r in (run, straight)]
     assert all(torch.equal(ema[0][k], ema[1][k]) for k in ema[0])
+
+
+#: The few-shot setup: FastGAN (noise injection, decoders), rpgan with lazy R1 and R2, LeCam's moving
+#: averages, background-filled augmentation, the EMA half-life with ramp-up and Adam betas (0, 0.99).
+FEW_SHOT = ["model.name=fastgan", "model.fastgan_decoder=16", "loss.name=rpgan", "loss.r1_gamma=0.5",
+            "loss.r2_gamma=0.5", "loss.r1_every=2", "loss.lecam=0.1", "augment.name=diffaugment",
+            "augment.policy=[translation, cutout]", "augment.fill=background", "ema.enabled=true",
+            "ema.half_life_images=500", "ema.rampup=0.05", "optim.g.betas=[0.0, 0.99]", "optim.d.betas=[0.0, 0.99]"]
+
+
+def test_resume_is_exact_with_the_few_shot_setup(tmp_path, images, capsys):
+    cfg = tiny_cfg(images, *FEW_SHOT, "train.epochs=1")
+    run = tmp_path / "stopped"
+    run.mkdir()
+    save_config(cfg, run)
+    with one_thread():
+        straight = ganforge.train(cfg, runs_dir=tmp_path / "straight", log_format="quiet")
+        trainer = Trainer(cfg, run, log_format="quiet")
+        trainer.callbacks = [SignalAt(2)]
+        fit_until_stopped(trainer)
+        assert "stopped by SIGTERM at step 2" in capsys.readouterr().out
+        resume(run, log_format="quiet")
+    final = sorted(p.name for p in (straight / "checkpoints").glob("step_*.pt"))[-1]
+    assert_bitwise_equal(run / "checkpoints" / final, straight / "checkpoints" / final)
+    state = torch.load(run / "checkpoints" / final, weights_only=True)
+    assert set(state["penalties"][-1]) == {"real_avg", "fake_avg"}  # LeCam's averages travel with the run

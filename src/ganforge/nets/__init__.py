@@ -51,6 +51,8 @@ def architecture_id(cfg: Config) -> dict:
     m = cfg.model
     arch = {"model": m.name, "image_size": cfg.data.image_size, "channels": cfg.data.channels}
     arch.update({k: getattr(m, k) for k in _ARCHITECTURE_KEYS})
+    if m.name == "fastgan":  # its decoders are layers of D; other families have none
+        arch["fastgan_decoder"] = m.fastgan_decoder
     return arch
 
 
@@ -71,5 +73,6 @@ def check_architecture(saved: dict | None, cfg: Config, source: str = "the check
 
 from ganforge.nets import dcgan  # noqa: E402,F401  (each module registers itself)
 from ganforge.nets import dcgan_upsample  # noqa: E402,F401
+from ganforge.nets import fastgan  # noqa: E402,F401
 from ganforge.nets import mlp  # noqa: E402,F401
 from ganforge.nets import resnet  # noqa: E402,F401

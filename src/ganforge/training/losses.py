@@ -15,6 +15,7 @@ wgan-gp    D(G(z)) - D(x)  (+ gradient penalty, see penalties)  -D(G(z))
 lsgan      (D(x) - 1)^2 / 2 + (D(G(z)) - 0)^2 / 2            (D(G(z)) - 1)^2 / 2
 ragan      BCE(D(x) - mean D(G(z)), 1)                       BCE(D(G(z)) - mean D(x), 1)
            + BCE(D(G(z)) - mean D(x), 0)                     + BCE(D(x) - mean D(G(z)), 0)
+rpgan      softplus(-(D(x) - D(G(z))))  (pairs; + R1, R2)    softplus(-(D(G(z)) - D(x)))
 =========  ===============================================  ==============================================
 
 The 1 and 0 above are the targets from :class:`~ganforge.training.strategies.Targets` (``loss.real_label``,
@@ -143,6 +144,29 @@ class RelativisticAverageLoss(Loss):
                 + F.binary_cross_entropy_with_logits(real_logits - fake_logits.mean(), torch.zeros_like(real_logits)))
 
 
+class RelativisticPairingLoss(Loss):
+    """RpGAN (Jolicoeur-Martineau 2019) as R3GAN uses it (Huang et al. 2024): each real image is paired
+    with a fake one and D is asked which of the two is the real one, ``softplus(-(D(x) - D(G(z))))``; G
+    asks the reverse.  The loss sees only differences, so D's outputs cannot all drift to one side, and
+    with the zero-centred penalties R1 and R2 (``loss.r1_gamma``, ``loss.r2_gamma``) the game converges
+    locally, where the plain losses need many other tricks."""
+    needs_real_logits_for_g = True
+    probabilistic = False
+    uses_targets = False
+
+    def d_loss(self, real_logits, fake_logits, real_target=None, fake_target=None):
+        return F.softplus(fake_logits - real_logits).mean()
+
+    def g_loss(self, fake_logits, real_logits=None):
+        if real_logits is None:
+            raise ValueError("rpgan's generator loss needs D's logits on real images")
+        return F.softplus(real_logits - fake_logits).mean()
+
+    def d_wins(self, real_logits, fake_logits):
+        # Every pair ordered with near certainty (a difference beyond logit(0.99)).
+        return ((real_logits - fake_logits).min() > 4.595).float()
+
+
 LOSSES: dict[str, type[Loss]] = {
     "bce": BCELoss,
     "minimax": MinimaxLoss,
@@ -150,6 +174,7 @@ LOSSES: dict[str, type[Loss]] = {
     "wgan-gp": WassersteinLoss,
     "lsgan": LeastSquaresLoss,
     "ragan": RelativisticAverageLoss,
+    "rpgan": RelativisticPairingLoss,
 }
 
 

@@ -4,11 +4,20 @@
   real images.  It keeps D flat around the data, which makes training converge where plain GANs
   oscillate.  With ``loss.r1_every = k`` it is computed on every k-th discriminator step only and
   multiplied by k (StyleGAN2's lazy regularisation): nearly the same effect, a fraction of the cost.
+- :class:`R2Penalty` (``loss.r2_gamma``): the same on generated images.  R3GAN (Huang et al. 2024) shows
+  that R1 and R2 together make the relativistic pairing loss (``loss.name=rpgan``) converge locally,
+  and that the pair removes the need for most other tricks.  ``loss.r1_every`` makes both lazy.
 - :class:`GradientPenalty` (``loss.gp_weight``, on with ``loss.name=wgan-gp``, Gulrajani et al. 2017):
   ``weight * E (||grad D(x_hat)|| - 1)^2`` at random points ``x_hat`` between a real and a fake image,
   which keeps the Wasserstein critic 1-Lipschitz.
 
-Both take D's *inputs* as the step built them (after instance noise and augmentation), so they act on
+- :class:`LeCamPenalty` (``loss.lecam``, Tseng et al. 2021): ``E (D(x) - a_fake)^2 + E (D(G(z)) - a_real)^2``
+  with ``a_real``, ``a_fake`` moving averages (0.99) of D's outputs.  It keeps D's outputs on reals and
+  fakes from drifting apart, which is what a D trained on few images does; it costs nothing.
+- :class:`ReconstructionLoss` (``loss.recon``, FastGAN's self-supervision): D's decoders rebuild the
+  real image and a quarter of it from its features; the L1 or MSE error is added to D's loss.
+
+The gradient penalties take D's *inputs* as the step built them (after instance noise and augmentation), so they act on
 what D actually sees, and both differentiate through the gradient (``create_graph=True``).
 """
 from __future__ import annotations
@@ -42,11 +51,20 @@ class R1Penalty(Penalty):
         grad = input_gradient(D, real, labels)
         return self.gamma / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
-    def __call__(self, D, real, fake, labels, step):
+    def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
         """``step``: the number of discriminator steps before this one (lazy: every ``every``-th)."""
         if step % self.every:
             return None
         return self.every * self.penalty(D, real, labels)
+
+
+class R2Penalty(R1Penalty):
+    """R1's zero-centred gradient penalty, on D's fake inputs."""
+
+    def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
+        if step % self.every:
+            return None
+        return self.every * self.penalty(D, fake.detach(), labels)
 
 
 class GradientPenalty(Penalty):
@@ -64,5 +82,49 @@ class GradientPenalty(Penalty):
         norm = torch.sqrt(grad.pow(2).sum(1) + 1e-12)
         return self.weight * ((norm - 1.0) ** 2).mean()
 
-    def __call__(self, D, real, fake, labels, step):
+    def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
         return self.penalty(D, self.interpolate(real, fake), labels)
+
+
+class LeCamPenalty(Penalty):
+    DECAY = 0.99  # the paper's
+
+    def __init__(self, weight: float):
+        self.weight = weight
+        self.real_avg: torch.Tensor | None = None  # moving averages of D's mean output, on the device
+        self.fake_avg: torch.Tensor | None = None
+
+    def _update(self, avg: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+        value = value.detach().float().mean()
+        return value if avg is None else torch.lerp(value, avg.to(value.device), self.DECAY)
+
+    def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
+        self.real_avg = self._update(self.real_avg, real_logits)
+        self.fake_avg = self._update(self.fake_avg, fake_logits)
+        return self.weight * ((real_logits - self.fake_avg).pow(2).mean() + (fake_logits - self.real_avg).pow(2).mean())
+
+    def state_dict(self) -> dict:
+        if self.real_avg is None:
+            return {}
+        return {"real_avg": self.real_avg.detach().cpu(), "fake_avg": self.fake_avg.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "real_avg" in state:
+            self.real_avg, self.fake_avg = state["real_avg"].clone(), state["fake_avg"].clone()
+
+
+class ReconstructionLoss(Penalty):
+    """FastGAN's self-supervision: D (a :class:`~ganforge.nets.fastgan.FastGANDiscriminator`) rebuilds the
+    real batch from its 8x8 features and one random quarter of it from the 16x16 features."""
+
+    def __init__(self, kind: str, weight: float):
+        self.distance = torch.nn.functional.l1_loss if kind == "l1" else torch.nn.functional.mse_loss
+        self.weight = weight
+
+    def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
+        D = getattr(D, "module", D)  # DistributedDataParallel's wrapped module
+        D = getattr(D, "_orig_mod", D)  # and torch.compile's
+        quarter = int(torch.randint(0, 4, ()))
+        whole, whole_target, part, part_target = D.reconstruct(real, quarter)
+        return self.weight * (self.distance(whole.float(), whole_target.float())
+                              + self.distance(part.float(), part_target.float()))

@@ -6,7 +6,7 @@ it calls rather than a branch inside it:
 - ``targets``   what D's loss aims at for reals and fakes (label smoothing / flipping),
 - ``d_input``   what D sees of an image (instance noise, differentiable augmentation),
 - ``loss``      the GAN loss on logits,
-- ``penalties`` extra terms of D's loss (R1, gradient penalty),
+- ``penalties`` extra terms of D's loss (R1, R2, gradient penalty, LeCam, FastGAN's reconstruction),
 - ``regularise`` L1 weight penalties added to each network's loss.
 
 Nothing here calls ``.item()``: the step returns detached tensors and the loop syncs with the host
@@ -91,7 +91,7 @@ class GANStep:
             real_target, fake_target = self.targets(real.shape[0], real.device)
             loss_d = self.loss.d_loss(real_logits, fake_logits, real_target, fake_target)
             for penalty in self.penalties:
-                loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, y, d_index))
+                loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, y, d_index, real_logits, fake_logits))
             loss_d = self._add(loss_d, l1_penalty(self.D, self.l1_d))
         self.opt_d.zero_grad(set_to_none=True)
         self.scaling_d.backward(loss_d)
@@ -108,7 +108,8 @@ class GANStep:
             fake_logits = self.D_for_g(self.d_input(fake, step), y).float()
             real_logits = None
             if self.loss.needs_real_logits_for_g:
-                real_logits = self.D_for_g(self.d_input(real, step), y).float().detach()
+                with torch.no_grad():  # a reference for G's loss: nothing flows back through it
+                    real_logits = self.D_for_g(self.d_input(real, step), y).float()
             loss_g = self.loss.g_loss(fake_logits, real_logits)
             loss_g = self._add(loss_g, l1_penalty(self.G, self.l1_g))
         self.opt_g.zero_grad(set_to_none=True)

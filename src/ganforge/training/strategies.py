@@ -115,10 +115,22 @@ class DInputChain(DInput):
 
 
 class Penalty:
-    """Extra terms of D's loss (R1, gradient penalty); zero by default."""
+    """Extra terms of D's loss (R1, R2, gradient penalty, LeCam, reconstruction); zero by default.
 
-    def __call__(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels, step: int):
+    Called once per discriminator step with D, its real and fake inputs as the step built them, the
+    labels, the number of D steps before this one (lazy penalties count them) and D's logits on both
+    batches.  A penalty that keeps state (LeCam's moving averages) saves it in ``state_dict``, which
+    the checkpoint stores, so a resumed run continues with the same state."""
+
+    def __call__(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels, step: int,
+                 real_logits: torch.Tensor, fake_logits: torch.Tensor):
         return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def build_targets(cfg: Config) -> Targets:
@@ -135,23 +147,51 @@ def build_d_input(cfg: Config) -> DInput:
     if a.name != "none" and not a.policy:
         raise ConfigError(f"augment.name={a.name} with an empty augment.policy does nothing: list transforms "
                           "(color, translation, cutout) or set augment.name=none")
+    fill = augment_fill(cfg)
     if a.name == "diffaugment":
-        parts.append(DiffAugment(a.policy, a.p))
+        parts.append(DiffAugment(a.policy, a.p, fill))
     elif a.name == "ada":
         if a.ada_kimg <= 0:
             raise ConfigError(f"augment.ada_kimg must be > 0, got {a.ada_kimg}")
-        parts.append(AdaptiveAugment(a.policy, a.p, a.ada_target, a.ada_interval, a.ada_kimg))
+        parts.append(AdaptiveAugment(a.policy, a.p, a.ada_target, a.ada_interval, a.ada_kimg, fill))
     # Always present, so the log always says the noise level (0 when off).
     parts.append(InstanceNoise(cfg.noise.std, cfg.noise.anneal_steps))
     return DInputChain(parts)
 
 
-def build_penalties(cfg: Config) -> list[Penalty]:
-    from ganforge.training.penalties import GradientPenalty, R1Penalty
+def augment_fill(cfg: Config):
+    """What translation and cutout leave where the image was (``augment.fill``), in D's [-1, 1] range.
 
+    ``zero`` is DiffAugment's 0: mid-grey, which on a set photographed or drawn on white is a colour no
+    real image has at its border, so D can tell a shifted image from its edge.  ``background`` fills
+    with ``data.background`` (transparent for RGBA), ``reflect`` mirrors the image into the gap
+    (cutout, which has nothing to mirror, uses the background colour)."""
+    from ganforge.training.augment import Fill
+
+    a = cfg.augment
+    if a.fill == "zero":
+        return Fill()
+    rgb = [c / 127.5 - 1.0 for c in cfg.data.background]
+    channels = cfg.data.channels
+    colour = {1: [sum(rgb) / 3], 3: rgb}.get(channels, rgb + [-1.0] * (channels - 3))
+    return Fill(colour=colour, reflect=a.fill == "reflect")
+
+
+def build_penalties(cfg: Config) -> list[Penalty]:
+    from ganforge.training.penalties import (GradientPenalty, LeCamPenalty, R1Penalty, R2Penalty,
+                                             ReconstructionLoss)
+
+    l = cfg.loss
     penalties: list[Penalty] = []
-    if cfg.loss.r1_gamma > 0:
-        penalties.append(R1Penalty(cfg.loss.r1_gamma, cfg.loss.r1_every))
-    if cfg.loss.name == "wgan-gp":
-        penalties.append(GradientPenalty(cfg.loss.gp_weight))
+    # First, so it finds D's features of the real batch still kept from the step's forward pass.
+    if cfg.model.name == "fastgan" and cfg.model.fastgan_decoder and l.recon != "none":
+        penalties.append(ReconstructionLoss(l.recon, l.recon_weight))
+    if l.r1_gamma > 0:
+        penalties.append(R1Penalty(l.r1_gamma, l.r1_every))
+    if l.r2_gamma > 0:
+        penalties.append(R2Penalty(l.r2_gamma, l.r1_every))
+    if l.name == "wgan-gp":
+        penalties.append(GradientPenalty(l.gp_weight))
+    if l.lecam > 0:
+        penalties.append(LeCamPenalty(l.lecam))
     return penalties

@@ -105,7 +105,8 @@ class Trainer:
             targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
             l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
         self.lr_schedules = build_lr_schedules(cfg, self.opt_g, self.opt_d)
-        self.ema = GeneratorEMA(self.G, cfg.ema) if cfg.ema.enabled else None
+        images_per_step = cfg.data.batch_size * max(self.world_size, 1)  # the EMA's half-life counts images
+        self.ema = GeneratorEMA(self.G, cfg.ema, images_per_step) if cfg.ema.enabled else None
         if self.ema is not None:
             self.G_ema = self.ema.model  # sampling_generator() picks it up
         self.guard = DivergenceGuard(cfg.guard)
@@ -134,6 +135,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "d_input": self.step_fn.d_input.state_dict(),
+            "penalties": [p.state_dict() for p in self.step_fn.penalties],
             "loss_scaling": {"d": self.step_fn.scaling_d.state_dict(), "g": self.step_fn.scaling_g.state_dict()},
             "lr_schedules": self.lr_schedules.state_dict(),
             "guard": self.guard.state_dict(),
@@ -152,6 +154,8 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step_fn.d_input.load_state_dict(state.get("d_input", {}))
+        for penalty, saved in zip(self.step_fn.penalties, state.get("penalties", [])):
+            penalty.load_state_dict(saved)
         self.loss_scaling_state = state.get("loss_scaling", {})  # fp16 GradScalers: set up by speed.accelerate
         self.lr_schedules.load_state_dict(state.get("lr_schedules", {}))
         self.guard.load_state_dict(state.get("guard", {}))
