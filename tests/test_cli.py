@@ -105,3 +105,31 @@ def test_resume_latest_passes_over_a_run_that_failed_before_saving(tmp_path, ima
     assert len(list(runs.iterdir())) == 2
     assert main(["train", "--resume", "latest", "--runs-dir", str(runs), "train.max_steps=3", "--quiet"]) == 0
     assert json.loads((good / "summary.json").read_text())["step"] == 3
+
+
+def test_train_name_seed_device_and_overrides_on_both_sides_of_options(tmp_path, image_folder, capsys):
+    runs = tmp_path / "runs"
+    # Overrides before and after --data: a plain argparse parse stops at --data ("unrecognized arguments").
+    argv = ["train", "--preset", "quickstart", "data.image_size=32", "data.channels=3", "--data", str(image_folder),
+            "data.batch_size=16", "data.num_workers=0", "model.ngf=8", "--name", "fashion-small", "model.ndf=8",
+            "model.nz=16", "--seed", "5", "train.n_fixed_noise=16", "--device", "cpu", "train.max_steps=2",
+            "train.tensorboard=false", "train.report=false", "--runs-dir", str(runs), "--quiet"]
+    assert main(argv) == 0
+    (run,) = runs.iterdir()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_fashion-small", run.name)
+    saved = ganforge.config.from_dict(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    assert (saved.train.seed, saved.train.device, saved.data.batch_size, saved.model.nz) == (5, "cpu", 16, 16)
+    # The other commands find the run by that name.
+    assert main(["sample", "fashion-small", "--runs-dir", str(runs), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["export", "fashion-small", str(tmp_path / "shared"), "--runs-dir", str(runs)]) == 0
+    assert main(["sample", str(tmp_path / "shared"), "--seeds", "1", "--out", f"{tmp_path}/e/"]) == 0
+    assert main(["report", "fashion-small", "--runs-dir", str(runs), "--no-media"]) == 0
+    assert main(["train", "--resume", "fashion-small", "--runs-dir", str(runs), "train.max_steps=3", "--quiet"]) == 0
+    assert json.loads((run / "summary.json").read_text())["step"] == 3
+    capsys.readouterr()
+    assert main(["train", "--name", "../outside", "--runs-dir", str(runs)]) == 2
+    assert "cannot be used" in capsys.readouterr().err and not (tmp_path / "outside").exists()
+    assert main(["train", "--resume", "latest", "--name", "x", "--runs-dir", str(runs)]) == 2
+    assert "--name x names a new run" in capsys.readouterr().err
+    assert main(["sample", "latest", "--runs-dir", str(runs), "--device", "cuda:99", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--device cuda:99" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

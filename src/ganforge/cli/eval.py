@@ -33,7 +33,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="generated (or fake) images, and as many real ones; all of a set when it has fewer "
                         "(default 10000)")
     p.add_argument("--metrics", default="fid,kid,is,pr", help="comma-separated, from fid,kid,is,pr (default: all)")
-    p.add_argument("--features", choices=["inception", "effnet-lite0"],
+    p.add_argument("--features", choices=["inception", "effnet-lite0", "effnet-lite2"],
                    help="feature extractor (default: the run's eval.features, effnet-lite0 for two sets). "
                         "'inception' gives numbers comparable with papers; 'effnet-lite0' works offline but its "
                         "numbers are its own")
@@ -80,10 +80,53 @@ def _slug(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(source).rstrip("/")).name or "data")[:40]
 
 
+def _check_source(flag: str, spec: str) -> None:
+    """A set of images that is not there: say so in the words of this command (before any work)."""
+    import os
+
+    from ganforge.config import ConfigError
+    from ganforge.data.index import split_zip_source
+    from ganforge.data.sources import NAMED
+
+    zip_parts = split_zip_source(spec)
+    path = zip_parts[0] if zip_parts else Path(os.path.expanduser(spec))
+    if spec not in NAMED and not path.exists():
+        raise ConfigError(f"{flag} {spec} does not exist: give a folder of images, a zip (zip:inner/folder works), "
+                          f"a prepared set (ganforge prepare) or a named dataset ({', '.join(sorted(NAMED))})")
+
+
+def _prepared_size(spec: str) -> int | None:
+    """The size a prepared set was made at (its images are read as stored), None for other sources."""
+    import os
+
+    from ganforge.data.prepared import is_prepared, read_manifest
+
+    path = Path(os.path.expanduser(spec))
+    return int(read_manifest(path)["size"]) if path.is_dir() and is_prepared(path) else None
+
+
+def _common_size(fake: str, real: str, asked: int | None) -> int:
+    """The resolution both sets are read at: --size, else a prepared set's, else the fake images' own."""
+    from ganforge.config import ConfigError
+    from ganforge.recipe import inspect
+
+    prepared = {flag: size for flag, spec in (("--fake", fake), ("--real", real))
+                if (size := _prepared_size(spec)) is not None}
+    size = asked or next(iter(prepared.values()), None) or inspect(fake).shorter_side
+    for flag, at in prepared.items():
+        if at != size:
+            spec = fake if flag == "--fake" else real
+            raise ConfigError(f"{flag} {spec} is a prepared set at {at}x{at}, but the other set is read at {size}: "
+                              f"give --size {at}, or prepare it again with ganforge prepare --size {size}")
+    return size
+
+
 def _two_sets(args) -> str | None:
     """The fake image set when ``args`` ask to score two sets; None when a generator is scored."""
     from ganforge.config import ConfigError
 
+    if args.real is not None:
+        _check_source("--real", args.real)
     if args.fake is None:
         if args.source is None:
             raise ConfigError("give a RUN to score (a run directory, a run's name, 'latest', a checkpoint or an "
@@ -98,6 +141,7 @@ def _two_sets(args) -> str | None:
         raise ConfigError(f"--fake {args.fake} needs --real SOURCE: the images to compare it with")
     if args.size is not None and args.size < 8:
         raise ConfigError(f"--size {args.size}: give at least 8 pixels")
+    _check_source("--fake", args.fake)
     if _is_generator(Path(args.fake).expanduser()):
         args.source, args.fake = args.fake, None  # a run or a generator file: sampled as RUN is
         return None
@@ -123,10 +167,8 @@ def run(args) -> int:
     device = pick_device(args.device)
     t0 = time.perf_counter()
     if fake is not None:
-        from ganforge.recipe import inspect
-
         features = check_features(args.features or "effnet-lite0")
-        size = args.size or inspect(fake).shorter_side  # opening it also says clearly when it is not a source
+        size = _common_size(fake, args.real, args.size)
         report = evaluate_sources(fake, args.real, size, metrics=metrics, features=features, n=args.n, device=device,
                                   inception_weights=args.inception_weights or "", use_cache=not args.no_cache)
         out = Path(args.out) if args.out else (

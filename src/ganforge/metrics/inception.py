@@ -108,7 +108,7 @@ class InceptionFeatures(nn.Module):
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError:
-            raise ConfigError("--features inception needs the optional extra 'fid': pip install 'ganforge[fid]' "
+            raise ConfigError("--features inception needs the optional extra 'metrics': pip install 'ganforge[metrics]' "
                               "(torch-fidelity), or use --features effnet-lite0") from None
         path = find_weights(weights)
         try:
