@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ganforge.data.sources import DEBIAN_FASHION_MNIST, _read_idx
 
@@ -29,6 +30,19 @@ def fashion_images() -> np.ndarray:
         if path.is_file():
             return _read_idx(path)[:2000].copy()
     pytest.skip("Fashion-MNIST missing: apt-get install dataset-fashion-mnist, or bash scripts/gpu_check.sh --prepare")
+
+
+@pytest.fixture
+def real_batches(fashion_images):
+    """``real_batches(k)``: k different real batches of 16 images (3 x 32 x 32 in [-1, 1]) with their labels."""
+    def make(k: int = 1):
+        out = []
+        for i in range(k):
+            x = torch.from_numpy(fashion_images[16 * i:16 * (i + 1)]).float().div(127.5).sub(1.0).unsqueeze(1)
+            x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+            out.append((x.contiguous(), torch.zeros(16, dtype=torch.long)))
+        return out
+    return make
 
 
 @pytest.fixture

@@ -89,7 +89,9 @@ def on_cuda(batches):
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("amp, loss_tol, update_tol, weight_tol", [
     ("off", 1e-4, 1e-3, 1e-4),  # fp32 (TF32 off for the comparison)
-    ("bf16", 2e-2, 0.1, None),  # bf16 rounding differs between fused and eager kernels; the updates still agree
+    # bf16 rounds differently in fused and eager kernels, and Adam turns that into sign flips of the small
+    # updates: 0.16 measured on a CPU (inductor vs eager); a graph that missed an update would be off by ~1.
+    ("bf16", 2e-2, 0.35, None),
 ])
 def test_compiled_training_matches_eager_on_cuda(tmp_path, image_folder, cuda_tiny, real_batches, strict_fp32,
                                                  amp, loss_tol, update_tol, weight_tol):
@@ -186,9 +188,14 @@ def test_data_on_gpu_trains_checkpoints_and_resumes_in_the_cpu_loader_order(tmp_
     for net in ("G", "D"):
         for k, v in a[net].items():
             torch.testing.assert_close(b[net][k], v, atol=1e-5, rtol=1e-5, msg=lambda m: f"{net}.{k}: {m}")
-    losses = lambda r: [(x["step"], x["loss_d"], x["loss_g"]) for x in map(json.loads, (r / "metrics.jsonl").open())
-                        if "loss_d" in x]  # noqa: E731
-    assert losses(run) == pytest.approx(losses(reference), abs=1e-5)
+    logged = lambda r: {x["step"]: (x["loss_d"], x["loss_g"]) for x in map(json.loads, (r / "metrics.jsonl").open())
+                        if "loss_d" in x}  # noqa: E731
+    # A line averages the steps since the one before: the stopped run logged step 3 (its last), so its step-4
+    # line holds step 4 alone; the lines of steps 2 and 6 cover the same steps in both runs.
+    ours, theirs = logged(run), logged(reference)
+    assert {2, 6} <= set(ours) and {2, 6} <= set(theirs)
+    for step in (2, 6):
+        assert ours[step] == pytest.approx(theirs[step], abs=1e-5), f"step {step}: {ours[step]} vs {theirs[step]}"
 
 
 # --------------------------------------------------------------------------------------------------
