@@ -74,7 +74,6 @@ class ReportCallback:
         self.run_dir = Path(run_dir)
         self.curves: Curves | None = None
         self.next_plot = 0.0  # time.monotonic() after which the curves are re-plotted
-        self.next_refresh = 0.0  # time.monotonic() after which a step grid refreshes the page
 
     def on_start(self, trainer) -> None:
         if not trainer.is_main:
@@ -86,16 +85,12 @@ class ReportCallback:
     def on_samples(self, trainer, path: Path) -> None:
         """A ``train.sample_every`` grid was just written: refresh the page so it shows up (live preview).
 
-        Epoch grids are left to ``on_epoch_end``, which follows at once.  A refresh re-reads the run and
-        re-encodes its grids; one that would take more than about a tenth of the time since the last is
-        put off to the next grid (or the epoch's end), so previews never slow training noticeably."""
+        Epoch grids are left to ``on_epoch_end``, which follows at once.  The page is always rewritten
+        (re-reading the run and inlining its grids takes milliseconds); the curves in it are re-plotted
+        only as often as at epoch ends (see ``REPLOT_AFTER``), plotting being the slow part."""
         if not trainer.is_main or Path(path).name.startswith("epoch_"):
             return
-        now = time.monotonic()
-        if now < self.next_refresh:
-            return
-        write_report(self.run_dir, live=live_summary(trainer), curves=self._curves(now))
-        self.next_refresh = now + (time.monotonic() - now) * REPLOT_AFTER
+        write_report(self.run_dir, live=live_summary(trainer), curves=self._curves(time.monotonic()))
 
     def _curves(self, now: float) -> Curves:
         if self.curves is None or now >= self.next_plot:
@@ -107,12 +102,7 @@ class ReportCallback:
     def on_epoch_end(self, trainer, epoch: int) -> None:
         if not trainer.is_main:
             return
-        now = time.monotonic()
-        if self.curves is None or now >= self.next_plot:
-            self.curves = plot(load_run(self.run_dir))
-            took = time.monotonic() - now
-            self.next_plot = now + took * REPLOT_AFTER
-        write_report(self.run_dir, live=live_summary(trainer), curves=self.curves)
+        write_report(self.run_dir, live=live_summary(trainer), curves=self._curves(time.monotonic()))
 
     def on_end(self, trainer) -> None:
         if trainer.is_main:
