@@ -9,5 +9,5 @@
 Report keys carry the extractor's name (``fid_inception``, ``fid_effnet_lite0``): see
 :mod:`ganforge.metrics.evaluate`.
 """
-from ganforge.metrics.evaluate import METRICS, check_eval_config, evaluate, score_features  # noqa: F401
+from ganforge.metrics.evaluate import METRICS, check_eval_config, evaluate, evaluate_sources, score_features  # noqa: F401
 from ganforge.metrics.features import FEATURES, build_extractor  # noqa: F401
