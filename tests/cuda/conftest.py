@@ -1,35 +1,19 @@
-"""Fixtures for the tests marked ``cuda``: real images on a GPU machine that may lack the Debian package.
+"""Fixtures for the tests marked ``cuda`` (they run on a CUDA device and skip cleanly without one).
 
-These tests run on a CUDA device and skip cleanly without one.  A GPU machine without a package registry
-has no ``dataset-fashion-mnist``; ``bash scripts/gpu_check.sh --prepare`` carries a subset of it (torchvision's
-layout) in ``.gpu_carry/data/``, which ``fashion_images`` reads when the Debian files are missing.
+A GPU machine without a package registry has no ``dataset-fashion-mnist``: ``bash scripts/gpu_check.sh
+--prepare`` carries a subset of it in ``.gpu_carry/data/``, which tests/conftest.py reads when the Debian files
+are missing.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.data.sources import DEBIAN_FASHION_MNIST, _read_idx
-
 # Deterministic cuBLAS for the tests that compare runs bit for bit (read when cuBLAS starts, so set early).
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-REPO = Path(__file__).resolve().parents[2]
-CARRIED_FASHION = REPO / ".gpu_carry" / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
-
-
-@pytest.fixture(scope="session")
-def fashion_images() -> np.ndarray:
-    """The first 2,000 Fashion-MNIST training images (Debian's files, else the carried subset)."""
-    for path in (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz", CARRIED_FASHION):
-        if path.is_file():
-            return _read_idx(path)[:2000].copy()
-    pytest.skip("Fashion-MNIST missing: apt-get install dataset-fashion-mnist, or bash scripts/gpu_check.sh --prepare")
 
 
 @pytest.fixture
