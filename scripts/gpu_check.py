@@ -365,12 +365,12 @@ def stage_throughput(args, work: Path, timeout: float, plan: dict) -> dict:
     missing = [b for b in wanted if b not in batches]
     result.update(preset="dcgan-celeba64", hardware=bench.get("hardware"), peak_bf16_tflops=bench.get("peak_bf16_tflops"),
                   peak_source=bench.get("peak_source"), batches=batches, problems=problems, json=str(out))
+    if missing:
+        problems.append(f"batch sizes not measured: {', '.join(missing)}")
     if proc["timed_out"]:
         result["status"] = "timeout"
-    elif proc["returncode"] != 0 or problems or missing:
+    elif proc["returncode"] != 0 or problems:
         result["status"] = "failed"
-        if missing:
-            problems.append(f"batch sizes not measured: {', '.join(missing)}")
     else:
         result["status"] = "ok"
     return result
