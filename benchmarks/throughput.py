@@ -31,7 +31,8 @@ Each result also holds the FLOPs of a training image (3 forward passes of G and 
 ``torch.utils.flop_counter``: G forward, backward for its weight and input gradients; D forward on the
 real and the fake batch with both backward passes, forward and input-gradient pass of the G step), the
 TFLOP/s that makes, and the fraction of the device's dense bf16 peak when it is known (``PEAK_BF16_TFLOPS``
-by device name, or ``--peak-tflops``).  Results go to ``benchmarks/results/throughput-<device>-<time>.json``
+by device name, or ``--peak-tflops``).  ``--profile VARIANT ...`` adds where their time goes
+(torch.profiler: kernel time by kind, and on CUDA the share of the wall time the GPU sat idle).  Results go to ``benchmarks/results/throughput-<device>-<time>.json``
 (rewritten after every preset and batch size, so an interrupted run keeps what it measured).
 
     python benchmarks/throughput.py                                   # quickstart and dcgan-celeba64
@@ -281,6 +282,57 @@ class LoaderStep:
         self.step.sync()
 
 
+#: Kernel (CUDA) or operator (CPU) names by what they do, first match wins.  DCGAN has no linear layers,
+#: so every GEMM is a convolution's.
+PROFILE_CATEGORIES = [
+    ("optimizer", r"adam|multi_tensor|foreach|_amp_|optimizer|addcdiv|addcmul|lerp|sqrt"),
+    ("fused elementwise (compiled: BatchNorm, activations, losses)", r"^triton_"),
+    ("layout copies", r"nchwtonhwc|nhwctonchw|transpose|permute|copy_kernel|contiguous|clone|aten::copy_"),
+    ("batchnorm", r"batch_norm|bn_fw|bn_bw|\bbn_"),
+    ("data", r"memcpy|memset|index|gather|flip|aten::to\b|_to_copy|aten::where|randperm"),
+    ("convolution", r"conv|cudnn|xmma|implicit|wgrad|dgrad|fprop|winograd|cutlass|gemm|mkldnn|sm\d+_"),
+    ("activations, losses, other elementwise", r"elementwise|reduce|vectorized|leaky|tanh|sigmoid|relu|binary|"
+                                               r"cross_entropy|mul|add|sum|mean|fill|randn|normal|norm"),
+]
+
+
+def profile_steps(run, device: torch.device, n: int, start: int, step_images) -> dict:
+    """Where the time of ``n`` steps goes (torch.profiler): on CUDA the kernels' time by category and the
+    share of the wall time the GPU was idle (kernel launches, host work, waits); on a CPU the operators'
+    self time by category."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    apply_flags(run.flags)
+    _sync_device(device)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for i in range(n):
+            run(step_images(start + i), start + i)
+        run.sync()
+        _sync_device(device)
+        wall = time.perf_counter() - t0
+    rows = []
+    for e in prof.key_averages():
+        on_device = str(getattr(e, "device_type", "")).endswith("CUDA")
+        if cuda and on_device:
+            rows.append((e.key, getattr(e, "self_device_time_total", 0.0) / 1e6))
+        elif not cuda and not on_device:
+            rows.append((e.key, e.self_cpu_time_total / 1e6))
+    busy = sum(t for _, t in rows)
+    categories: dict[str, float] = {}
+    for name, t in rows:
+        cat = next((c for c, pattern in PROFILE_CATEGORIES if re.search(pattern, name, flags=re.I)), "other")
+        categories[cat] = categories.get(cat, 0.0) + t
+    out = {"steps": n, "wall_s": round(wall, 4), "measured": "CUDA kernels" if cuda else "CPU operators (self time)",
+           "busy_s": round(busy, 4),
+           "shares": {c: round(t / busy, 4) for c, t in sorted(categories.items(), key=lambda kv: -kv[1])} if busy else {},
+           "top": [[name[:120], round(t, 5)] for name, t in sorted(rows, key=lambda r: -r[1])[:12]]}
+    if cuda:
+        out["gpu_idle_fraction"] = round(max(0.0, 1 - busy / wall), 4) if wall else None
+    return out
+
+
 def _sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -292,7 +344,8 @@ def _error(e: BaseException) -> str:
 
 def benchmark_preset(preset: str, variants: list[str], steps: int, rounds: int, device: torch.device,
                      batch_size: int | None, n_images: int, warmup: int = 2, round_seconds: float = 0.0,
-                     steps_left: int = 10**6, peak_tflops: float | None = None) -> dict:
+                     steps_left: int = 10**6, peak_tflops: float | None = None,
+                     profile: list[str] | None = None) -> dict:
     base = [f"train.device={device}", "train.tensorboard=false", "train.report=false", "data.num_workers=0"]
     if batch_size:
         base.append(f"data.batch_size={batch_size}")
@@ -386,6 +439,19 @@ def benchmark_preset(preset: str, variants: list[str], steps: int, rounds: int, 
                 live.remove(v)
         line = "  ".join(f"{v} {B * steps_of[v] / times[v][-1]:.1f}" for v in live)
         print(f"  {preset} batch {B} round {r + 1}/{rounds} img/s: {line}", flush=True)
+    profiles = {}
+    for v in profile or []:
+        if v in live:
+            try:
+                n = max(3, min(steps_of[v], 30))
+                batch = lambda k: images[(k % n_batches) * B:(k % n_batches + 1) * B]  # noqa: E731
+                profiles[v] = profile_steps(runners[v], device, n, rounds * steps_of[v], batch)
+                shares = ", ".join(f"{c} {100 * x:.0f}%" for c, x in profiles[v]["shares"].items())
+                idle = profiles[v].get("gpu_idle_fraction")
+                print(f"  {preset} batch {B} profile {v}: {shares}" +
+                      (f"; GPU idle {100 * idle:.0f}% of the wall time" if idle is not None else ""), flush=True)
+            except Exception as e:  # noqa: BLE001 - a profile is extra: its failure loses no figure
+                profiles[v] = {"error": _error(e)}
     apply_flags(TORCH_DEFAULT_FLAGS)
     result = {"preset": preset, "batch_size": B, "warmup_steps": warmup, "image_size": cfg0.data.image_size,
               "channels": cfg0.data.channels, "steps_per_round": steps if round_seconds <= 0 else None,
@@ -400,6 +466,8 @@ def benchmark_preset(preset: str, variants: list[str], steps: int, rounds: int, 
                          rounds_images_per_s=[round(B * steps_of[v] / t, 2) for t in times[v]],
                          tflops=round(tflops, 4),
                          fraction_of_peak=round(tflops / peak_tflops, 5) if peak_tflops else None)
+        if v in profiles:
+            entry["profile"] = profiles[v]
         result["variants"][v] = entry
     if "tutorial" in live and times["tutorial"]:
         # Paired per round (the same minute of a busy machine), then the median round: steadier than
@@ -438,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the run length 'auto' resolves for (default: a long run; on a CPU under 2,000 means no compile)")
     p.add_argument("--peak-tflops", type=float, default=0.0,
                    help="the device's dense bf16 peak in TFLOP/s (default: PEAK_BF16_TFLOPS by device name)")
+    p.add_argument("--profile", nargs="*", default=[], choices=VARIANTS, metavar="VARIANT",
+                   help="after the rounds, profile these variants (torch.profiler): time by kind of kernel, GPU idle share")
     p.add_argument("--out", default="", help="JSON path (default benchmarks/results/throughput-<device>-<time>.json)")
     args = p.parse_args(argv)
     for name in ("steps", "rounds", "images", "warmup", "steps_left"):
@@ -465,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.presets:
         for bs in batch_sizes:
             res = benchmark_preset(preset, args.variants, args.steps, args.rounds, device, bs, args.images,
-                                   args.warmup, args.round_seconds, args.steps_left, peak)
+                                   args.warmup, args.round_seconds, args.steps_left, peak, args.profile)
             report["results"].append(res)
             if len(batch_sizes) == 1:
                 report["presets"][preset] = res  # the layout of the results before --batch-sizes

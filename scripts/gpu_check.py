@@ -338,7 +338,7 @@ def _verbose_cases(log: str) -> list[dict]:
 def stage_throughput(args, work: Path, timeout: float, plan: dict) -> dict:
     out = work / "throughput.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "throughput.py"), *plan["throughput"], "--device", args.device,
-           "--variants", *VARIANTS, "--out", str(out)]
+           "--variants", *VARIANTS, "--profile", "tutorial", "auto", "auto_on_gpu", "--out", str(out)]
     if args.peak_tflops:
         cmd += ["--peak-tflops", str(args.peak_tflops)]
     proc = run_process(cmd, work / "throughput.log", timeout)
@@ -353,7 +353,7 @@ def stage_throughput(args, work: Path, timeout: float, plan: dict) -> dict:
         for v, r in block["variants"].items():
             row = {k: r.get(k) for k in ("images_per_s", "vs_tutorial", "tflops", "fraction_of_peak", "warmup_s",
                                          "settings", "steps_per_round", "rounds_images_per_s", "error", "skipped",
-                                         "shares_step_with", "data_on_device")
+                                         "shares_step_with", "data_on_device", "profile")
                    if r.get(k) is not None}
             rows[v] = row
             if "error" in r:
@@ -499,6 +499,14 @@ def summary_table(report: dict) -> str:
                 frac = f"{100 * r['fraction_of_peak']:.2f}%" if r.get("fraction_of_peak") is not None else "-"
                 lines.append(f"{batch:>5} {v:<17} {r['images_per_s']:>11,.1f} {r.get('vs_tutorial', 0):>9.2f}x "
                              f"{r.get('tflops', 0):>9.3f} {frac:>8} {r.get('warmup_s', 0):>9.1f}")
+        for batch, block in tp.items():
+            for v, r in block["variants"].items():
+                prof = r.get("profile") or {}
+                if prof.get("shares"):
+                    shares = ", ".join(f"{c} {100 * x:.0f}%" for c, x in list(prof["shares"].items())[:5])
+                    idle = prof.get("gpu_idle_fraction")
+                    lines.append(f"profile {v} at batch {batch} ({prof['measured']}): {shares}"
+                                 + (f"; GPU idle {100 * idle:.0f}% of the wall time" if idle is not None else ""))
     t = report.get("targets", {})
     if t.get("applies"):
         lines.append("")
