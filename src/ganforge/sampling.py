@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 from torchvision.utils import make_grid, save_image
 
+from ganforge.runfiles import RunDir
+
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
@@ -258,10 +260,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", which: 
             return export_loader(path, device)
         candidates = []
         if which in ("auto", "final"):
-            candidates.append(path / "generator.pt")
+            candidates.append(RunDir(path).generator)
         if which in ("auto", "best"):
-            candidates.append(path / "checkpoints" / "best.pt")
-        found = CheckpointStore(path / "checkpoints").latest_valid(warn=lambda *_: None)
+            candidates.append(RunDir(path).best)
+        found = CheckpointStore(RunDir(path).checkpoints).latest_valid(warn=lambda *_: None)
         if found and which in ("auto", "latest"):
             candidates.append(found[0])
         candidates = [c for c in candidates if c.is_file()]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -105,14 +104,18 @@ def run(args) -> int:
                             world_size=launch.world_size, name=args.name)
     finally:
         distributed.shutdown()
+    from ganforge.runfiles import RunDir
     if log_format != "quiet" and not _interrupted(run_dir):  # a stopped run has printed how to resume
-        print(f"ganforge: done. Samples in {Path(run_dir) / 'samples'}, generator in {Path(run_dir) / 'generator.pt'}")
+        run = RunDir(run_dir)
+        print(f"ganforge: done. Samples in {run.samples}, generator in {run.generator}")
     return 0
 
 
 def _interrupted(run_dir) -> bool:
     import json
+
+    from ganforge.runfiles import RunDir
     try:
-        return json.loads((Path(run_dir) / "summary.json").read_text()).get("status") == "interrupted"
+        return json.loads(RunDir(run_dir).summary.read_text()).get("status") == "interrupted"
     except (OSError, ValueError):
         return False

@@ -171,7 +171,7 @@ class RunData:
         """What the report's slider steps through: every grid in the order it was written (epoch grids and
         ``train.sample_every`` grids, from ``samples/grids.jsonl``); for runs without that index, the epoch
         grids, or the step grids when there are none."""
-        return sample_grids(self.path / "samples")
+        return sample_grids(runfiles.RunDir(self.path).samples)
 
 
 def _read_json(path: Path) -> dict:
@@ -212,6 +212,6 @@ def load_run(path: str | Path) -> RunData:
         path=path, config=config if isinstance(config, dict) else {}, config_text=config_text,
         summary=_read_json(run.summary), records=read_metrics(run.metrics),
         manifest=_read_json(run.manifest),
-        epoch_grids=_grids(path / "samples", _EPOCH_GRID, "epoch"),
-        step_grids=_grids(path / "samples", _STEP_GRID, "step"),
-        data_errors=errors, diagnostics=read_metrics(path / "diagnostics.jsonl"))
+        epoch_grids=_grids(run.samples, _EPOCH_GRID, "epoch"),
+        step_grids=_grids(run.samples, _STEP_GRID, "step"),
+        data_errors=errors, diagnostics=read_metrics(run.diagnostics))

@@ -172,7 +172,7 @@ def storage_error_message(e: OSError, path: Path | str | None = None, within: Pa
         fix = fix.replace(", or copy the run directory to a writable place (and resume the copy)", "")
         return (f"{what}. Nothing was trained or saved there. {fix}, or write somewhere else (for training, "
                 "choose the place of run directories with --runs-dir), then start again.")
-    found = CheckpointStore(run_dir / "checkpoints").latest_valid(warn=lambda *_: None)
+    found = CheckpointStore(RunDir(run_dir).checkpoints).latest_valid(warn=lambda *_: None)
     if found is None:
         return f"{what}. Training stopped before any checkpoint was saved. {fix}, then start the run again."
     return (f"{what}. Training stopped; files already saved were not changed: the last good checkpoint, "
@@ -231,7 +231,7 @@ class CheckpointStore:
     def __init__(self, folder: Path, keep: int = 3):
         self.folder = Path(folder)
         self.keep = keep
-        self.manifest_path = self.folder / "manifest.json"
+        self.manifest_path = self.folder / RunDir.MANIFEST
         self._cleaned = False
 
     # -------------------------------------------------------------- the manifest
@@ -268,8 +268,8 @@ class CheckpointStore:
         drop = entries[:-self.keep] if self.keep > 0 else []
         manifest["checkpoints"] = entries[len(drop):]
         if best:
-            atomic_write_bytes(self.folder / "best.pt", data)
-            manifest["best"] = dict(entry, file="best.pt", metric=metric)
+            atomic_write_bytes(self.folder / RunDir.BEST, data)
+            manifest["best"] = dict(entry, file=RunDir.BEST, metric=metric)
         self._write_manifest(manifest)
         for c in drop:
             (self.folder / c["file"]).unlink(missing_ok=True)

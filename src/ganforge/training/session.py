@@ -85,7 +85,7 @@ def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None =
                           "Start a new run instead, or pass --force to resume anyway.")
     # The weights cannot load into another architecture (even with --force): say so before config.yaml changes.
     nets.check_architecture(nets.architecture_id(saved), cfg, source=f"the checkpoints of {run_dir}")
-    store = CheckpointStore(run_dir / "checkpoints")
+    store = CheckpointStore(RunDir(run_dir).checkpoints)
     # Every rank resumes from the checkpoint rank 0 picked (a newer one may be half-written meanwhile).
     found = distributed.broadcast_object(store.latest_valid() if rank == 0 else None)
     if found is None:

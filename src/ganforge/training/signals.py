@@ -18,6 +18,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ganforge.runfiles import RunDir
+
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -119,7 +121,7 @@ def fit_until_stopped(trainer) -> Path:
             raise StorageError(message, e.errno) from e
     if stop.stopping and trainer.is_main:
         try:
-            summary = json.loads((Path(run_dir) / "summary.json").read_text())
+            summary = json.loads(RunDir(run_dir).summary.read_text())
         except (OSError, ValueError):
             summary = {"status": "interrupted"}
         if summary.get("status") == "interrupted":  # not when the signal came after the last step
