@@ -103,8 +103,10 @@ def test_unsupported_option_combinations_are_clear_errors():
         net_config("mlp", "model.attention=16", size=28)
     with pytest.raises(ConfigError, match="model.nz to at least 4"):
         nets.build(net_config("resnet", "model.hierarchical_z=true", "model.nz=3"))
-    with pytest.raises(ConfigError, match="power of two from 32 to 256"):
+    with pytest.raises(ConfigError, match="power of two from 32 to 1024"):
         net_config("resnet", size=48)
+    with pytest.raises(ConfigError, match="power of two from 32 to 256 .*; at 1024 px use model.name=resnet"):
+        net_config("dcgan", size=1024)
 
 
 def test_icnr_init_starts_transposed_convs_without_checkerboard():
