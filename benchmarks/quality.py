@@ -22,6 +22,27 @@ Writes ``benchmarks/results/quality-<time>.json``, one sample grid per run (``--
 
     python benchmarks/quality.py                                   # both datasets, 12 minutes per run
     python benchmarks/quality.py --datasets emoji --minutes 3      # a quicker look
+
+**Curve mode** (``--curve``): each system trains *once*, for the last point's time, and its sampling
+generator (the EMA copy where there is one) is copied at 3, 6, 12 and 24 minutes of training time
+(``--points``).  Every copy is scored after training, so scoring time is not in the budget, on two
+ImageNet networks: EfficientNet-Lite0 (``*_effnet_lite0``) and EfficientNet-Lite2 (``*_effnet_lite2``), which
+no part of training uses.  Systems (``--systems``):
+
+- ``tutorial``: the PyTorch DCGAN tutorial (``dcgan-celeba64`` at the set's size and channels);
+- ``auto-v1``: the previous default recipe (``ganforge train --preset auto-v1``), kept as a baseline;
+- ``default``: today's default recipe (``ganforge train --data DIR``);
+- ``lightweight-gan``: lucidrains' lightweight-gan 1.2.1, the released package, with its README's
+  small-data settings (``benchmarks/peers/lightweight_gan_cpu.py``; on a CPU its ``.cuda()`` calls are
+  mapped to the CPU, and the output says so).  It runs with ``--peer-python`` (an interpreter that has
+  it installed; ``--install-peer`` makes one in ``--work``).
+
+Writes ``benchmarks/results/quality-curve-<time>.json`` and a grid per system and point (the last point's
+in ``--grids``).  Systems may run as separate invocations side by side (one thread each); ``--plot A.json
+B.json ...`` merges their files into one table and one plot per dataset (``docs/images/quality_curve_<set>.png``).
+
+    python benchmarks/quality.py --curve --datasets emoji --systems default auto-v1 --threads 1
+    python benchmarks/quality.py --plot benchmarks/results/quality-curve-*.json
 """
 from __future__ import annotations
 
@@ -77,10 +98,20 @@ def tutorial_config(source: str, size: int, channels: int, common: list[str]) ->
         *common])
 
 
-def default_config(source: str, size: int, channels: int, common: list[str]) -> C.Config:
-    # The recipe plans about 5,000 steps (train.epochs); here the time budget alone decides the length,
+def default_config(source: str, size: int, channels: int, common: list[str], recipe: str = "auto") -> C.Config:
+    # The recipe plans its own length (train.epochs); here the time budget alone decides the length,
     # as it does for the tutorial, so both train for the same minutes.
-    return auto_config(source, [f"data.image_size={size}", "train.epochs=100000", *common])
+    return auto_config(source, [f"data.image_size={size}", "train.epochs=100000", "train.max_minutes=0", *common],
+                       recipe=recipe)
+
+
+def auto_v1_config(source: str, size: int, channels: int, common: list[str]) -> C.Config:
+    return default_config(source, size, channels, common, recipe="auto-v1")
+
+
+#: The ganforge systems of the curve mode, by name.
+BUILDERS = {"tutorial": tutorial_config, "auto-v1": auto_v1_config, "default": default_config}
+FEATURES = ("effnet-lite0", "effnet-lite2")
 
 
 def real_images(cfg: C.Config, limit: int = 10_000, image_size: int | None = None) -> torch.Tensor:
@@ -129,20 +160,36 @@ def run_one(name: str, cfg: C.Config, reals: torch.Tensor, n: int, work: Path, g
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    ap.add_argument("--recipes", nargs="+", default=["tutorial", "default"], choices=["tutorial", "default"])
+    ap.add_argument("--recipes", "--systems", dest="recipes", nargs="+", default=None,
+                    choices=[*BUILDERS, "lightweight-gan"],
+                    help="systems to run (default: tutorial default; with --curve also auto-v1 lightweight-gan)")
+    ap.add_argument("--curve", action="store_true", help="one run per system, scored at --points minutes")
+    ap.add_argument("--points", type=float, nargs="+", default=[3, 6, 12, 24], help="curve points, minutes")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--peer-python", default="", help="an interpreter with lightweight-gan 1.2.1 installed")
+    ap.add_argument("--install-peer", action="store_true", help="make one in --work (pip, from PyPI)")
+    ap.add_argument("--tag", default="", help="a word added to the result file's name")
+    ap.add_argument("--plot", type=Path, nargs="+", help="merge curve result files into a table and plots")
     ap.add_argument("--minutes", type=float, default=12.0, help="training time per run (default 12)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per score (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="train.seed of every run (the noise between seeds is large)")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ganforge" / "bench-quality")
     ap.add_argument("--grids", type=Path, default=ROOT.parent / "docs" / "images")
     args = ap.parse_args()
+    if args.plot:
+        return plot_curves(args.plot, args.grids)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.curve:
+        return curve_main(args)
+    args.recipes = args.recipes or ["tutorial", "default"]
     common = [f"train.max_minutes={args.minutes}", "train.tensorboard=false", "train.report=false",
               "train.log_every=100", f"train.seed={args.seed}"]
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                            "device": "cuda" if torch.cuda.is_available() else "cpu", "torch": torch.__version__},
                "minutes": args.minutes, "n": args.n, "features": "effnet-lite0", "datasets": {}}
-    builders = {"tutorial": tutorial_config, "default": default_config}
+    builders = BUILDERS
     for ds_name in args.datasets:
         spec = DATASETS[ds_name]
         source = str(spec["source"](args.work))
@@ -152,6 +199,8 @@ def main() -> int:
                  "runs": []}
         print(f"\n{ds_name}: {reals.shape[0]} real images; yardsticks {json.dumps(block['yardsticks'])}", flush=True)
         for recipe in args.recipes:
+            if recipe not in builders:
+                raise SystemExit(f"quality.py: {recipe} runs in --curve mode only")
             cfg = builders[recipe](source, spec["size"], spec["channels"], common)
             name = f"{ds_name}_{recipe}" + (f"_seed{args.seed}" if args.seed else "")  # seed 0's grids are the docs'
             entry = run_one(name, cfg, reals, args.n, args.work, args.grids)
@@ -175,6 +224,211 @@ def main() -> int:
         if fids.get("tutorial") and fids.get("default"):
             print(f"{ds_name}: default/tutorial FID ratio {fids['default'] / fids['tutorial']:.2f}")
     print(f"wrote {out}")
+    return 0
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Curve mode
+# --------------------------------------------------------------------------------------------------
+class CurveSnapshots:
+    """A training callback: copies the sampling generator's weights when the run has trained for each of
+    ``minutes`` (its own clock: wall time since the start, less the time of its own copies), and at the
+    end for any point the trainer's budget reached first.  Copies go to the CPU; scoring comes later."""
+
+    def __init__(self, minutes: list[float]):
+        self.points = sorted(minutes)
+        self.snapshots: list[dict] = []
+
+    def on_start(self, trainer) -> None:
+        self.start, self.spent = time.perf_counter(), 0.0
+
+    def _take(self, trainer, minutes: float, trained: float) -> None:
+        t = time.perf_counter()
+        weights = {k: v.detach().cpu().clone() for k, v in trainer.sampling_generator().state_dict().items()}
+        self.snapshots.append({"minutes": minutes, "train_seconds": round(trained, 1), "step": trainer.progress.step,
+                               "images_seen": trainer.progress.images_seen, "weights": weights})
+        self.spent += time.perf_counter() - t
+
+    def on_step(self, trainer, step: int) -> None:
+        trained = time.perf_counter() - self.start - self.spent
+        while self.points and trained >= self.points[0] * 60:
+            self._take(trainer, self.points.pop(0), trained)
+
+    def on_end(self, trainer) -> None:
+        trained = time.perf_counter() - self.start - self.spent
+        while self.points:  # the trainer's own clock (max_minutes) stopped it a moment earlier
+            self._take(trainer, self.points.pop(0), trained)
+
+
+def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int) -> dict:
+    scores = {}
+    for features in FEATURES:
+        out = evaluate(fakes, reals, metrics=["fid", "kid"], features=features, n=n)
+        scores.update({k: v for k, v in out.items() if k.startswith(("fid_", "kid_"))})
+    return scores
+
+
+def curve_ganforge(system: str, cfg: C.Config, reals: torch.Tensor, args, grid_prefix: str) -> dict:
+    from ganforge import nets
+    snapshots = CurveSnapshots(args.points)
+    run = ganforge.train(cfg, runs_dir=args.work / "runs", log_format="quiet", callbacks=[snapshots])
+    summary = json.loads((run / "summary.json").read_text())
+    G = nets.build(C.from_dict(yaml_config(run)))[0]
+    z = torch.randn(args.n, cfg.model.nz, generator=torch.Generator().manual_seed(123))
+    points = []
+    for snap in snapshots.snapshots:
+        G.load_state_dict(snap.pop("weights"))
+        fakes = generate(G, z)
+        last = snap["minutes"] == max(args.points)
+        grid = (args.grids if last else run) / f"{grid_prefix}_{snap['minutes']:g}min.png"
+        points.append({**snap, **score_images(fakes, reals, args.n), "grid": str(save_grid(fakes[:64], grid))})
+        print(json.dumps({"system": system, **points[-1]}), flush=True)
+    return {"system": system, "run": str(run), "status": summary["status"], "notes": cfg.notes,
+            "diagnostics": summary.get("diagnostics", []), "points": points}
+
+
+def yaml_config(run: Path) -> dict:
+    import yaml
+    return yaml.safe_load((run / "config.yaml").read_text())
+
+
+def peer_python(args) -> str:
+    if args.peer_python:
+        return args.peer_python
+    venv = args.work / "peer-venv"
+    py = venv / "bin" / "python"
+    if not py.exists():
+        if not args.install_peer:
+            raise RuntimeError("lightweight-gan needs --peer-python (an interpreter with lightweight-gan==1.2.1) "
+                               "or --install-peer to make one in --work")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        # The peer shares this interpreter's packages (torch among them): only its own come from PyPI.
+        site = [p for p in sys.path if p.endswith("site-packages")][0]
+        (next((venv / "lib").glob("python*")) / "site-packages" / "ganforge_env.pth").write_text(site + "\n")
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "lightweight-gan==1.2.1"], check=True)
+    return str(py)
+
+
+def curve_lightweight_gan(source: str, spec: dict, reals: torch.Tensor, args, grid_prefix: str) -> dict:
+    from PIL import Image
+    import numpy as np
+    out = args.work / "lightweight-gan" / time.strftime("%Y%m%d-%H%M%S")
+    cmd = [peer_python(args), str(ROOT / "peers" / "lightweight_gan_cpu.py"), "--data", source,
+           "--image-size", str(spec["size"]), "--out", str(out), "--n", str(args.n), "--seed", str(args.seed),
+           "--points", *[f"{p:g}" for p in args.points]]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if spec["channels"] == 1:
+        cmd.append("--greyscale")
+    subprocess.run(cmd, check=True, cwd=args.work)
+    record = json.loads((out / "curve.json").read_text())
+    points = []
+    for point in record["points"]:
+        files = sorted(Path(point["folder"]).glob("*.png"))
+        fakes = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB" if spec["channels"] == 3 else "L")))
+                             for f in files])
+        fakes = fakes.permute(0, 3, 1, 2) if fakes.dim() == 4 else fakes[:, None]
+        last = point["minutes"] == max(args.points)
+        grid = (args.grids if last else out) / f"{grid_prefix}_{point['minutes']:g}min.png"
+        scores = score_images(fakes, reals, args.n)
+        points.append({"minutes": point["minutes"], "train_seconds": point["train_seconds"], "step": point["steps"],
+                       "images_seen": point["images_seen"], "generator": point["generator"], **scores,
+                       "grid": str(save_grid(fakes[:64].float() / 127.5 - 1, grid))})
+        print(json.dumps({"system": "lightweight-gan", **points[-1]}), flush=True)
+    note = ("lightweight-gan 1.2.1 (unmodified), README small-data settings; its .cuda() calls mapped to the CPU"
+            if record["cuda_mapped_to_cpu"] else "lightweight-gan 1.2.1 (unmodified) on the GPU")
+    return {"system": "lightweight-gan", "run": str(out), "status": "finished", "notes": [note], "points": points}
+
+
+def curve_main(args) -> int:
+    systems = args.recipes or ["tutorial", "auto-v1", "default", "lightweight-gan"]
+    common = [f"train.max_minutes={max(args.points)}", "train.tensorboard=false", "train.report=false",
+              "train.log_every=100", f"train.seed={args.seed}"]
+    results = {"mode": "curve", "machine": {"cpu": platform.processor() or platform.machine(),
+                                            "threads": torch.get_num_threads(),
+                                            "device": "cuda" if torch.cuda.is_available() else "cpu",
+                                            "torch": torch.__version__},
+               "points": args.points, "n": args.n, "seed": args.seed, "features": list(FEATURES), "datasets": {}}
+    for ds_name in args.datasets:
+        spec = DATASETS[ds_name]
+        source = str(spec["source"](args.work))
+        reals = real_images(tutorial_config(source, spec["size"], spec["channels"], common))
+        block = {"source": source, "real_images": int(reals.shape[0]), "systems": []}
+        for system in systems:
+            prefix = f"quality_curve_{ds_name}_{system}" + (f"_seed{args.seed}" if args.seed else "")
+            t = time.time()
+            try:
+                if system == "lightweight-gan":
+                    entry = curve_lightweight_gan(source, spec, reals, args, prefix)
+                else:
+                    cfg = BUILDERS[system](source, spec["size"], spec["channels"], common)
+                    entry = curve_ganforge(system, cfg, reals, args, prefix)
+            except Exception as e:  # noqa: BLE001 - a failed run is a result too
+                entry = {"system": system, "status": f"failed: {type(e).__name__}: {e}", "points": []}
+            entry.update(seed=args.seed, wall_seconds=round(time.time() - t, 1))
+            block["systems"].append(entry)
+        results["datasets"][ds_name] = block
+    RESULTS.mkdir(exist_ok=True)
+    tag = f"-{args.tag}" if args.tag else ""
+    out = RESULTS / f"quality-curve{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print_curve_table([results])
+    print(f"wrote {out}")
+    return 0
+
+
+def print_curve_table(files: list[dict]) -> None:
+    print(f"\n{'dataset':<8} {'system':<16} {'seed':>4} {'min':>5} {'steps':>7} {'FID-EL0':>8} {'KID-EL0':>8} "
+          f"{'FID-EL2':>8} {'KID-EL2':>8}")
+    for res in files:
+        for ds_name, block in res["datasets"].items():
+            for e in block["systems"]:
+                if not e["points"]:
+                    print(f"{ds_name:<8} {e['system']:<16} {e.get('seed', 0):>4}  {e['status']}")
+                for p in e["points"]:
+                    print(f"{ds_name:<8} {e['system']:<16} {e.get('seed', 0):>4} {p['minutes']:>5g} {p['step']:>7} "
+                          f"{p['fid_effnet_lite0']:>8.1f} {p['kid_effnet_lite0']:>8.3f} "
+                          f"{p['fid_effnet_lite2']:>8.1f} {p['kid_effnet_lite2']:>8.3f}")
+
+
+def plot_curves(paths: list[Path], grids: Path) -> int:
+    """One table of every curve file, and per dataset one plot of FID against training minutes (both
+    feature networks), each system's line with its seeds' mean and a marker per run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = [json.loads(Path(p).read_text()) for p in paths]
+    print_curve_table(files)
+    by_dataset: dict[str, dict[str, list]] = {}
+    for res in files:
+        for ds_name, block in res["datasets"].items():
+            for e in block["systems"]:
+                if e["points"]:
+                    by_dataset.setdefault(ds_name, {}).setdefault(e["system"], []).append(e["points"])
+    for ds_name, systems in by_dataset.items():
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+        for ax, feat in zip(axes, FEATURES):
+            key = f"fid_{feat.replace('-', '_')}"
+            for system, runs in sorted(systems.items()):
+                minutes = sorted({p["minutes"] for run in runs for p in run})
+                mean = [sum(p[key] for run in runs for p in run if p["minutes"] == m) /
+                        sum(1 for run in runs for p in run if p["minutes"] == m) for m in minutes]
+                line, = ax.plot(minutes, mean, marker="o", label=f"{system} ({len(runs)} run{'s' * (len(runs) > 1)})")
+                for run in runs[1:] if len(runs) > 1 else []:
+                    ax.scatter([p["minutes"] for p in run], [p[key] for p in run], color=line.get_color(), s=12)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
+            ax.set_xlabel("training minutes (2-core CPU)")
+            ax.set_ylabel(f"FID ({feat}), lower is better")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{ds_name}: FID against training time")
+        fig.tight_layout()
+        out = grids / f"quality_curve_{ds_name}.png"
+        fig.savefig(out, dpi=90)
+        print(f"wrote {out}")
     return 0
 
 

@@ -12,12 +12,32 @@ from conftest import write_images
 def test_recipe_reads_colour_folder(image_folder):
     facts = inspect(str(image_folder))
     assert (facts.count, facts.shorter_side, facts.channels) == (64, 40, 3)
-    cfg = auto_config(str(image_folder), ["train.device=cpu"])
-    assert cfg.preset == "auto"
+    cfg = auto_config(str(image_folder), ["train.device=cpu"], recipe="auto-v1")
+    assert cfg.preset == "auto-v1" and cfg.notes[0].startswith("auto recipe (auto-v1) for 64 images")
     assert (cfg.data.image_size, cfg.data.channels, cfg.model.name) == (32, 3, "dcgan")
     assert cfg.model.spectral_norm and not cfg.model.d_batchnorm and cfg.loss.name == "hinge"
     assert cfg.ema.enabled and cfg.augment.name == "diffaugment"  # 64 images is a small set
     assert any(n.startswith("augment.name=diffaugment: 64 images is few") for n in cfg.notes)
+
+
+def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(image_folder):
+    cfg = auto_config(str(image_folder), ["train.device=cpu"])
+    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v2) for 64 images")
+    assert (cfg.data.image_size, cfg.model.name, cfg.augment.name, cfg.augment.fill) == (32, "fastgan", "diffaugment",
+                                                                                        "background")
+    assert cfg.ema.enabled and cfg.ema.half_life_images > 0
+    # Every choice is printed with its reason; a key the user gives wins and is marked so.
+    assert all(": " in n or n.endswith("(given)") for n in cfg.notes[1:])
+    given = auto_config(str(image_folder), ["train.device=cpu", "model.name=dcgan", "model.ngf=16"])
+    assert given.model.name == "dcgan" and given.model.ngf == 16 and "model.name=dcgan (given)" in given.notes
+
+
+def test_large_sets_keep_the_first_recipe_and_unknown_recipes_are_named():
+    import pytest
+    from ganforge.config import ConfigError
+    assert auto_config("fashion-mnist", ["train.device=cpu"]).model.name == "dcgan"
+    with pytest.raises(ConfigError, match="unknown recipe 'auto-v9'.*auto-v1"):
+        auto_config("fashion-mnist", recipe="auto-v9")
 
 
 def test_recipe_reads_grey_images_and_respects_given_keys(tmp_path, fashion_images):
@@ -44,7 +64,7 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
                "train.report=false", "train.tensorboard=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "auto recipe for 64 images" in out and "model.spectral_norm=true" in out
+    assert "auto recipe (auto-v2) for 64 images" in out and "model.spectral_norm=true" in out
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]

@@ -10,9 +10,10 @@ from ganforge.runfiles import check_name, resolve_run
 
 def train(config: Config | dict, runs_dir: str | Path = "runs", log_format: str = "bar",
           run_dir: str | Path | None = None, rank: int | None = None, world_size: int | None = None,
-          name: str | None = None) -> Path:
+          name: str | None = None, callbacks: list | None = None) -> Path:
     """Train a GAN as ``config`` says, in a new run directory ``runs_dir/<timestamp>_<name>`` (``name``
-    defaults to the preset's); returns that directory.
+    defaults to the preset's); returns that directory.  ``callbacks``: objects with any of ``on_start``,
+    ``on_step``, ``on_log``, ``on_epoch_end``, ``on_end`` (trainer first), run after the default ones.
     ``rank``/``world_size``: this process's place in a torchrun launch; by default read from the
     environment torchrun sets (see training/distributed.py), so a script run under torchrun just works."""
     from ganforge.training.session import start
@@ -21,7 +22,7 @@ def train(config: Config | dict, runs_dir: str | Path = "runs", log_format: str 
     if name is not None:
         check_name(name)
     return start(cfg, runs_dir=Path(runs_dir), log_format=log_format, run_dir=run_dir, rank=rank,
-                 world_size=world_size, name=name)
+                 world_size=world_size, name=name, callbacks=callbacks)
 
 
 def _launch(rank: int | None, world_size: int | None) -> tuple[int, int]:

