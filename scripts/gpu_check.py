@@ -299,7 +299,7 @@ def _kill_descendants(pid: int) -> None:
 def stage_tests(args, work: Path, timeout: float) -> dict:
     xml = work / "tests.xml"
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "tests/cuda", "tests/training/test_speed.py", "-v",
-           "-p", "no:cacheprovider", "-o", "faulthandler_timeout=150", f"--junitxml={xml}"]
+           "-p", "no:cacheprovider", "-o", "faulthandler_timeout=60", f"--junitxml={xml}"]
     proc = run_process(cmd, work / "tests.log", timeout)
     cases = _junit_cases(xml) if xml.is_file() else _verbose_cases(Path(proc["log"]).read_text(errors="replace"))
     counts = {k: sum(c["outcome"] == k for c in cases) for k in ("passed", "failed", "error", "skipped")}
