@@ -421,7 +421,7 @@ def quality_in_process(args, plan: dict) -> dict:
     result.update(run=str(run), run_status=summary["status"], steps=summary["step"], images_seen=summary["images_seen"],
                   train_seconds=summary["train_seconds"], speed=summary.get("speed"),
                   images_per_s=round(summary["images_seen"] / max(summary["train_seconds"], 1e-9), 1),
-                  model=cfg.model.name, ngf=cfg.model.ngf, ndf=cfg.model.ndf, batch_size=cfg.data.batch_size,
+                  preset=cfg.preset, model=cfg.model.name, ngf=cfg.model.ngf, ndf=cfg.model.ndf, batch_size=cfg.data.batch_size,
                   diagnostics=summary.get("diagnostics", []))
     t0 = time.perf_counter()
     scores = quality.score_run(run, reals, plan["quality_n"], work / "quality_grid.png")
