@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganforge.config import Config, ConfigError, from_dict
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 from ganforge.runfiles import check_name, resolve_run
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ganforge import sampling
 from ganforge.config import ConfigError, from_dict
-from ganforge.training.checkpoint import CheckpointError, atomic_write_bytes, atomic_write_text
+from ganforge.storage import CheckpointError, atomic_write_bytes, atomic_write_text
 
 FORMAT = "ganforge-export-1"
 WEIGHTS = "generator.safetensors"

@@ -259,7 +259,7 @@ def auto_config(source: str, overrides: list[str] | None = None, device: str = "
     for text in overrides:
         path, value = C.parse_override(text)
         given[".".join(path)] = value
-    from ganforge.training.trainer import pick_device
+    from ganforge.devices import pick_device
     device_type = pick_device(str(given.get("train.device", device))).type
     facts = inspect(source)
     chosen, why = RECIPES[recipe](facts, device_type, given)

@@ -250,7 +250,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", which: 
     file, or a generator file.  Loading never runs code from the file (``weights_only=True``)."""
     from ganforge import nets
     from ganforge.config import ConfigError, from_dict
-    from ganforge.training.checkpoint import CheckpointStore, safe_load
+    from ganforge.storage import CheckpointStore, safe_load
 
     path = Path(path)
     if path.is_dir():

@@ -38,7 +38,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 def main(argv: list[str] | None = None) -> int:
     from ganforge.config import ConfigError
     from ganforge.data import DataError
-    from ganforge.training.checkpoint import CheckpointError
+    from ganforge.storage import CheckpointError
 
     parser = build_parser()
     args = parse(parser, argv)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk or a read-only place: one paragraph on what to do, no traceback
-        from ganforge.training.checkpoint import storage_error_message
+        from ganforge.storage import storage_error_message
         message = storage_error_message(e)
         if message is None:
             raise

@@ -21,7 +21,7 @@ def pick_device(name: str):
     import torch
 
     from ganforge.config import ConfigError
-    from ganforge.training.trainer import pick_device as _pick
+    from ganforge.devices import pick_device as _pick
 
     try:
         device = _pick(name)

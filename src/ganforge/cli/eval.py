@@ -158,7 +158,7 @@ def run(args) -> int:
     from ganforge.metrics.evaluate import check_metrics, evaluate, evaluate_sources
     from ganforge.metrics.features import check_features
     from ganforge.runfiles import RunDir, resolve_source
-    from ganforge.training.checkpoint import atomic_write_text
+    from ganforge.storage import atomic_write_text
 
     if args.n < 2:
         raise ConfigError(f"--n must be at least 2 images, got {args.n}")

@@ -21,7 +21,7 @@ import torch.nn as nn
 from torchvision.transforms.v2 import functional as TF
 
 from ganforge.config import ConfigError
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

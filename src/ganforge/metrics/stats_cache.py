@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ganforge.config import Config
-from ganforge.training.checkpoint import atomic_write_bytes
+from ganforge.storage import atomic_write_bytes
 
 #: Real images are drawn with this seed, so every evaluation of a dataset uses the same ones.
 REAL_SUBSET_SEED = 0

@@ -20,7 +20,7 @@ from typing import Callable
 import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
-from ganforge.training.checkpoint import CheckpointError
+from ganforge.storage import CheckpointError
 
 Builder = Callable[[Config], "tuple[nn.Module, nn.Module]"]
 REGISTRY: dict[str, Builder] = {}

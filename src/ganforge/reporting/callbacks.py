@@ -23,7 +23,7 @@ from ganforge.reporting.html import Curves, plot, write_report
 from ganforge.reporting.rundata import load_run
 from ganforge.reporting.timeline import write_timeline
 from ganforge.sampling import save_grid
-from ganforge.training.checkpoint import atomic_write_bytes
+from ganforge.storage import atomic_write_bytes
 
 #: Re-plot the curves only after this many times the last plot's duration has passed.
 REPLOT_AFTER = 10

@@ -118,7 +118,7 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
 
 def write_report(run_dir: str | Path, live: dict | None = None, curves: Curves | None = None) -> Path:
     """Write ``RUN/report.html`` (atomically: a browser refreshing mid-write never sees half a page)."""
-    from ganforge.training.checkpoint import atomic_write_text
+    from ganforge.storage import atomic_write_text
 
     run = load_run(run_dir)
     path = run.path / "report.html"

@@ -40,6 +40,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.config import Config, ConfigError
+from ganforge.devices import rng_state, set_rng_state
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,6 @@ def any_rank(flag: bool) -> bool:
 # --------------------------------------------------------------------------------------------------
 def rank_state(trainer) -> dict:
     """What differs between ranks and must survive a resume: random streams (latents, flips)."""
-    from ganforge.training.trainer import rng_state
     return {"rng": rng_state(trainer.device),
             "loader": trainer.loader.state_dict() if trainer.loader is not None else None}
 
@@ -217,7 +217,6 @@ def gather_rank_states(trainer) -> list | None:
 
 def restore_rank_state(trainer, state: dict) -> None:
     """After the trainer loaded rank 0's checkpoint, give this rank its own random streams back."""
-    from ganforge.training.trainer import set_rng_state
     ranks = state.get("ranks")
     if trainer.world_size <= 1:
         return

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
-from ganforge.training.checkpoint import CheckpointError, CheckpointStore, safe_load
+from ganforge.storage import CheckpointError, CheckpointStore, safe_load
 
 #: Architecture keys, as the config key a user would set.
 _CONFIG_KEY = {"model": "model.name", "image_size": "data.image_size", "channels": "data.channels"}

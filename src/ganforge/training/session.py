@@ -11,7 +11,7 @@ from ganforge.runfiles import RunDir, new_run_dir
 from ganforge.training import distributed
 from ganforge.training import init_from
 from ganforge.training.callbacks import default_callbacks
-from ganforge.training.checkpoint import CheckpointStore, atomic_write_text
+from ganforge.storage import CheckpointStore, atomic_write_text
 from ganforge.training.signals import fit_until_stopped
 from ganforge.training.trainer import Trainer
 

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from ganforge.runfiles import RunDir
+from ganforge.storage import StorageError, resume_command, storage_error_message
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -95,8 +96,6 @@ def ignore_stop_signals() -> None:
 
 
 def stopped_message(run_dir: Path, signame: str, step: int, checkpoint: str | None) -> str:
-    from ganforge.training.checkpoint import resume_command
-
     saved = f"saved {Path(run_dir) / checkpoint}" if checkpoint else "nothing to save yet"
     return (f"ganforge: stopped by {signame} at step {step}; {saved}.\n"
             f"Resume with:\n  {resume_command(run_dir)}")
@@ -104,11 +103,9 @@ def stopped_message(run_dir: Path, signame: str, step: int, checkpoint: str | No
 
 def fit_until_stopped(trainer) -> Path:
     """``trainer.fit()`` with SIGINT/SIGTERM turned into a clean stop (it prints the resume command), and a
-    write that the disk refused turned into a :class:`~ganforge.training.checkpoint.StorageError` that
+    write that the disk refused turned into a :class:`~ganforge.storage.StorageError` that
     says what to do."""
     import json
-
-    from ganforge.training.checkpoint import StorageError, storage_error_message
 
     with StopSignals(trainer.world_size, every=trainer.cfg.train.log_every) as stop:
         trainer.stop = stop

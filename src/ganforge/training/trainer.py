@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import platform
 import random
 import sys
 import time
@@ -24,9 +23,9 @@ from ganforge.classes import fixed_labels
 from ganforge.config import Config, ConfigError
 from ganforge.data import build_loader
 from ganforge.data.channel_check import check_channels
+from ganforge.devices import hardware_description, pick_device, rng_state, set_rng_state  # noqa: F401  (also imported from here)
 from ganforge.sampling import generate, save_grid
-from ganforge.training.checkpoint import (CheckpointStore, atomic_torch_save, atomic_write_text, safe_load,
-                                          to_bytes)
+from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load, to_bytes
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.guard import DivergenceGuard
 from ganforge.training.losses import build_loss
@@ -37,35 +36,6 @@ from ganforge.training import distributed
 from ganforge.training.speed import accelerate
 from ganforge.training.step import GANStep
 from ganforge.training.strategies import build_d_input, build_penalties, build_targets
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(_as_python_random_state(state["python"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _as_python_random_state(s):
-    # torch.load(weights_only=True) gives lists back where random.getstate() had tuples.
-    return (s[0], tuple(s[1]), s[2])
 
 
 @dataclass
@@ -474,10 +444,4 @@ class Trainer:
         record["lr_d"] = self.opt_d.param_groups[0]["lr"]
         record.update(self.step_fn.d_input.log())
         return record
-
-
-def hardware_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 

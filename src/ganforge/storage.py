@@ -1,0 +1,346 @@
+"""Files on disk that survive a crash: atomic writes, storage errors, safe loading, the checkpoint store.
+
+This module is part of the bottom layer (with :mod:`ganforge.config`, :mod:`ganforge.runfiles` and
+:mod:`ganforge.devices`): it knows no training, so every layer may use it.  Checkpoints are written
+atomically, listed with checksums in a manifest, and loaded without pickle code.
+
+A checkpoint is a plain ``torch.save`` of tensors, numbers, strings and containers only, so it loads
+with ``torch.load(..., weights_only=True)``: a file that tries to run code on load is refused.  Every
+write goes to a temporary file that is flushed, fsynced and renamed into place, then recorded in
+``checkpoints/manifest.json`` with its SHA-256; a kill at any moment leaves the previous checkpoint and
+manifest intact.  The order of a save is what makes that true:
+
+1. ``step_N.pt`` is written to ``.step_N.pt.tmp-PID``, fsynced, renamed (and the folder fsynced);
+2. the manifest that lists it is written the same way;
+3. only then are the checkpoints that this manifest no longer lists (older than the last K) deleted.
+
+A failure to write (full disk, read-only file system, no permission) raises :class:`StorageError`,
+whose one-paragraph message says what happened, which checkpoint is still good, and what to do.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from ganforge.runfiles import RunDir
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file that would import or run code when unpickled: refused, never loaded."""
+
+
+class StorageError(CheckpointError):
+    """A write into a run directory failed for a reason the user must fix (space, permissions)."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing files so that a crash never leaves half of one
+# ------------------------------------------------------------------------------------------------
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``path`` holds either its old content or ``data``, whatever happens (a kill, a full disk)."""
+    path = Path(path)
+    tmp = _temporary_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+            raise StorageError(storage_error_message(e, path), e.errno) from e
+        raise
+    _fsync_dir(path.parent)
+
+
+def to_bytes(state: dict) -> bytes:
+    """``state`` as ``torch.save`` writes it, in memory: written atomically, or kept for a rollback."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def atomic_torch_save(path: Path, state: dict) -> None:
+    """``torch.save(state, path)``, atomically."""
+    atomic_write_bytes(path, to_bytes(state))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# What to tell the user when the disk says no
+# ------------------------------------------------------------------------------------------------
+def find_run_dir(path: Path) -> Path | None:
+    """The run directory (the folder with ``config.yaml``) that ``path`` is in, if any."""
+    found = RunDir.containing(path)
+    return found.path if found else None
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"ganforge train --resume {shlex.quote(str(run_dir))}"
+
+
+def storage_error_message(e: OSError, path: Path | str | None = None, within: Path | None = None) -> str | None:
+    """One paragraph for a failed write: what happened, what is still good, what to do.
+
+    ``path`` is the file being written (else ``e.filename``); ``within`` the folder it was in, for errors
+    that name no file (a write to an open file).  ``None`` for errors that are not about the storage
+    (those keep their own message).
+    """
+    if e.errno not in _STORAGE_ERRNOS:
+        return None
+    name = path or e.filename
+    if name is None:
+        path = Path(within or ".")
+        folder = path
+        path_text = f"a file in {within}" if within else "a file"
+    else:
+        path = Path(name)
+        if _TEMPORARY.match(path.name):  # name the file being written, not its temporary twin
+            path = path.with_name(path.name[1:].rsplit(".tmp-", 1)[0])
+        folder, path_text = path.parent, None
+    run_dir = find_run_dir(folder)
+    where = run_dir or folder
+    path = path_text or path
+    if e.errno == errno.EFBIG:
+        what = (f"{path} could not be written: it would be larger than this process may write "
+                f"({os.strerror(e.errno)}: a file-size limit, see ulimit -f, or the file system's largest file)")
+        fix = "Raise the limit (ulimit -f unlimited) or use a file system that takes larger files"
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"there is no space left to write {path} ({os.strerror(e.errno)}: the disk or your quota is full)"
+        fix = f"Free some space (df -h {shlex.quote(str(where))} shows how much is left; old runs can go)"
+    elif e.errno == errno.EROFS:
+        what = f"{path} cannot be written: {where} is on a read-only file system"
+        fix = "Remount it read-write, or copy the run directory to a writable place (and resume the copy)"
+    else:
+        what = f"{path} cannot be written: no permission ({os.strerror(e.errno)})"
+        fix = (f"Give your user write access to {where} (chown/chmod), or copy the run directory to a writable "
+               "place (and resume the copy)")
+    if run_dir is None:
+        fix = fix.replace(", or copy the run directory to a writable place (and resume the copy)", "")
+        return (f"{what}. Nothing was trained or saved there. {fix}, or write somewhere else (for training, "
+                "choose the place of run directories with --runs-dir), then start again.")
+    found = CheckpointStore(RunDir(run_dir).checkpoints).latest_valid(warn=lambda *_: None)
+    if found is None:
+        return f"{what}. Training stopped before any checkpoint was saved. {fix}, then start the run again."
+    return (f"{what}. Training stopped; files already saved were not changed: the last good checkpoint, "
+            f"{found[0]} (step {found[1]['step']}), is untouched. {fix}, then continue with: "
+            f"{resume_command(run_dir)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading without running code
+# ------------------------------------------------------------------------------------------------
+def _refusal_reason(msg: str) -> str | None:
+    """What a weights-only refusal was about, in plain words, or None if it was no refusal."""
+    m = re.search(r"unsupported GLOBAL ([\w.]+)", msg, re.IGNORECASE) or re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+    if m:
+        return f"it asks to import {m.group(1)} while loading, which would run code"
+    if "Weights only load failed" in msg or "weights_only" in msg.lower():
+        line = next((l.strip() for l in msg.splitlines() if "Unsupported" in l or "unsupported" in l), "")
+        return "it is a pickle that is not plain data" + (f" ({line[:120]})" if line else "")
+    return None
+
+
+def safe_load(path: Path, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint without executing code: anything but tensors and plain data is refused."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch's note on odd pickle protocols: the refusal below says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+        msg = str(e)
+        reason = _refusal_reason(msg)
+        if reason is not None:
+            raise UnsafeCheckpointError(
+                f"{path} was refused: {reason}. ganforge loads checkpoints with torch.load(weights_only=True) "
+                "and never runs code from a file. Nothing from it was loaded or executed. If it came from "
+                "someone else, do not open it with other tools either; to share a generator, use "
+                "'ganforge export RUN out/' (safetensors and JSON, no code)."
+            ) from None
+        first = msg.strip().splitlines()[0][:300] if msg.strip() else type(e).__name__
+        raise CheckpointError(f"{path} could not be read as a checkpoint (it is truncated or damaged: {first}); "
+                              "use an earlier checkpoint of the run") from None
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The checkpoints/ folder of a run
+# ------------------------------------------------------------------------------------------------
+class CheckpointStore:
+    """The ``checkpoints/`` folder of a run: step checkpoints, the best one, and the manifest."""
+
+    def __init__(self, folder: Path, keep: int = 3):
+        self.folder = Path(folder)
+        self.keep = keep
+        self.manifest_path = self.folder / RunDir.MANIFEST
+        self._cleaned = False
+
+    # -------------------------------------------------------------- the manifest
+    def _read_manifest(self) -> dict | None:
+        """The manifest, or None when it is missing or unreadable."""
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("checkpoints"), list):
+            return None
+        data.setdefault("best", None)
+        return data
+
+    def manifest(self) -> dict:
+        return self._read_manifest() or {"checkpoints": [], "best": None}
+
+    def _write_manifest(self, manifest: dict) -> None:
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2))
+
+    # -------------------------------------------------------------- saving
+    def save(self, state: dict, step: int, best: bool = False, metric: float | None = None) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
+        name = f"step_{step:08d}.pt"
+        path = self.folder / name
+        data = to_bytes(state)
+        atomic_write_bytes(path, data)
+        entry = {"file": name, "step": step, "epoch": state.get("epoch"), "sha256": hashlib.sha256(data).hexdigest(),
+                 "bytes": len(data)}
+        manifest = self.manifest()
+        entries = [c for c in manifest["checkpoints"] if c["file"] != name] + [entry]
+        # Beyond the last K: forgotten by this manifest, deleted only once it is on disk.
+        drop = entries[:-self.keep] if self.keep > 0 else []
+        manifest["checkpoints"] = entries[len(drop):]
+        if best:
+            atomic_write_bytes(self.folder / RunDir.BEST, data)
+            manifest["best"] = dict(entry, file=RunDir.BEST, metric=metric)
+        self._write_manifest(manifest)
+        for c in drop:
+            (self.folder / c["file"]).unlink(missing_ok=True)
+        return path
+
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written files of a process that was killed mid-write (never of a live one)."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        for p in self.folder.iterdir():
+            m = _TEMPORARY.match(p.name)
+            if m and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+
+    # -------------------------------------------------------------- finding a good one
+    def verify(self, entry: dict) -> bool:
+        path = self.folder / entry["file"]
+        return path.is_file() and sha256_file(path) == entry["sha256"]
+
+    def candidates(self, warn: Callable[[str], Any] = _warn) -> Iterator[tuple[Path, dict]]:
+        """Checkpoints worth loading, newest first: those passing their checksum; broken ones are reported.
+
+        Without a readable manifest (deleted, or written by hand), the ``step_*.pt`` files are offered by
+        step number, newest first, with a warning: they have no checksum to check, so loading them is the
+        test (a truncated file fails to load).
+        """
+        manifest = self._read_manifest()
+        if manifest is None:
+            files = sorted(self.folder.glob("step_*.pt"), reverse=True) if self.folder.is_dir() else []
+            if files:
+                warn(f"warning: {self.manifest_path} is missing or unreadable; trying the checkpoint files by "
+                     "step number, newest first, without checksums")
+            for p in files:
+                m = re.match(r"step_(\d+)\.pt$", p.name)
+                if m:
+                    yield p, {"file": p.name, "step": int(m.group(1)), "sha256": None}
+            return
+        for entry in reversed(manifest["checkpoints"]):
+            if self.verify(entry):
+                yield self.folder / entry["file"], entry
+            else:
+                warn(f"warning: checkpoint {self.folder / entry['file']} is missing or fails its checksum; "
+                     "using the one before it")
+
+    def latest_valid(self, warn: Callable[[str], Any] = _warn) -> tuple[Path, dict] | None:
+        """The newest checkpoint whose checksum matches; broken ones are reported and skipped."""
+        for path, entry in self.candidates(warn):
+            if entry["sha256"] is None:  # no manifest: the file must at least load
+                try:
+                    safe_load(path)
+                except UnsafeCheckpointError:
+                    raise
+                except CheckpointError as e:
+                    warn(f"warning: {e}; using the one before it")
+                    continue
+            return path, entry
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
