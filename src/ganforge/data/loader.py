@@ -14,10 +14,11 @@ draws from the global torch RNG, so a resumed run sees exactly the batches the u
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -26,7 +27,6 @@ from torch.utils.data import DataLoader, Sampler
 from ganforge.config import Config
 from ganforge.data.errors import DataError
 from ganforge.data.sources import check_decodable, open_source
-from ganforge.training.signals import ignore_stop_signals
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -73,16 +73,18 @@ def _collate(items):
     return images, labels, bad
 
 
-def _seed_worker(worker_id: int) -> None:
+def _seed_worker(worker_id: int, hook: Callable[[], None] | None = None) -> None:
     # torch seeds each worker from the DataLoader's own generator; numpy and random follow it.
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    ignore_stop_signals()  # a SIGTERM/SIGINT to the process group must not kill a worker: the trainer stops
+    if hook is not None:  # the trainer's: a SIGTERM/SIGINT to the process group must not kill a worker
+        hook()
 
 
 class BatchLoader:
-    def __init__(self, dataset, cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1):
+    def __init__(self, dataset, cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1,
+                 worker_init: Callable[[], None] | None = None):
         self.dataset = dataset
         self.device = device
         self.batch_size = cfg.data.batch_size
@@ -116,7 +118,7 @@ class BatchLoader:
                 collate_fn=_collate, pin_memory=device.type == "cuda", drop_last=True,
                 prefetch_factor=cfg.data.prefetch_factor if workers else None,
                 persistent_workers=bool(workers) and cfg.data.persistent_workers,
-                worker_init_fn=_seed_worker if workers else None, generator=self.loader_generator,
+                worker_init_fn=functools.partial(_seed_worker, hook=worker_init) if workers else None, generator=self.loader_generator,
             )
         # Flips are drawn from this generator on the device's side; its state is checkpointed.
         self.generator = torch.Generator().manual_seed(cfg.train.seed + 7919 * (rank + 1))
@@ -185,7 +187,10 @@ class BatchLoader:
         self._seen_bad |= set(state.get("seen_bad", []))
 
 
-def build_loader(cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1) -> BatchLoader:
+def build_loader(cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1,
+                 worker_init: Callable[[], None] | None = None) -> BatchLoader:
+    """The batches of ``data.source`` for this rank; ``worker_init`` runs first in every worker process
+    (the trainer passes :func:`ganforge.training.signals.ignore_stop_signals`)."""
     dataset = open_source(cfg)
     if hasattr(dataset, "check_config"):  # a prepared dataset: made at one size, channels and crop
         dataset.check_config(cfg)
@@ -194,4 +199,4 @@ def build_loader(cfg: Config, device: torch.device, rank: int = 0, world_size: i
         raise DataError(f"model.num_classes={cfg.model.num_classes} but {cfg.data.source} has {len(classes)} "
                         f"classes ({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}): "
                         f"set model.num_classes={len(classes)}")
-    return BatchLoader(dataset, cfg, device, rank, world_size)
+    return BatchLoader(dataset, cfg, device, rank, world_size, worker_init=worker_init)

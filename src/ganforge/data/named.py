@@ -15,6 +15,7 @@ import torch
 from ganforge.config import Config
 from ganforge.data.decode import resize_crop
 from ganforge.data.errors import DataError
+from ganforge.data.files import FolderSource, ZipSource
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -134,7 +135,6 @@ def load_cifar10(cfg: Config) -> TensorSource:
 
 def load_celeba(cfg: Config):
     """CelebA's aligned faces (202,599 JPEGs), read as files: a folder or the zip as downloaded."""
-    from ganforge.data.sources import FolderSource, ZipSource
     root = _root(cfg)
     for folder in (root / "celeba" / "img_align_celeba", root / "img_align_celeba"):
         if folder.is_dir():

@@ -31,7 +31,7 @@ from ganforge.training.guard import DivergenceGuard
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
 from ganforge.training.schedules import build_lr_schedules
-from ganforge.training.signals import StopSignals
+from ganforge.training.signals import StopSignals, ignore_stop_signals
 from ganforge.training import distributed
 from ganforge.training.speed import accelerate
 from ganforge.training.step import GANStep
@@ -257,7 +257,7 @@ class Trainer:
 
     def fit(self) -> Path:
         cfg = self.cfg
-        self.loader = build_loader(cfg, self.device, self.rank, self.world_size)
+        self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         self._record_class_names()
         if getattr(self, "_resume_state", None) is not None:
