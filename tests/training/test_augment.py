@@ -6,7 +6,7 @@ import torch
 
 from ganforge.config import ConfigError
 from ganforge.training.augment import AdaptiveAugment, DiffAugment, TRANSFORMS, cutout, translation
-from ganforge.training.strategies import build_d_input
+from ganforge.training.build import build_d_input
 
 
 @pytest.mark.parametrize("policy", [["color"], ["translation"], ["cutout"], ["color", "translation", "cutout"]])

@@ -14,7 +14,7 @@ from ganforge.training.augment import Fill, cutout, translation
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.losses import RelativisticPairingLoss
 from ganforge.training.penalties import LeCamPenalty, R1Penalty, R2Penalty, ReconstructionLoss
-from ganforge.training.strategies import augment_fill, build_penalties
+from ganforge.training.build import augment_fill, build_penalties
 
 
 def test_rpgan_is_a_pairwise_softplus_of_differences():

@@ -1,8 +1,8 @@
 """Small, separate pieces the training step calls: label targets, D-input transforms, penalties.
 
 Each piece is a callable with a no-op default, so the step in :mod:`ganforge.training.step` reads like
-the tutorial and every strategy can be read (and tested) on its own.  The ``build_*`` functions turn the
-config into pieces; the pieces with more to them live in their own modules:
+the tutorial and every strategy can be read (and tested) on its own.  :mod:`ganforge.training.build`
+turns the config into pieces; the pieces with more to them live in their own modules:
 
 - losses: :mod:`ganforge.training.losses`
 - augmentation (DiffAugment, ADA): :mod:`ganforge.training.augment`
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ganforge.config import Config, ConfigError
+from ganforge.config import Config
 
 
 class Targets:
@@ -134,64 +134,6 @@ class Penalty:
 
 
 def build_targets(cfg: Config) -> Targets:
+    """The label targets of ``loss.*`` (kept here for code that imports it from this module; the other
+    builders are in :mod:`ganforge.training.build`)."""
     return Targets(cfg)
-
-
-def build_d_input(cfg: Config) -> DInput:
-    from ganforge.training.augment import AdaptiveAugment, DiffAugment
-
-    if cfg.noise.anneal_steps < 0:
-        raise ConfigError(f"noise.anneal_steps must be >= 0 (0: no annealing), got {cfg.noise.anneal_steps}")
-    a = cfg.augment
-    parts: list[DInput] = []
-    if a.name != "none" and not a.policy:
-        raise ConfigError(f"augment.name={a.name} with an empty augment.policy does nothing: list transforms "
-                          "(color, translation, cutout) or set augment.name=none")
-    fill = augment_fill(cfg)
-    if a.name == "diffaugment":
-        parts.append(DiffAugment(a.policy, a.p, fill))
-    elif a.name == "ada":
-        if a.ada_kimg <= 0:
-            raise ConfigError(f"augment.ada_kimg must be > 0, got {a.ada_kimg}")
-        parts.append(AdaptiveAugment(a.policy, a.p, a.ada_target, a.ada_interval, a.ada_kimg, fill))
-    # Always present, so the log always says the noise level (0 when off).
-    parts.append(InstanceNoise(cfg.noise.std, cfg.noise.anneal_steps))
-    return DInputChain(parts)
-
-
-def augment_fill(cfg: Config):
-    """What translation and cutout leave where the image was (``augment.fill``), in D's [-1, 1] range.
-
-    ``zero`` is DiffAugment's 0: mid-grey, which on a set photographed or drawn on white is a colour no
-    real image has at its border, so D can tell a shifted image from its edge.  ``background`` fills
-    with ``data.background`` (transparent for RGBA), ``reflect`` mirrors the image into the gap
-    (cutout, which has nothing to mirror, uses the background colour)."""
-    from ganforge.training.augment import Fill
-
-    a = cfg.augment
-    if a.fill == "zero":
-        return Fill()
-    rgb = [c / 127.5 - 1.0 for c in cfg.data.background]
-    channels = cfg.data.channels
-    colour = {1: [sum(rgb) / 3], 3: rgb}.get(channels, rgb + [-1.0] * (channels - 3))
-    return Fill(colour=colour, reflect=a.fill == "reflect")
-
-
-def build_penalties(cfg: Config) -> list[Penalty]:
-    from ganforge.training.penalties import (GradientPenalty, LeCamPenalty, R1Penalty, R2Penalty,
-                                             ReconstructionLoss)
-
-    l = cfg.loss
-    penalties: list[Penalty] = []
-    # First, so it finds D's features of the real batch still kept from the step's forward pass.
-    if cfg.model.name == "fastgan" and cfg.model.fastgan_decoder and l.recon != "none":
-        penalties.append(ReconstructionLoss(l.recon, l.recon_weight))
-    if l.r1_gamma > 0:
-        penalties.append(R1Penalty(l.r1_gamma, l.r1_every))
-    if l.r2_gamma > 0:
-        penalties.append(R2Penalty(l.r2_gamma, l.r1_every))
-    if l.name == "wgan-gp":
-        penalties.append(GradientPenalty(l.gp_weight))
-    if l.lecam > 0:
-        penalties.append(LeCamPenalty(l.lecam))
-    return penalties

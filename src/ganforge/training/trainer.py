@@ -35,7 +35,7 @@ from ganforge.training.signals import StopSignals, ignore_stop_signals
 from ganforge.training import distributed
 from ganforge.training.speed import accelerate
 from ganforge.training.step import GANStep
-from ganforge.training.strategies import build_d_input, build_penalties, build_targets
+from ganforge.training.build import build_d_input, build_penalties, build_targets
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Building a run's training pieces from its config: every ``build_*`` function, in one module.
+
+The pieces themselves live where their concept does (:mod:`~ganforge.training.strategies`,
+:mod:`~ganforge.training.augment`, :mod:`~ganforge.training.penalties`, :mod:`~ganforge.training.losses`,
+:mod:`~ganforge.training.optim`, :mod:`~ganforge.training.schedules`); this module only reads the config
+and picks them, so those modules need not know each other.  Each builder checks the config keys it
+reads and raises :class:`~ganforge.config.ConfigError` naming the key: :func:`check_config` runs them
+all on a config before anything is trained (the preflight).
+"""
+from __future__ import annotations
+
+from ganforge.config import Config, ConfigError
+from ganforge.training.augment import AdaptiveAugment, DiffAugment, Fill
+from ganforge.training.losses import build_loss  # noqa: F401  (one place to find every builder)
+from ganforge.training.optim import build_optimizer  # noqa: F401
+from ganforge.training.penalties import GradientPenalty, LeCamPenalty, R1Penalty, R2Penalty, ReconstructionLoss
+from ganforge.training.schedules import build_lr_schedules  # noqa: F401
+from ganforge.training.strategies import DInput, DInputChain, InstanceNoise, Penalty, build_targets  # noqa: F401
+
+
+def build_d_input(cfg: Config) -> DInput:
+    if cfg.noise.anneal_steps < 0:
+        raise ConfigError(f"noise.anneal_steps must be >= 0 (0: no annealing), got {cfg.noise.anneal_steps}")
+    a = cfg.augment
+    parts: list[DInput] = []
+    if a.name != "none" and not a.policy:
+        raise ConfigError(f"augment.name={a.name} with an empty augment.policy does nothing: list transforms "
+                          "(color, translation, cutout) or set augment.name=none")
+    fill = augment_fill(cfg)
+    if a.name == "diffaugment":
+        parts.append(DiffAugment(a.policy, a.p, fill))
+    elif a.name == "ada":
+        if a.ada_kimg <= 0:
+            raise ConfigError(f"augment.ada_kimg must be > 0, got {a.ada_kimg}")
+        parts.append(AdaptiveAugment(a.policy, a.p, a.ada_target, a.ada_interval, a.ada_kimg, fill))
+    # Always present, so the log always says the noise level (0 when off).
+    parts.append(InstanceNoise(cfg.noise.std, cfg.noise.anneal_steps))
+    return DInputChain(parts)
+
+
+def augment_fill(cfg: Config):
+    """What translation and cutout leave where the image was (``augment.fill``), in D's [-1, 1] range.
+
+    ``zero`` is DiffAugment's 0: mid-grey, which on a set photographed or drawn on white is a colour no
+    real image has at its border, so D can tell a shifted image from its edge.  ``background`` fills
+    with ``data.background`` (transparent for RGBA), ``reflect`` mirrors the image into the gap
+    (cutout, which has nothing to mirror, uses the background colour)."""
+    a = cfg.augment
+    if a.fill == "zero":
+        return Fill()
+    rgb = [c / 127.5 - 1.0 for c in cfg.data.background]
+    channels = cfg.data.channels
+    colour = {1: [sum(rgb) / 3], 3: rgb}.get(channels, rgb + [-1.0] * (channels - 3))
+    return Fill(colour=colour, reflect=a.fill == "reflect")
+
+
+def build_penalties(cfg: Config) -> list[Penalty]:
+    l = cfg.loss
+    penalties: list[Penalty] = []
+    # First, so it finds D's features of the real batch still kept from the step's forward pass.
+    if cfg.model.name == "fastgan" and cfg.model.fastgan_decoder and l.recon != "none":
+        penalties.append(ReconstructionLoss(l.recon, l.recon_weight))
+    if l.r1_gamma > 0:
+        penalties.append(R1Penalty(l.r1_gamma, l.r1_every))
+    if l.r2_gamma > 0:
+        penalties.append(R2Penalty(l.r2_gamma, l.r1_every))
+    if l.name == "wgan-gp":
+        penalties.append(GradientPenalty(l.gp_weight))
+    if l.lecam > 0:
+        penalties.append(LeCamPenalty(l.lecam))
+    return penalties
