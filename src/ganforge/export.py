@@ -1,4 +1,10 @@
-"""A trained generator for sharing: ``generator.safetensors`` plus ``config.json``, nothing executable.
+"""Generator files: loading a generator from a run, a checkpoint, a generator file or an export, and exporting one.
+
+Every way of getting a trained generator back goes through :func:`load_generator` (``sample``,
+``interpolate``, ``eval``, ``export``, the metrics), which knows each format itself: there is no registry
+of loaders to fill at import time.
+
+An export is a trained generator for sharing: ``generator.safetensors`` plus ``config.json``, nothing executable.
 
 Checkpoints (``.pt``) are pickles; ganforge loads them with ``weights_only=True``, but other tools may
 not, so a file meant to travel is better in a format that cannot carry code at all.  An export folder:
@@ -6,7 +12,7 @@ not, so a file meant to travel is better in a format that cannot carry code at a
 - ``generator.safetensors``: the generator's tensors (the EMA copy when the run kept one),
 - ``config.json``: the run's full config, the architecture it describes, and the SHA-256 of the weights.
 
-``ganforge sample out/`` (and :func:`ganforge.sampling.load_generator`) accept such a folder: the
+``ganforge sample out/`` (and :func:`load_generator`) accept such a folder: the
 config is plain JSON, validated like any config, and the tensors are checked against the architecture
 before they are loaded.
 """
@@ -18,9 +24,10 @@ from pathlib import Path
 
 import torch
 
-from ganforge import sampling
+from ganforge import nets
 from ganforge.config import ConfigError, from_dict
-from ganforge.storage import CheckpointError, atomic_write_bytes, atomic_write_text
+from ganforge.runfiles import RunDir
+from ganforge.storage import CheckpointError, CheckpointStore, atomic_write_bytes, atomic_write_text, safe_load
 
 FORMAT = "ganforge-export-1"
 WEIGHTS = "generator.safetensors"
@@ -31,14 +38,13 @@ def export_generator(source: str | Path, out: str | Path, which: str = "auto", o
     """Write the generator of ``source`` (a run directory or a checkpoint/generator file) to ``out``."""
     from safetensors.torch import save
 
-    from ganforge import nets
 
     out = Path(out)
     if (out / WEIGHTS).exists() and not overwrite:
         raise ConfigError(f"{out} already holds an export ({WEIGHTS}); choose another folder or pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; give a folder to export into")
-    G, cfg = sampling.load_generator(source, device="cpu", which=which)
+    G, cfg = load_generator(source, device="cpu", which=which)
     # Contiguous copies that share no memory: safetensors stores each tensor once, by value.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in G.state_dict().items()}
     data = save(tensors, metadata={"format": FORMAT})
@@ -55,7 +61,6 @@ def load_export(folder: str | Path, device: str | torch.device = "cpu"):
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from ganforge import nets
 
     folder = Path(folder)
     try:
@@ -87,4 +92,32 @@ def load_export(folder: str | Path, device: str | torch.device = "cpu"):
     return G.to(device), cfg
 
 
-sampling._EXPORT_LOADERS["dir"] = load_export
+def load_generator(path: str | Path, device: str | torch.device = "cpu", which: str = "auto"):
+    """A generator (eval-ready, no training state) and its config, from a run directory, a checkpoint
+    file, or a generator file.  Loading never runs code from the file (``weights_only=True``)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / WEIGHTS).is_file():
+            return load_export(path, device)
+        candidates = []
+        if which in ("auto", "final"):
+            candidates.append(RunDir(path).generator)
+        if which in ("auto", "best"):
+            candidates.append(RunDir(path).best)
+        found = CheckpointStore(RunDir(path).checkpoints).latest_valid(warn=lambda *_: None)
+        if found and which in ("auto", "latest"):
+            candidates.append(found[0])
+        candidates = [c for c in candidates if c.is_file()]
+        if not candidates:
+            raise ConfigError(f"{path} holds no generator: expected generator.pt or checkpoints/ from a ganforge run")
+        path = candidates[0]
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: give a run directory, a checkpoint or generator file, or an export folder")
+    state = safe_load(path, map_location="cpu")
+    if not isinstance(state, dict) or "config" not in state or "G" not in state:
+        raise ConfigError(f"{path} is not a ganforge checkpoint or generator file")
+    cfg = from_dict(state["config"])
+    nets.check_architecture(state.get("architecture"), cfg, source=str(path))
+    G, _ = nets.build(cfg)
+    G.load_state_dict(state.get("G_ema") or state["G"])
+    return G.to(device), cfg

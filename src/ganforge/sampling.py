@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torchvision.utils import make_grid, save_image
 
-from ganforge.runfiles import RunDir
+from ganforge.export import load_generator  # noqa: F401  (generators are loaded in ganforge.export)
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 
@@ -244,43 +244,3 @@ def save_each(images: torch.Tensor, folder: Path, names: list[str] | None = None
         paths.append(p)
     return paths
 
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu", which: str = "auto"):
-    """A generator (eval-ready, no training state) and its config, from a run directory, a checkpoint
-    file, or a generator file.  Loading never runs code from the file (``weights_only=True``)."""
-    from ganforge import nets
-    from ganforge.config import ConfigError, from_dict
-    from ganforge.storage import CheckpointStore, safe_load
-
-    path = Path(path)
-    if path.is_dir():
-        import ganforge.export  # noqa: F401  (registers the safetensors loader below)
-        export_loader = _EXPORT_LOADERS.get("dir")
-        if export_loader and (path / "generator.safetensors").is_file():
-            return export_loader(path, device)
-        candidates = []
-        if which in ("auto", "final"):
-            candidates.append(RunDir(path).generator)
-        if which in ("auto", "best"):
-            candidates.append(RunDir(path).best)
-        found = CheckpointStore(RunDir(path).checkpoints).latest_valid(warn=lambda *_: None)
-        if found and which in ("auto", "latest"):
-            candidates.append(found[0])
-        candidates = [c for c in candidates if c.is_file()]
-        if not candidates:
-            raise ConfigError(f"{path} holds no generator: expected generator.pt or checkpoints/ from a ganforge run")
-        path = candidates[0]
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist: give a run directory, a checkpoint or generator file, or an export folder")
-    state = safe_load(path, map_location="cpu")
-    if not isinstance(state, dict) or "config" not in state or "G" not in state:
-        raise ConfigError(f"{path} is not a ganforge checkpoint or generator file")
-    cfg = from_dict(state["config"])
-    nets.check_architecture(state.get("architecture"), cfg, source=str(path))
-    G, _ = nets.build(cfg)
-    G.load_state_dict(state.get("G_ema") or state["G"])
-    return G.to(device), cfg
-
-
-#: Loaders for other generator formats (the safetensors export registers itself here).
-_EXPORT_LOADERS: dict = {}

@@ -20,7 +20,9 @@ import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
 from ganforge.metrics import scores
-from ganforge.metrics.features import build_extractor, check_features, report_suffix
+from ganforge.metrics.features import (RGBA_BACKGROUND, build_extractor, check_features,  # noqa: F401
+                                       extract_features, report_suffix, to_uint8_rgb)
+from ganforge.metrics.stats_cache import real_features as cached_real_features
 
 METRICS = ("fid", "kid", "is", "pr")
 #: Names ``eval.best`` accepts -> (the metric that computes it, whether higher is better).
@@ -68,41 +70,8 @@ def check_eval_config(cfg: Config) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Images and features
+# Generated images (converting and extracting features: ganforge.metrics.features)
 # --------------------------------------------------------------------------------------------------
-#: What RGBA images are composited on before feature extraction (the extractors see RGB): white, the
-#: default of ``data.background``, for real and generated images alike.
-RGBA_BACKGROUND = (255, 255, 255)
-
-
-def to_uint8_rgb(images: torch.Tensor, background: tuple[int, int, int] = RGBA_BACKGROUND) -> torch.Tensor:
-    """Images as a PNG would hold them: uint8, 3 channels (gray repeated; RGBA composited on ``background``,
-    as a viewer shows it).  Floats are taken in [-1, 1]."""
-    if images.dtype != torch.uint8:
-        # Exactly what saving a PNG does (save_image: x * 255 + 0.5, clamped, truncated).
-        images = (images.float().clamp(-1, 1).add(1).mul(127.5).add(0.5)).clamp(0, 255).to(torch.uint8)
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    if images.shape[1] == 4:
-        alpha = images[:, 3:].float() / 255.0
-        bg = torch.tensor(background, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-        images = (images[:, :3].float() * alpha + bg * (1 - alpha)).round().clamp(0, 255).to(torch.uint8)
-    if images.shape[1] != 3:
-        raise ConfigError(f"images must have 1, 3 or 4 (RGBA) channels, got shape {tuple(images.shape)}")
-    return images
-
-
-def extract_features(extractor: nn.Module, batches: Iterable[torch.Tensor], chunk: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Features and logits of every image, ``chunk`` at a time (a 299 x 299 Inception batch is large)."""
-    feats, logits = [], []
-    for batch in batches:
-        for part in to_uint8_rgb(batch).split(chunk):
-            f, lo = extractor(part)
-            feats.append(f.cpu().double().numpy())
-            logits.append(lo.cpu().double().numpy())
-    return np.concatenate(feats), np.concatenate(logits)
-
-
 def generated_batches(G: nn.Module, nz: int, n: int, batch_size: int, num_classes: int = 0, seed: int = EVAL_SEED,
                       device: str | torch.device = "cpu") -> Iterator[torch.Tensor]:
     """``n`` images from G for latents drawn with ``seed``: the same images every time.
@@ -209,7 +178,6 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
         if isinstance(real, torch.Tensor):
             real_features, _ = extract_features(extractor, real[:n].split(batch_size))
         else:
-            from ganforge.metrics.stats_cache import real_features as cached_real_features
             real_cfg = _config_for(real, fake_shape, cfg)
             real_features = cached_real_features(real_cfg, extractor, n, batch_size, dataset=dataset,
                                                  use_cache=use_cache)
@@ -236,18 +204,17 @@ def evaluate_sources(fake: str, real: str, image_size: int, metrics: Iterable[st
     read at ``image_size`` and through the same statistics cache as a generator's real images: the
     same extractor, the same subset of ``n`` images (all when fewer), the same report keys as
     :func:`evaluate`.  ``n_generated`` counts the images of ``fake``."""
-    from ganforge.metrics.stats_cache import real_features as cached_features
 
     metrics = check_metrics(metrics)
     check_features(features)
     if n < 2:
         raise ConfigError(f"evaluating needs at least 2 images, got n={n}")
     extractor = build_extractor(features, device, inception_weights)
-    fake_features, fake_logits = cached_features(source_config(fake, image_size), extractor, n, batch_size,
+    fake_features, fake_logits = cached_real_features(source_config(fake, image_size), extractor, n, batch_size,
                                                  use_cache=use_cache, logits=True)
     real_features = None
     if any(m != "is" for m in metrics):
-        real_features = cached_features(source_config(real, image_size), extractor, n, batch_size,
+        real_features = cached_real_features(source_config(real, image_size), extractor, n, batch_size,
                                         use_cache=use_cache)
     if fake_features.shape[0] < 2 or (real_features is not None and real_features.shape[0] < 2):
         which = fake if fake_features.shape[0] < 2 else real

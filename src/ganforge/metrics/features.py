@@ -13,13 +13,20 @@ they would be saved to PNG files.
   it (``fid_effnet_lite0``) so the two are never confused.
 - ``effnet-lite2``: EfficientNet-Lite2 from the same kind of wheel, a second ImageNet network for checks
   that one network's features are not being gamed.
+
+Images reach an extractor through :func:`to_uint8_rgb` (as a PNG holds them), and
+:func:`extract_features` runs one over batches: both live here, beside the extractors, so the scores
+(:mod:`ganforge.metrics.evaluate`) and the cache of real features (:mod:`ganforge.metrics.stats_cache`)
+share them without importing each other.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, Iterable
 
+import numpy as np
 import torch
+import torch.nn as nn
 
 from ganforge.config import ConfigError
 
@@ -58,3 +65,36 @@ def build_extractor(features: str, device: str | torch.device = "cpu", inception
     """The extractor called ``features``, ready on ``device``; built once per process and reused."""
     check_features(features)
     return _build(features, str(torch.device(device)), str(inception_weights or ""))
+
+
+#: What RGBA images are composited on before feature extraction (the extractors see RGB): white, the
+#: default of ``data.background``, for real and generated images alike.
+RGBA_BACKGROUND = (255, 255, 255)
+
+
+def to_uint8_rgb(images: torch.Tensor, background: tuple[int, int, int] = RGBA_BACKGROUND) -> torch.Tensor:
+    """Images as a PNG would hold them: uint8, 3 channels (gray repeated; RGBA composited on ``background``,
+    as a viewer shows it).  Floats are taken in [-1, 1]."""
+    if images.dtype != torch.uint8:
+        # Exactly what saving a PNG does (save_image: x * 255 + 0.5, clamped, truncated).
+        images = (images.float().clamp(-1, 1).add(1).mul(127.5).add(0.5)).clamp(0, 255).to(torch.uint8)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[1] == 4:
+        alpha = images[:, 3:].float() / 255.0
+        bg = torch.tensor(background, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+        images = (images[:, :3].float() * alpha + bg * (1 - alpha)).round().clamp(0, 255).to(torch.uint8)
+    if images.shape[1] != 3:
+        raise ConfigError(f"images must have 1, 3 or 4 (RGBA) channels, got shape {tuple(images.shape)}")
+    return images
+
+
+def extract_features(extractor: nn.Module, batches: Iterable[torch.Tensor], chunk: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Features and logits of every image, ``chunk`` at a time (a 299 x 299 Inception batch is large)."""
+    feats, logits = [], []
+    for batch in batches:
+        for part in to_uint8_rgb(batch).split(chunk):
+            f, lo = extractor(part)
+            feats.append(f.cpu().double().numpy())
+            logits.append(lo.cpu().double().numpy())
+    return np.concatenate(feats), np.concatenate(logits)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ganforge.config import Config
+from ganforge.metrics.features import extract_features
 from ganforge.storage import atomic_write_bytes
 
 #: Real images are drawn with this seed, so every evaluation of a dataset uses the same ones.
@@ -85,7 +86,6 @@ def real_features(cfg: Config, extractor, n: int, batch_size: int = 50, dataset=
     With ``logits``, ``(features, logits)``: what the Inception Score of a set of images (not a
     generator's) needs; the cache file then holds both.
     """
-    from ganforge.metrics.evaluate import extract_features
     cfg = eval_data_config(cfg)
     name, identity = cache_key(cfg, extractor, n)
     path = cache_dir() / name
