@@ -64,3 +64,15 @@ def test_describe_counts_conditional_and_attention_models(capsys):
     out = capsys.readouterr().out
     assert "SelfAttention" in out and "ClassProjection" in out and "ConditionalBatchNorm" in out
     assert "Generator forward pass, one image:" in out and "Discriminator forward pass, one image:" in out
+
+
+@pytest.mark.parametrize("preset,counts", [("fastgan-64", (726_588, 40_240)), ("fastgan-256", (27_393_270, 10_292_432))])
+def test_fastgan_presets_build_and_describe_their_layers(preset, counts, capsys):
+    cfg = C.load(preset=preset, overrides=["model.spectral_norm=false", "model.spectral_norm_g=false"])
+    with torch.device("meta"):
+        G, D = nets.build(cfg)
+    assert (count_parameters(G), count_parameters(D)) == counts
+    assert main(["describe", "--preset", preset]) == 0
+    out = capsys.readouterr().out
+    assert "model fastgan" in out and "SkipExcitation" in out and "Decoder" in out and "DownBlock" in out
+    assert "Generator forward pass, one image:" in out and "activation memory" in out

@@ -19,9 +19,9 @@ Discriminator
     reals.  D must keep features that describe the whole image, which is what keeps a D trained on
     a few images from memorising them.
 
-Width: the channels at resolution ``r`` are ``ngf * min(16, S / r)`` for an image of size ``S`` (so the
-last block has ``ngf``), and the same with ``ndf`` for D at half that resolution.  On a CPU, ``ngf``
-and ``ndf`` of 8 to 16 make a step cheap.  ``model.fastgan_decoder`` is the size the decoders rebuild
+Width: the channels at resolution ``r`` are ``ngf * min(16, 64 / r)`` (the paper's table: 16x at 4 px,
+halving with each doubling; ``ngf`` at 64 px), at least 4, and D's map at ``r`` has the channels G has
+at ``2r``, from ``ndf``.  On a CPU, ``ngf`` and ``ndf`` of 8 make a step cheap.  ``model.fastgan_decoder`` is the size the decoders rebuild
 at (0: no decoders and no self-supervision).
 
 Conditional variant (``model.num_classes``): conditional BatchNorm in G from a shared class embedding,
@@ -59,8 +59,9 @@ def sle_pairs(image_size: int) -> list[tuple[int, int]]:
 
 
 def widths(base: int, image_size: int) -> dict[int, int]:
-    """Channels at each resolution 4 .. image_size: ``base`` at the top, doubling per halving, at most 16x."""
-    return {4 * 2 ** i: base * min(16, image_size // (4 * 2 ** i)) for i in range(int(math.log2(image_size)) - 1)}
+    """Channels at each resolution 4 .. image_size: ``16 * base`` at 4 px, halving with each doubling, so
+    ``base`` at 64 px (the paper's table, without its plateau at 64 px), and at least 4."""
+    return {r: max(4, round(base * min(16.0, 64 / r))) for r in (4 * 2 ** i for i in range(int(math.log2(image_size)) - 1))}
 
 
 class NoiseInjection(nn.Module):
