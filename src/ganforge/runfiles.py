@@ -43,6 +43,7 @@ class RunDir:
     TIMELINE_GIF = "timeline.gif"
     TIMELINE_MP4 = "timeline.mp4"
     SAMPLES = "samples"
+    GRIDS = "grids.jsonl"  # in samples/: each grid with its step, as written
     CHECKPOINTS = "checkpoints"
     MANIFEST = "manifest.json"  # in checkpoints/
     BEST = "best.pt"  # in checkpoints/

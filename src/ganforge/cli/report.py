@@ -16,7 +16,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ganforge.reporting.callbacks import finish
+    from ganforge.reporting.html import finish
     from ganforge.reporting.html import write_report
     from ganforge.runfiles import resolve_run
 

@@ -4,7 +4,8 @@
 - :mod:`~ganforge.metrics.features` holds the feature extractors (``inception``, ``effnet-lite0``);
 - :mod:`~ganforge.metrics.scores` the metrics' mathematics on features;
 - :mod:`~ganforge.metrics.stats_cache` caches real-data features per dataset, resolution and extractor;
-- :class:`~ganforge.metrics.callback.EvalCallback` evaluates during training and keeps the best checkpoint.
+- evaluation during training (and the best checkpoint) is wired in by
+  :class:`ganforge.training.callbacks.evaluation.EvalCallback`; nothing here imports training.
 
 Report keys carry the extractor's name (``fid_inception``, ``fid_effnet_lite0``): see
 :mod:`ganforge.metrics.evaluate`.

@@ -1,7 +1,7 @@
 """The fixed-noise grids of a run in the order they were written: ``samples/grids.jsonl``.
 
 The trainer writes a grid at every epoch end (``epoch_NNNN.png``) and, with ``train.sample_every=N``,
-every N steps (``step_NNNNNNNN.png``).  Each one is listed, as it is written, in ``samples/grids.jsonl``
+every N steps (``step_NNNNNNNN.png``).  Each one is listed, as it is written (by the trainer), in ``samples/grids.jsonl``
 (``{"file", "step", "epoch"}``), so the report's slider, TensorBoard and the timeline can show every grid
 in step order, the step grids of a long epoch included, while the run is still going.
 
@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-INDEX = "grids.jsonl"
+from ganforge.runfiles import RunDir
+
+INDEX = RunDir.GRIDS
 _EPOCH_GRID = re.compile(r"^epoch_(\d+)\.png$")
 _STEP_GRID = re.compile(r"^step_(\d+)\.png$")
 
@@ -25,14 +27,6 @@ class Grid:
     label: str  # "epoch 3" / "step 120"
     path: Path
     step: int | None = None
-
-
-def record_grid(path: Path, step: int, epoch: int) -> None:
-    """List the grid just written at ``path`` (in ``samples/``) in the folder's index."""
-    path = Path(path)
-    line = json.dumps({"file": path.name, "step": int(step), "epoch": int(epoch)})
-    with open(path.parent / INDEX, "a") as f:
-        f.write(line + "\n")
 
 
 def _by_name(folder: Path, pattern: re.Pattern, word: str) -> list[Grid]:

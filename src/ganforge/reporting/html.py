@@ -17,6 +17,8 @@ import jinja2
 from ganforge.classes import row_labels
 from ganforge.reporting.curves import render_curves
 from ganforge.reporting.rundata import RunData, load_run, numeric_keys, per_epoch
+from ganforge.reporting.timeline import write_timeline
+from ganforge.storage import atomic_write_bytes, atomic_write_text
 
 #: Beyond this many sample grids the slider shows an even selection (always with the first and last),
 #: so a 500-epoch run still gives a page a browser opens quickly.
@@ -118,9 +120,21 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
 
 def write_report(run_dir: str | Path, live: dict | None = None, curves: Curves | None = None) -> Path:
     """Write ``RUN/report.html`` (atomically: a browser refreshing mid-write never sees half a page)."""
-    from ganforge.storage import atomic_write_text
-
     run = load_run(run_dir)
     path = run.path / "report.html"
     atomic_write_text(path, render(run, live, curves))
     return path
+
+
+def finish(run_dir: str | Path) -> list[Path]:
+    """The end-of-run artefacts: curves.png, the timeline, report.html (``ganforge report`` runs this, and
+    the report's callback at the end of training)."""
+    run = load_run(run_dir)
+    curves = plot(run)
+    written = []
+    if curves.png:
+        atomic_write_bytes(run.path / "curves.png", curves.png)
+        written.append(run.path / "curves.png")
+    written += write_timeline(run.path, run.sample_grids())
+    written.append(write_report(run.path, curves=curves))
+    return written

@@ -1,4 +1,7 @@
-"""TensorBoard logging of a run (``train.tensorboard``, on by default): ``tensorboard --logdir RUN/tensorboard``.
+"""TensorBoard's view of a run (``train.tensorboard``, on by default): ``tensorboard --logdir RUN/tensorboard``.
+
+The events are written during training by :class:`ganforge.training.callbacks.tensorboard.TensorBoardCallback`;
+this module holds what it shares with the rest of the reporting (tags, reading grids as RGB).
 
 Every number the trainer logs becomes a scalar, grouped by kind (``loss/``, ``D/``, ``lr/``, ``grad/``,
 ``speed/``, ``metrics/``), so keys added later (gradient norms, FID, ADA's p) show up without changes
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ganforge.reporting.rundata import POSITION_KEYS, metric_group
+from ganforge.reporting.rundata import metric_group
 
 
 def tag(key: str) -> str:
@@ -28,45 +31,3 @@ def read_rgb(path: Path) -> np.ndarray:
             canvas.alpha_composite(rgba)
             return np.asarray(canvas.convert("RGB"))
         return np.asarray(img.convert("RGB"))
-
-
-class TensorBoardCallback:
-    def __init__(self, run_dir: Path):
-        self.log_dir = Path(run_dir) / "tensorboard"
-        self.writer = None
-
-    def on_start(self, trainer) -> None:
-        if not trainer.is_main:  # only the main process of a multi-GPU run logs
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step: after a resume, events past the checkpoint (logged before a crash) are discarded,
-        # so the curves do not double back on themselves.
-        step = trainer.progress.step
-        self.writer = SummaryWriter(self.log_dir, purge_step=step if step else None)
-        real = Path(trainer.run_dir) / "real_samples.png"
-        if step == 0 and real.is_file():
-            self.writer.add_image("samples/real", read_rgb(real), 0, dataformats="HWC")
-
-    def on_log(self, trainer, record: dict) -> None:
-        if self.writer is None:
-            return
-        step = record["step"]
-        for key, value in record.items():
-            if key not in POSITION_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(tag(key), value, step)
-
-    def on_samples(self, trainer, path: Path) -> None:
-        """Every fixed-noise grid as it is written (epoch ends and ``train.sample_every``), at its step."""
-        if self.writer is None:
-            return
-        self.writer.add_image("samples/fixed_noise", read_rgb(path), trainer.progress.step, dataformats="HWC")
-        self.writer.flush()
-
-    def on_epoch_end(self, trainer, epoch: int) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-
-    def on_end(self, trainer) -> None:
-        if self.writer is not None:
-            self.writer.close()

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.sampling import generate
+from ganforge.training.context import RunContext
 
 ADVICE = {
     "d_wins": ("the discriminator is winning completely (D(x) ~ {d_x:.2f}, D(G(z)) ~ {d_g_z:.3f} over {steps} steps): "
@@ -66,11 +67,11 @@ class Diagnostics:
         self.findings: list[dict] = []
 
     # ---------------------------------------------------------------- callback hooks
-    def on_log(self, trainer, record: dict) -> None:
+    def on_log(self, run: RunContext, record: dict) -> None:
         step = record["step"]
         losses = (record.get("loss_d"), record.get("loss_g"))
         if any(v is not None and not math.isfinite(v) for v in losses):
-            self._report(trainer, "diverged", step, loss_d=losses[0], loss_g=losses[1])
+            self._report(run, "diverged", step, loss_d=losses[0], loss_g=losses[1])
         else:
             self.active.discard("diverged")
         d_x, d_g_z = record.get("d_x", 0.5), record.get("d_g_z", 0.5)
@@ -78,28 +79,28 @@ class Diagnostics:
         # loss defines it (probabilities for BCE-type losses, margins for hinge).
         if record.get("d_wins", 0.0) >= 1.0 - self.threshold:
             if self.d_wins_since is None:
-                self.d_wins_since = step - trainer.cfg.train.log_every
+                self.d_wins_since = step - run.cfg.train.log_every
             if step - self.d_wins_since >= self.d_wins_steps:
-                self._report(trainer, "d_wins", step, d_x=d_x, d_g_z=d_g_z, steps=step - self.d_wins_since)
+                self._report(run, "d_wins", step, d_x=d_x, d_g_z=d_g_z, steps=step - self.d_wins_since)
         else:
             self.d_wins_since = None
             self.active.discard("d_wins")
 
-    def on_epoch_end(self, trainer, epoch: int) -> None:
+    def on_epoch_end(self, run: RunContext, epoch: int) -> None:
         if self.real_diversity is None:
-            n = min(len(trainer.loader.dataset), trainer.fixed_noise.shape[0])
-            reals = torch.stack([trainer.loader.dataset[i][0] for i in range(n)]).float() / 127.5 - 1
+            n = min(len(run.dataset), run.fixed_noise.shape[0])
+            reals = torch.stack([run.dataset[i][0] for i in range(n)]).float() / 127.5 - 1
             self.real_diversity = diversity(reals)
-        fakes = generate(trainer.sampling_generator(), trainer.fixed_noise, trainer.fixed_labels)
+        fakes = generate(run.sampling_generator(), run.fixed_noise, run.fixed_labels)
         ratio = diversity(fakes) / max(self.real_diversity, 1e-8)
         self.observe(ratio)
-        trainer.summary_extra["sample_diversity"] = round(ratio, 4)
+        run.add_summary(sample_diversity=round(ratio, 4))
         # Early samples are blurry and alike anyway: only near-copies, a drop from a diversity that was
         # once healthy, or low diversity that persists past the first thousands of steps count as
         # collapse.  (Early blobs swing between 0.1 and 0.35 of the real diversity from epoch to epoch;
         # the tutorial's collapse on emoji fell from 0.73 to 0.25.)
-        if self.is_collapse(ratio, trainer.progress.step):
-            self._report(trainer, "collapse", trainer.progress.step, ratio=ratio, best=self.best_ratio)
+        if self.is_collapse(ratio, run.progress.step):
+            self._report(run, "collapse", run.progress.step, ratio=ratio, best=self.best_ratio)
         else:
             self.active.discard("collapse")
 
@@ -118,15 +119,15 @@ class Diagnostics:
                 or (ratio < self.collapse_ratio and (dropped or step >= self.min_steps)))
 
     # ---------------------------------------------------------------- reporting
-    def _report(self, trainer, kind: str, step: int, **values) -> None:
+    def _report(self, run: RunContext, kind: str, step: int, **values) -> None:
         if kind in self.active:
             return
         self.active.add(kind)
         message = ADVICE[kind].format(**values)
         finding = {"step": step, "kind": kind, "message": message}
         self.findings.append(finding)
-        trainer.summary_extra["diagnostics"] = [f["message"] for f in self.findings]
-        if trainer.is_main:
+        run.add_summary(diagnostics=[f["message"] for f in self.findings])
+        if run.is_main:
             print(f"\nganforge diagnostics (step {step}): {message}", file=sys.stderr, flush=True)
-            with open(trainer.run_dir / "diagnostics.jsonl", "a") as f:
+            with open(run.run_dir / "diagnostics.jsonl", "a") as f:
                 f.write(json.dumps(finding) + "\n")

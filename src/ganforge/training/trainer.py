@@ -1,8 +1,8 @@
 """The training loop: epochs of GAN steps, with logging, progress grids and checkpoints.
 
 The loop itself is :meth:`Trainer.fit`; everything a run does besides training (TensorBoard, the HTML
-report, in-training evaluation, diagnostics) attaches as a *callback* with ``on_log``, ``on_epoch_end``
-and ``on_end`` methods, so the loop stays short.
+report, in-training evaluation, diagnostics) attaches as a *callback* (the contract and the context a
+callback is given: :mod:`ganforge.training.context`), so the loop stays short.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ganforge.config import Config, ConfigError
 from ganforge.data import build_loader
 from ganforge.data.channel_check import check_channels
 from ganforge.devices import hardware_description, pick_device, rng_state, set_rng_state  # noqa: F401  (also imported from here)
+from ganforge.runfiles import RunDir
 from ganforge.sampling import generate, save_grid
 from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load, to_bytes
 from ganforge.training.ema import GeneratorEMA
@@ -35,6 +36,7 @@ from ganforge.training.signals import StopSignals, ignore_stop_signals
 from ganforge.training import distributed
 from ganforge.training.speed import accelerate
 from ganforge.training.step import GANStep
+from ganforge.training.context import Hooks, RunContext
 from ganforge.training.build import build_d_input, build_penalties, build_targets
 
 
@@ -91,8 +93,10 @@ class Trainer:
         self.checkpoints = CheckpointStore(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
         self.loader = None  # built in fit(): reading data comes after every config check
         self.is_main = self.rank == 0
-        self.summary_extra: dict = {}  # callbacks add to summary.json here
-        self.log_extra: dict = {}  # on_step callbacks add keys to this step's metrics line here (evaluation)
+        self.summary_extra: dict = {}  # callbacks add to summary.json here (RunContext.add_summary)
+        self.log_extra: dict = {}  # on_step callbacks add keys to this step's metrics line (RunContext.add_to_log)
+        self.context = RunContext(self)  # all that callbacks see of the run
+        self.hooks = Hooks(self.callbacks, self.context)  # bound again when fit() starts
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -157,15 +161,13 @@ class Trainer:
     def write_samples(self, name: str) -> Path | None:
         """The fixed-noise grid ``samples/NAME.png``, listed in ``samples/grids.jsonl`` with its step, and
         handed to the callbacks' ``on_samples`` (the report and TensorBoard show it at once)."""
-        from ganforge.reporting.grids import record_grid
-
         if not self.is_main:
             return None
         images = generate(self.sampling_generator(), self.fixed_noise, self.fixed_labels)
         path = save_grid(images, self.run_dir / "samples" / f"{name}.png")
-        record_grid(path, self.progress.step, self.progress.epoch)
-        for cb in self.callbacks:
-            getattr(cb, "on_samples", lambda *a: None)(self, path)
+        with open(path.parent / RunDir.GRIDS, "a") as f:  # the grids in the order written, with their steps
+            f.write(json.dumps({"file": path.name, "step": self.progress.step, "epoch": self.progress.epoch}) + "\n")
+        self.hooks("on_samples", path)
         return path
 
     def _record_class_names(self) -> None:
@@ -196,8 +198,7 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
         if self.log_format == "json":
             print(json.dumps(record), flush=True)
-        for cb in self.callbacks:
-            getattr(cb, "on_log", lambda *a: None)(self, record)
+        self.hooks("on_log", record)
 
     def write_data_errors(self) -> None:
         errors = self.loader.drain_errors()
@@ -207,9 +208,8 @@ class Trainer:
                     f.write(f"{name}\t{reason}\n")
             self.data_error_count = getattr(self, "data_error_count", 0) + len(errors)
 
-    def write_summary(self, status: str) -> None:
-        if not self.is_main:
-            return
+    def summary(self, status: str) -> dict:
+        """What ``summary.json`` says (``status`` "running" while the run goes on: the live report's)."""
         latest = self.checkpoints.manifest()["checkpoints"]
         summary = {
             "status": status,
@@ -230,7 +230,11 @@ class Trainer:
             "torch": torch.__version__,
         }
         summary.update(self.summary_extra)
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        return summary
+
+    def write_summary(self, status: str) -> None:
+        if self.is_main:
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary(status), indent=2))
 
     def save_final_generator(self) -> Path:
         path = self.run_dir / "generator.pt"
@@ -270,8 +274,8 @@ class Trainer:
         if self.is_main and self.log_format != "quiet":
             print(f"ganforge: {self.speed.describe()}", flush=True)
         self._snapshot_start()
-        for cb in self.callbacks:
-            getattr(cb, "on_start", lambda *a: None)(self)
+        self.hooks = Hooks(self.callbacks, self.context)
+        self.hooks("on_start")
         bar = tqdm(total=total_steps, initial=self.progress.step, disable=self.log_format != "bar" or not self.is_main,
                    unit="step", dynamic_ncols=True)
         pending: list[dict[str, torch.Tensor]] = []
@@ -296,8 +300,7 @@ class Trainer:
                     bar.n = self.progress.step
                     break
                 hooks_start = time.perf_counter()
-                for cb in self.callbacks:  # per-step work such as evaluation; it may fill self.log_extra
-                    getattr(cb, "on_step", lambda *a: None)(self, self.progress.step)
+                self.hooks("on_step", self.progress.step)  # per-step work such as evaluation; it may add to the log line
                 hooks_time = time.perf_counter() - hooks_start
                 t_log, t0 = t_log + hooks_time, t0 + hooks_time  # evaluating is not training: keep it out of speeds
                 extra, self.log_extra = self.log_extra, {}
@@ -337,8 +340,7 @@ class Trainer:
                 self.write_samples(f"epoch_{self.progress.epoch:04d}")
                 self.save_checkpoint()
                 t_save = time.monotonic()
-                for cb in self.callbacks:
-                    getattr(cb, "on_epoch_end", lambda *a: None)(self, self.progress.epoch)
+                self.hooks("on_epoch_end", self.progress.epoch)
             else:
                 # Stopped inside an epoch (max_steps): save where we are so resume continues here.
                 self.write_samples(f"step_{self.progress.step:08d}")
@@ -349,8 +351,7 @@ class Trainer:
         if self.is_main:
             self.save_final_generator()
         self.write_summary(status)
-        for cb in self.callbacks:
-            getattr(cb, "on_end", lambda *a: None)(self)
+        self.hooks("on_end")
         return self.run_dir
 
     # ------------------------------------------------------------------ after each step, and the guard

@@ -17,8 +17,9 @@ import time
 import torch
 
 from ganforge.config import Config
-from ganforge.metrics.evaluate import best_key, check_eval_config, check_metrics
+from ganforge.metrics.evaluate import best_key, check_eval_config, check_metrics, evaluate
 from ganforge.training import distributed
+from ganforge.training.context import RunContext
 
 
 class EvalCallback:
@@ -31,27 +32,27 @@ class EvalCallback:
         self.best_key, self.higher_is_better = best_key(e.best, e.features)
         self.best_value: float | None = None
 
-    def on_start(self, trainer) -> None:
-        if not trainer.is_main:
+    def on_start(self, run: RunContext) -> None:
+        if not run.is_main:
             return
         # A resumed run continues the comparison with the best score it already has.
-        best = trainer.checkpoints.manifest().get("best") or {}
+        best = run.best_checkpoint() or {}
         if best.get("metric") is not None:
             self.best_value = float(best["metric"])
 
-    def on_step(self, trainer, step: int) -> None:
+    def on_step(self, run: RunContext, step: int) -> None:
         if step % self.every:
             return
         # The main process scores (the others wait for its verdict); a best checkpoint is then saved by
         # every process together, as any checkpoint is (each contributes its random streams).
-        candidate = self.evaluate(trainer) if trainer.is_main else None
+        candidate = self.evaluate(run) if run.is_main else None
         if distributed.broadcast_object(candidate is not None):
-            saved = trainer.save_checkpoint(best=True, metric=candidate)
+            saved = run.save_checkpoint(best=True, metric=candidate)
             if saved is not None:  # None: not the main process, or the guard refused a broken state
                 self.best_value = candidate
-                trainer.summary_extra.update({
-                    "best_checkpoint": "checkpoints/best.pt", "best_metric": self.best_key, "best_value": candidate,
-                    "best_step": step, "best_rule": "higher is better" if self.higher_is_better else "lower is better"})
+                run.add_summary(
+                    best_checkpoint="checkpoints/best.pt", best_metric=self.best_key, best_value=candidate,
+                    best_step=step, best_rule="higher is better" if self.higher_is_better else "lower is better")
 
     def _better(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -61,24 +62,23 @@ class EvalCallback:
         return value > self.best_value if self.higher_is_better else value < self.best_value
 
     @staticmethod
-    def _real_dataset(trainer):
-        """The trainer's own dataset, when it decodes images as evaluation wants them (no random crops)."""
-        if trainer.cfg.data.crop != "center":
+    def _real_dataset(run: RunContext):
+        """The run's own dataset, when it decodes images as evaluation wants them (no random crops)."""
+        if run.cfg.data.crop != "center":
             return None
-        return getattr(trainer.loader, "dataset", None)
+        return run.dataset
 
-    def evaluate(self, trainer) -> float | None:
+    def evaluate(self, run: RunContext) -> float | None:
         """Score the generator now and log the scores; the ``eval.best`` score if it beats the best so far."""
-        from ganforge.metrics.evaluate import evaluate
-        step = trainer.progress.step
+        step = run.progress.step
         t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda" else []):
-            report = evaluate(trainer.sampling_generator(), trainer.cfg, metrics=self.metrics, features=self.features,
-                              n=self.n, cfg=trainer.cfg, device=trainer.device,
-                              inception_weights=self.inception_weights, dataset=self._real_dataset(trainer))
+        with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+            report = evaluate(run.sampling_generator(), run.cfg, metrics=self.metrics, features=self.features,
+                              n=self.n, cfg=run.cfg, device=run.device,
+                              inception_weights=self.inception_weights, dataset=self._real_dataset(run))
         scores = {k: round(v, 6) for k, v in report.items() if k not in ("n_generated", "n_real")}
         # Logged on this step's metrics line, with the losses (the trainer writes it right after on_step).
-        trainer.log_extra.update(scores, eval_seconds=round(time.perf_counter() - t0, 2))
-        trainer.summary_extra["eval"] = dict(scores, step=step, features=self.features, n=report["n_generated"])
+        run.add_to_log(**scores, eval_seconds=round(time.perf_counter() - t0, 2))
+        run.add_summary(eval=dict(scores, step=step, features=self.features, n=report["n_generated"]))
         value = report[self.best_key]
         return value if self._better(value) else None
