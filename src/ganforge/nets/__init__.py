@@ -1,8 +1,9 @@
 """Architectures, chosen by name (``model.name``).
 
-Each architecture lives in its own module and registers a builder with :func:`register`; adding one is
-one new file plus one import below.  A builder takes the resolved :class:`~ganforge.config.Config` and
-returns ``(generator, discriminator)``.
+Each architecture lives in its own module with a ``build`` function, listed by name in
+:data:`REGISTRY` below (a plain table: nothing registers itself at import time); adding one is one new
+file plus one line there.  A builder takes the resolved :class:`~ganforge.config.Config` and returns
+``(generator, discriminator)``.
 
 Contract every pair follows (the training loop relies on it):
 
@@ -20,13 +21,22 @@ from typing import Callable
 import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
+from ganforge.nets import dcgan, dcgan_upsample, fastgan, mlp, resnet
 from ganforge.storage import CheckpointError
 
 Builder = Callable[[Config], "tuple[nn.Module, nn.Module]"]
-REGISTRY: dict[str, Builder] = {}
+#: ``model.name`` -> the builder of that architecture.
+REGISTRY: dict[str, Builder] = {
+    "dcgan": dcgan.build,
+    "dcgan-upsample": dcgan_upsample.build,
+    "fastgan": fastgan.build,
+    "mlp": mlp.build,
+    "resnet": resnet.build,
+}
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
+    """Add an architecture from outside this package (a plugin, a test): ``@nets.register("mine")``."""
     def deco(fn: Builder) -> Builder:
         REGISTRY[name] = fn
         return fn
@@ -70,9 +80,3 @@ def check_architecture(saved: dict | None, cfg: Config, source: str = "the check
             f"{source} holds weights for a different architecture than the config builds:\n{lines}\n"
             "Use the config the weights were saved with (config.yaml of their run), or start a new run.")
 
-
-from ganforge.nets import dcgan  # noqa: E402,F401  (each module registers itself)
-from ganforge.nets import dcgan_upsample  # noqa: E402,F401
-from ganforge.nets import fastgan  # noqa: E402,F401
-from ganforge.nets import mlp  # noqa: E402,F401
-from ganforge.nets import resnet  # noqa: E402,F401

@@ -24,7 +24,6 @@ import torch.nn as nn
 from ganforge.config import Config
 from ganforge.modules import ClassProjection, CondSequential, SelfAttention, batchnorm, maybe_spectral_norm
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
-from ganforge.nets import register
 from ganforge.nets.init import initialise
 
 #: ``stage(in_channels, out_channels, spectral_norm) -> module`` doubling the spatial size.
@@ -118,6 +117,5 @@ def build_dcgan_family(cfg: Config, upsampling_stage: UpsamplingStage) -> tuple[
     return G, D
 
 
-@register("dcgan")
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     return build_dcgan_family(cfg, transposed_conv_stage)

@@ -13,7 +13,6 @@ import torch.nn as nn
 
 from ganforge.config import Config
 from ganforge.modules import maybe_spectral_norm
-from ganforge.nets import register
 from ganforge.nets.dcgan import build_dcgan_family
 
 
@@ -22,6 +21,5 @@ def upsample_conv_stage(in_ch: int, out_ch: int, spectral_norm: bool = False, mo
                          maybe_spectral_norm(nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False), spectral_norm))
 
 
-@register("dcgan-upsample")
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     return build_dcgan_family(cfg, functools.partial(upsample_conv_stage, mode=cfg.model.upsample))

@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from ganforge.config import Config
 from ganforge.modules import ClassProjection, batchnorm, maybe_spectral_norm, refresh_spectral_norm
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
-from ganforge.nets import register
 from ganforge.nets.init import initialise
 
 #: The smallest and largest image sizes the family builds.
@@ -261,7 +260,6 @@ class FastGANDiscriminator(nn.Module):
         return self.decoder_whole(maps[8]), whole_target, self.decoder_part(part), part_target
 
 
-@register("fastgan")
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = FastGANGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes,

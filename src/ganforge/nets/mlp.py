@@ -14,7 +14,6 @@ import torch.nn as nn
 from ganforge.config import Config
 from ganforge.modules import ClassProjection, CondSequential, batchnorm, maybe_spectral_norm
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
-from ganforge.nets import register
 from ganforge.nets.init import initialise
 
 
@@ -66,7 +65,6 @@ class MLPDiscriminator(nn.Module):
         return self.output_activation(self.forward(x, y))
 
 
-@register("mlp")
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = MLPGenerator(m.nz, tuple(m.g_hidden), d.channels, d.image_size, m.num_classes, m.spectral_norm_g)

@@ -22,7 +22,6 @@ from ganforge.config import Config, ConfigError
 from ganforge.modules import (ClassProjection, DiscriminatorBlock, GeneratorBlock, SelfAttention,
                               maybe_spectral_norm)
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
-from ganforge.nets import register
 from ganforge.nets.init import initialise
 
 #: Generator widths (multiples of ngf) at 4x4 and after each block; one block per doubling.
@@ -107,7 +106,6 @@ class ResNetDiscriminator(nn.Module):
         return logits
 
 
-@register("resnet")
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = ResNetGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes, attention=m.attention,

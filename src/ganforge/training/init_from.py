@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
+from ganforge.runfiles import resolve_source
 from ganforge.storage import CheckpointError, CheckpointStore, safe_load
 
 #: Architecture keys, as the config key a user would set.
@@ -60,14 +61,6 @@ class InitSource:
 
 def locate(spec: str | Path, runs_dir: str | Path = "runs") -> Path:
     """The path that ``--init-from`` names: a path as given, a run's folder name or ``--name``, or ``latest``."""
-    try:
-        from ganforge.runfiles import resolve_source
-    except ImportError:  # before the shared run resolver: the run directory's own resolution
-        from ganforge.training.rundir import resolve_run
-
-        def resolve_source(spec, runs_dir):
-            path = Path(str(spec)).expanduser()
-            return path if str(spec) != "latest" and path.exists() else resolve_run(spec, Path(runs_dir))
     return Path(resolve_source(spec, runs_dir))
 
 
