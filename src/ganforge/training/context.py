@@ -22,15 +22,12 @@ starts).  Only the main process of a multi-GPU run writes files; every process c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
 from ganforge.config import Config
 from ganforge.runfiles import RunDir
-
-if TYPE_CHECKING:  # the trainer hands itself in; nothing here imports it
-    from ganforge.training.trainer import Progress, Trainer
 
 #: The hooks of the contract, in the order a run first calls them.
 HOOKS = ("on_start", "on_step", "on_log", "on_samples", "on_epoch_end", "on_end")
@@ -63,12 +60,13 @@ class RunContext:
       (what ``summary.json`` would say now).
     """
 
-    def __init__(self, trainer: "Trainer"):
-        self._trainer = trainer
+    def __init__(self, trainer):
+        self._trainer = trainer  # the Trainer hands itself in (this module does not import it)
 
     # ---------------------------------------------------------------- progress
     @property
-    def progress(self) -> "Progress":
+    def progress(self):
+        """Step, epoch, batch, images_seen, elapsed (a :class:`~ganforge.training.trainer.Progress`)."""
         return self._trainer.progress
 
     @property
