@@ -35,6 +35,7 @@ LAYER_OF = {
     "ganforge.reporting": "reporting",
     "ganforge.training.callbacks": "wiring",  # attaches metrics and reporting to the loop
     "ganforge.training.session": "wiring",  # starts and resumes runs with their callbacks
+    "ganforge.training.preflight": "wiring",  # the config checks of every layer, before a run starts
     "ganforge.recipe": "top",
     "ganforge.api": "top",
     "ganforge.cli": "cli",

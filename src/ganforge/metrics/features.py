@@ -46,6 +46,19 @@ def check_features(features: str) -> str:
     return features
 
 
+def check_available(features: str, inception_weights: str = "") -> None:
+    """That extractor ``features`` can be built on this machine, found without building it: its optional
+    extra is installed and, for Inception, its weights file is there (or downloaded, where allowed).
+    A run with ``eval.every`` checks this before it starts, not at its first evaluation."""
+    check_features(features)
+    if features == "inception":
+        from ganforge.metrics.inception import check_available as inception_available
+        inception_available(inception_weights)
+    else:
+        from ganforge.metrics.effnet import _package
+        _package(int(features.rsplit("lite", 1)[1]))
+
+
 def _builders() -> dict[str, Callable[..., torch.nn.Module]]:
     from ganforge.metrics.effnet import EffNetLite0Features, EffNetLite2Features
     from ganforge.metrics.inception import InceptionFeatures

@@ -99,17 +99,30 @@ def _weights_only_loads():
                 os.environ[k] = v
 
 
+def _extractor_class():
+    """torch-fidelity's Inception-v3, or a ConfigError naming the extra to install."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ImportError:
+        raise ConfigError("--features inception needs the optional extra 'metrics': pip install 'ganforge[metrics]' "
+                          "(torch-fidelity), or use --features effnet-lite0") from None
+    return FeatureExtractorInceptionV3
+
+
+def check_available(weights: str | os.PathLike = "") -> Path:
+    """That :class:`InceptionFeatures` can be built here (the extra installed, the weights found or
+    downloaded), without building it; the weights file."""
+    _extractor_class()
+    return find_weights(weights)
+
+
 class InceptionFeatures(nn.Module):
     name = "inception"
     dims = 2048
 
     def __init__(self, weights: str | os.PathLike = ""):
         super().__init__()
-        try:
-            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-        except ImportError:
-            raise ConfigError("--features inception needs the optional extra 'metrics': pip install 'ganforge[metrics]' "
-                              "(torch-fidelity), or use --features effnet-lite0") from None
+        FeatureExtractorInceptionV3 = _extractor_class()
         path = find_weights(weights)
         try:
             with _weights_only_loads():

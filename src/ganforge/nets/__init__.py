@@ -43,12 +43,21 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return deco
 
 
+#: ``model.name`` -> what its builder would refuse, checked without building (see :func:`check`).
+CHECKS: dict[str, Callable[[Config], None]] = {"resnet": resnet.check}
+
+
+def check(cfg: Config) -> None:
+    """Every check :func:`build` makes, without building the networks (seconds for large models): the
+    run's preflight calls this before the run directory exists."""
+    if cfg.model.name not in REGISTRY:
+        raise ConfigError(f"unknown model.name '{cfg.model.name}'; known: {', '.join(sorted(REGISTRY))}")
+    CHECKS.get(cfg.model.name, lambda cfg: None)(cfg)
+
+
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
-    try:
-        builder = REGISTRY[cfg.model.name]
-    except KeyError:
-        raise ConfigError(f"unknown model.name '{cfg.model.name}'; known: {', '.join(sorted(REGISTRY))}") from None
-    return builder(cfg)
+    check(cfg)
+    return REGISTRY[cfg.model.name](cfg)
 
 
 #: Model keys that change the layers (and so the state dict); the others (init, upsample) do not.

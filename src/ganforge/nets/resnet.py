@@ -106,6 +106,12 @@ class ResNetDiscriminator(nn.Module):
         return logits
 
 
+def check(cfg: Config) -> None:
+    """What :func:`build` would refuse, found without building the networks (the run's preflight)."""
+    if cfg.data.image_size in G_WIDTHS:
+        latent_chunks(cfg.model.nz, len(G_WIDTHS[cfg.data.image_size]) - 1, cfg.model.hierarchical_z)
+
+
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = ResNetGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes, attention=m.attention,

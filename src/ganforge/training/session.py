@@ -11,6 +11,7 @@ from ganforge.runfiles import RunDir, new_run_dir
 from ganforge.training import distributed
 from ganforge.training import init_from
 from ganforge.training.callbacks import default_callbacks
+from ganforge.training.preflight import preflight
 from ganforge.storage import CheckpointStore, atomic_write_text
 from ganforge.training.signals import fit_until_stopped
 from ganforge.training.trainer import Trainer
@@ -54,6 +55,7 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
     # train.init_from (fine-tuning): the source found and checked before the new run's folder exists
     # ("latest" must not find the new run itself); its path and step go into config.yaml.
     cfg, init = init_from.prepare(cfg, runs_dir)
+    preflight(cfg)  # every config and environment check: a run that cannot work leaves nothing on disk
     log_format = log_format if rank == 0 else "quiet"
     if rank == 0:  # rank 0 alone creates the run directory; the others learn its name
         run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, name or cfg.preset)
@@ -86,6 +88,7 @@ def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None =
                           "Start a new run instead, or pass --force to resume anyway.")
     # The weights cannot load into another architecture (even with --force): say so before config.yaml changes.
     nets.check_architecture(nets.architecture_id(saved), cfg, source=f"the checkpoints of {run_dir}")
+    preflight(cfg)  # what the overrides ask for (eval.every's extras, the speed switches) works here
     store = CheckpointStore(RunDir(run_dir).checkpoints)
     # Every rank resumes from the checkpoint rank 0 picked (a newer one may be half-written meanwhile).
     found = distributed.broadcast_object(store.latest_valid() if rank == 0 else None)
