@@ -34,6 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="same as train.seed=N (data order, initial weights, fixed noise)")
     p.add_argument("--device", help="auto (the default: a GPU when there is one), cpu, cuda, cuda:N or mps; "
                                     "same as train.device=D")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything and print the resolved config, the models' parameters and FLOPs, the "
+                        "images found and what the run would write; train nothing, write nothing")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quiet", action="store_true", help="no progress bar")
     mode.add_argument("--json-log", action="store_true", help="print each metrics line as JSON on stdout")
@@ -55,6 +58,7 @@ def _midsave_overrides(text: str | None) -> list[str]:
 def run(args) -> int:
     from ganforge import config as C
     from ganforge.api import resume, train
+    from ganforge.cli.dry_run import dry_run
     from ganforge.training import distributed
 
     overrides = list(args.overrides)
@@ -81,6 +85,9 @@ def run(args) -> int:
         if args.resume and args.init_from:
             raise C.ConfigError(f"--resume continues {args.resume} exactly; --init-from starts a new run from "
                                 "earlier weights: give one of them")
+        if args.resume and args.dry_run:
+            raise C.ConfigError("--dry-run describes a new run; --resume continues one: give one of them")
+        start = dry_run if args.dry_run else train  # a new run, or what it would be
         if args.resume:
             run_dir = resume(args.resume, runs_dir=args.runs_dir, log_format=log_format, overrides=overrides,
                              force=args.force, rank=launch.rank, world_size=launch.world_size)
@@ -92,7 +99,7 @@ def run(args) -> int:
             extra = [f"train.init_from={source.path}"]
             cfg = (C.load(preset=args.preset, file=args.config, overrides=overrides + extra)
                    if args.preset or args.config else init_from.fine_tune_config(source, overrides + extra))
-            run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
+            run_dir = start(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
                             world_size=launch.world_size, name=args.name)
         else:
             from ganforge.recipe import RECIPES, auto_config
@@ -111,10 +118,12 @@ def run(args) -> int:
             else:
                 preset = args.preset or (None if args.config else "quickstart")
                 cfg = C.load(preset=preset, file=args.config, overrides=overrides)
-            run_dir = train(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
+            run_dir = start(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
                             world_size=launch.world_size, name=args.name)
     finally:
         distributed.shutdown()
+    if run_dir is None:  # --dry-run: it has said what the run would be
+        return 0
     from ganforge.runfiles import RunDir
     if log_format != "quiet" and not _interrupted(run_dir):  # a stopped run has printed how to resume
         run = RunDir(run_dir)

@@ -1,0 +1,28 @@
+"""``ganforge train --dry-run``: everything checked and described, nothing trained or written."""
+from __future__ import annotations
+
+from ganforge.cli import main
+
+TINY = ["data.channels=3", "data.batch_size=16", "data.num_workers=0", "model.ngf=8", "model.ndf=8", "model.nz=16",
+        "train.n_fixed_noise=16", "train.log_every=2", "train.device=cpu", "train.epochs=3"]
+
+
+def test_dry_run_prints_the_run_and_writes_nothing(tmp_path, image_folder, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "--dry-run", "--preset", "quickstart", "--runs-dir", str(runs), "--name", "probe",
+                 f"data.source={image_folder}", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "nothing is trained or written" in out
+    assert "model:\n" in out and "name: dcgan" in out and f"source: {image_folder}" in out  # the resolved config
+    assert "generator:" in out and "parameters" in out and "FLOP" in out  # the models, as describe measures them
+    assert "data: 64 images in" in out and "4 steps per epoch at batch 16" in out and "12 steps in all" in out
+    assert f"run directory: {runs}/<timestamp>_probe/" in out and "epoch_0001.png" in out and "generator.pt" in out
+    assert not runs.exists()
+
+
+def test_dry_run_fails_as_the_run_would_and_writes_nothing(tmp_path, image_folder, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "--dry-run", "--preset", "quickstart", "--runs-dir", str(runs),
+                 f"data.source={image_folder}", *TINY, "loss.name=hinge", "loss.real_label=0.9"]) == 2
+    assert "loss.name=hinge has no real/fake targets" in capsys.readouterr().err
+    assert not runs.exists()
