@@ -103,7 +103,9 @@ def run(args) -> int:
                             world_size=launch.world_size, name=args.name)
         else:
             from ganforge.recipe import RECIPES, auto_config
-            main_job = not (args.preset or args.config or args.data)
+            # The main job: nothing says what to train on (no preset, config, --data or data.source=).
+            main_job = not (args.preset or args.config or args.data
+                            or any(o.startswith("data.source=") for o in overrides))
             if args.preset in RECIPES or (args.data and not args.preset and not args.config) or main_job:
                 # Your own images and no preset: the recipe looks at the data and chooses (auto-v1: the
                 # first recipe, kept as a baseline).  With nothing at all: the recipe on the bundled
