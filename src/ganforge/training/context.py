@@ -21,6 +21,7 @@ starts).  Only the main process of a multi-GPU run writes files; every process c
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -61,7 +62,10 @@ class RunContext:
     """
 
     def __init__(self, trainer):
-        self._trainer = trainer  # the Trainer hands itself in (this module does not import it)
+        # The Trainer hands itself in (this module does not import it).  A weak reference: the trainer
+        # holds this context, and a cycle would keep it (and its data loader's worker processes, which
+        # ignore SIGTERM) alive until the garbage collector runs, or past the interpreter's exit.
+        self._trainer = weakref.proxy(trainer)
 
     # ---------------------------------------------------------------- progress
     @property
