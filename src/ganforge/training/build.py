@@ -1,5 +1,9 @@
 """Building a run's training pieces from its config: every ``build_*`` function, in one module.
 
+:func:`build_components` makes all the parts a :class:`~ganforge.training.trainer.Trainer` trains with
+(the networks on their device, optimisers, the step with its strategies, schedules, EMA, guard); the
+trainer takes them as given, or builds them here from its config.
+
 The pieces themselves live where their concept does (:mod:`~ganforge.training.strategies`,
 :mod:`~ganforge.training.augment`, :mod:`~ganforge.training.penalties`, :mod:`~ganforge.training.losses`,
 :mod:`~ganforge.training.optim`, :mod:`~ganforge.training.schedules`); this module only reads the config
@@ -9,12 +13,21 @@ all on a config before anything is trained (the preflight).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ganforge import nets
 from ganforge.config import Config, ConfigError
 from ganforge.training.augment import AdaptiveAugment, DiffAugment, Fill
-from ganforge.training.losses import build_loss  # noqa: F401  (one place to find every builder)
-from ganforge.training.optim import build_optimizer  # noqa: F401
+from ganforge.training.ema import GeneratorEMA
+from ganforge.training.guard import DivergenceGuard
+from ganforge.training.losses import build_loss
+from ganforge.training.optim import build_optimizer
 from ganforge.training.penalties import GradientPenalty, LeCamPenalty, R1Penalty, R2Penalty, ReconstructionLoss
-from ganforge.training.schedules import build_lr_schedules  # noqa: F401
+from ganforge.training.schedules import LRSchedules, build_lr_schedules
+from ganforge.training.step import GANStep
 from ganforge.training.strategies import DInput, DInputChain, InstanceNoise, Penalty, build_targets  # noqa: F401
 
 
@@ -69,3 +82,35 @@ def build_penalties(cfg: Config) -> list[Penalty]:
     if l.lecam > 0:
         penalties.append(LeCamPenalty(l.lecam))
     return penalties
+
+
+@dataclass
+class Components:
+    """The parts a run trains with; the trainer adds the data, the run directory and the loop."""
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step_fn: GANStep
+    lr_schedules: LRSchedules
+    ema: GeneratorEMA | None
+    guard: DivergenceGuard
+
+
+def build_components(cfg: Config, device: torch.device, world_size: int = 1) -> Components:
+    """Every part ``cfg`` describes, G and D on ``device`` (the random initialisation draws from the
+    global RNG, which the trainer seeds first)."""
+    G, D = nets.build(cfg)
+    G.to(device)
+    D.to(device)
+    opt_g = build_optimizer(G, cfg.optim.g)
+    opt_d = build_optimizer(D, cfg.optim.d)
+    step_fn = GANStep(
+        G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
+        targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
+        l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
+    images_per_step = cfg.data.batch_size * max(world_size, 1)  # the EMA's half-life counts images
+    return Components(G=G, D=D, opt_g=opt_g, opt_d=opt_d, step_fn=step_fn,
+                      lr_schedules=build_lr_schedules(cfg, opt_g, opt_d),
+                      ema=GeneratorEMA(G, cfg.ema, images_per_step) if cfg.ema.enabled else None,
+                      guard=DivergenceGuard(cfg.guard))

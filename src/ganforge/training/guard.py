@@ -8,9 +8,10 @@ Two things count as a failure:
   :meth:`ganforge.training.losses.Loss.d_wins`) on N generator steps in a row, the classic collapse in
   which G stops receiving useful gradient.
 
-On a failure the trainer restores the last good checkpoint (the in-memory state at the start when no
-checkpoint exists yet), multiplies both learning rates by ``guard.lr_factor``, writes a ``"event":
-"guard"`` line to ``metrics.jsonl`` and goes on.  After ``guard.max_recoveries`` recoveries the next
+The guard only notices; :class:`Recovery` owns what follows.  On a failure it restores the last good
+checkpoint (the in-memory state at the start when no checkpoint exists yet), multiplies both learning
+rates by ``guard.lr_factor``, and the trainer writes a ``"event": "guard"`` line to ``metrics.jsonl`` and
+goes on.  After ``guard.max_recoveries`` recoveries the next
 failure stops the run: the last good checkpoint is restored for ``generator.pt`` and
 ``summary.json`` says ``"status": "diverged"`` with the reason.
 
@@ -27,9 +28,13 @@ together, and their recovery counters stay equal.
 """
 from __future__ import annotations
 
+import io
+from typing import Callable
+
 import torch
 
 from ganforge.config import GuardConfig
+from ganforge.storage import CheckpointStore, safe_load, to_bytes
 from ganforge.training import distributed
 
 
@@ -106,3 +111,49 @@ class DivergenceGuard:
         self.recoveries = int(state.get("recoveries", 0))
         if state.get("wins_in_a_row"):
             self.wins_in_a_row = torch.tensor(int(state["wins_in_a_row"]))
+
+
+class Recovery:
+    """The rollback policy: what the run does when :class:`DivergenceGuard` reports a failure.
+
+    Rank 0 picks the state to return to (it alone writes checkpoints) and every rank loads that one;
+    before the first checkpoint exists, the state at the start of the run, kept in memory as bytes.
+    ``stop_reason`` is set when the recoveries are spent and the run must stop."""
+
+    def __init__(self, guard: DivergenceGuard, checkpoints: CheckpointStore, is_main: bool):
+        self.guard, self.checkpoints, self.is_main = guard, checkpoints, is_main
+        self.start_state: bytes | None = None
+        self.stop_reason: str | None = None
+
+    def _latest(self):
+        found = self.checkpoints.latest_valid(warn=lambda *_: None) if self.is_main else None
+        return distributed.broadcast_object(found)
+
+    def snapshot_start(self, state: Callable[[], dict]) -> None:
+        """Keep ``state()`` to roll back to while no checkpoint exists (only with the guard on)."""
+        self.start_state = None
+        if self.guard.enabled and self._latest() is None:
+            self.start_state = to_bytes(state())
+
+    def roll_back(self, reason: str, failed_at: int, restore: Callable[[dict], int],
+                  scale_lr: Callable[[float], None]) -> str:
+        """Restore the last good state (``restore`` loads it and returns its step); then lower the learning
+        rates (``scale_lr``) or, with no recovery left, set ``stop_reason``.  Returns what was done."""
+        recoveries = self.guard.recoveries  # restoring sets the checkpoint's older count: this one goes on
+        found = self._latest()
+        if found is not None:
+            state, source = safe_load(found[0], map_location="cpu"), found[0].name
+        else:
+            state, source = torch.load(io.BytesIO(self.start_state), weights_only=True), "the start of the run"
+        step = restore(state)
+        self.guard.recoveries = recoveries
+        if self.guard.can_recover():
+            self.guard.recoveries += 1
+            scale_lr(self.guard.lr_factor)
+            return (f"restored {source} (step {step}) and multiplied the learning rates by {self.guard.lr_factor} "
+                    f"(recovery {self.guard.recoveries} of {self.guard.max_recoveries})")
+        self.stop_reason = (f"{reason} at step {failed_at} after {recoveries} recovery(ies); the run stopped "
+                            f"and generator.pt holds the last good state ({source}, step {step}). "
+                            "Try lower learning rates (optim.g.lr, optim.d.lr), loss.name=hinge with "
+                            "model.spectral_norm=true, or an R1 penalty (loss.r1_gamma)")
+        return "stopped the run"

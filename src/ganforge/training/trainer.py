@@ -6,7 +6,7 @@ callback is given: :mod:`ganforge.training.context`), so the loop stays short.
 """
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import random
 import sys
@@ -26,18 +26,14 @@ from ganforge.data.channel_check import check_channels
 from ganforge.devices import hardware_description, pick_device, rng_state, set_rng_state  # noqa: F401  (also imported from here)
 from ganforge.runfiles import RunDir
 from ganforge.sampling import generate, save_grid
-from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load, to_bytes
-from ganforge.training.ema import GeneratorEMA
-from ganforge.training.guard import DivergenceGuard
-from ganforge.training.losses import build_loss
-from ganforge.training.optim import build_optimizer
-from ganforge.training.schedules import build_lr_schedules
-from ganforge.training.signals import StopSignals, ignore_stop_signals
+from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load
 from ganforge.training import distributed
-from ganforge.training.speed import accelerate
-from ganforge.training.step import GANStep
+from ganforge.training.build import Components, build_components
 from ganforge.training.context import Hooks, RunContext
-from ganforge.training.build import build_d_input, build_penalties, build_targets
+from ganforge.training.guard import Recovery
+from ganforge.training.loop_schedule import LoopSchedule
+from ganforge.training.signals import StopSignals, ignore_stop_signals
+from ganforge.training.speed import accelerate
 
 
 @dataclass
@@ -49,6 +45,50 @@ class Progress:
     elapsed: float = 0.0  # training seconds across resumes
 
 
+class _LogWindow:
+    """The steps since the last metrics line: their outputs, their images, and when the window opened."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self, now: float | None = None) -> None:
+        self.outputs: list[dict[str, torch.Tensor]] = []
+        self.images = 0
+        self.opened = time.perf_counter() if now is None else now
+
+    def add(self, out: dict[str, torch.Tensor], images: int) -> None:
+        self.outputs.append(out)
+        self.images += images
+
+    def images_per_s(self, now: float) -> float:
+        return self.images / max(now - self.opened, 1e-9)
+
+
+class _Stopwatch:
+    """Training time since the last bank into ``progress.elapsed`` (callbacks' work excluded)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def running(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def bank(self, progress: Progress) -> None:
+        progress.elapsed += time.perf_counter() - self.t0
+        self.t0 = time.perf_counter()
+
+    @contextlib.contextmanager
+    def excluded(self, window: _LogWindow):
+        """Time spent inside counts neither as training time nor in the images-per-second of the log line."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - start
+            self.t0 += took
+            window.opened += took
+
+
 @dataclass
 class Trainer:
     cfg: Config
@@ -58,6 +98,7 @@ class Trainer:
     callbacks: list = field(default_factory=list)
     rank: int = 0
     world_size: int = 1
+    parts: Components | None = None  # what to train (training.build.build_components); built from cfg if None
 
     def __post_init__(self):
         cfg = self.cfg
@@ -67,23 +108,12 @@ class Trainer:
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.G, self.D = nets.build(cfg)
-        self.G.to(self.device)
-        self.D.to(self.device)
-        self.opt_g = build_optimizer(self.G, cfg.optim.g)
-        self.opt_d = build_optimizer(self.D, cfg.optim.d)
-        self.step_fn = GANStep(
-            G=self.G, D=self.D, opt_g=self.opt_g, opt_d=self.opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
-            targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
-            l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
-        self.lr_schedules = build_lr_schedules(cfg, self.opt_g, self.opt_d)
-        images_per_step = cfg.data.batch_size * max(self.world_size, 1)  # the EMA's half-life counts images
-        self.ema = GeneratorEMA(self.G, cfg.ema, images_per_step) if cfg.ema.enabled else None
+        parts = self.parts or build_components(cfg, self.device, self.world_size)
+        self.G, self.D, self.opt_g, self.opt_d = parts.G, parts.D, parts.opt_g, parts.opt_d
+        self.step_fn, self.lr_schedules, self.ema, self.guard = parts.step_fn, parts.lr_schedules, parts.ema, parts.guard
         if self.ema is not None:
             self.G_ema = self.ema.model  # sampling_generator() picks it up
-        self.guard = DivergenceGuard(cfg.guard)
-        self.rolled_back = False  # set when the guard restored a checkpoint mid-epoch
-        self.stop_reason: str | None = None  # set when the guard gave up
+        self.rolled_back = False  # set when the guard's failure rolled the run back mid-epoch
         self.stop = StopSignals()  # SIGINT/SIGTERM set it while signals.fit_until_stopped runs
         g = torch.Generator().manual_seed(cfg.train.seed + 12345)
         self.fixed_noise = torch.randn(cfg.train.n_fixed_noise, cfg.model.nz, generator=g).to(self.device)
@@ -91,6 +121,7 @@ class Trainer:
             if cfg.model.num_classes else None
         self.progress = Progress()
         self.checkpoints = CheckpointStore(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
+        self.recovery = Recovery(self.guard, self.checkpoints, self.rank == 0)
         self.loader = None  # built in fit(): reading data comes after every config check
         self.is_main = self.rank == 0
         self.summary_extra: dict = {}  # callbacks add to summary.json here (RunContext.add_summary)
@@ -260,94 +291,101 @@ class Trainer:
                 group = []
 
     def fit(self) -> Path:
+        """Train until the last step, the time budget, a stop signal, or a divergence it cannot recover."""
+        self._start()
+        schedule, window, status = self.schedule, _LogWindow(), "finished"
+        bar = tqdm(total=schedule.total_steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
+                   disable=self.log_format != "bar" or not self.is_main)
+        while status == "finished" and not schedule.finished(self.progress.step) and not self.stop.stopping:
+            watch = _Stopwatch()  # training time of this stretch of the epoch
+            for group in self._groups(self.progress.epoch, self.progress.batch):
+                out = self.step_fn(group, self.progress.step)
+                window.add(out, self._advance(group))
+                self.after_step(out)
+                bar.update(1)
+                step = self.progress.step
+                if schedule.guard_check_due(step, self.progress.batch) and self._diverged():
+                    window.reset()
+                    bar.n = self.progress.step  # where the rollback went back to
+                    break
+                with watch.excluded(window):  # per-step work such as evaluation is not training time
+                    self.hooks("on_step", step)
+                extra, self.log_extra = self.log_extra, {}
+                if schedule.log_due(step, extra):
+                    self._write_log_line(window, extra, bar)
+                if schedule.sample_due(step):
+                    self.write_samples(f"step_{step:08d}")
+                if schedule.midsave_due(step):
+                    watch.bank(self.progress)
+                    self.save_checkpoint()
+                    schedule.saved()
+                if schedule.out_of_time(step, self.progress.elapsed + watch.running()):
+                    status = "time budget reached"
+                    break
+                if schedule.finished(step) or self.stop.check(step):  # a stop signal: save below
+                    break
+            watch.bank(self.progress)
+            if self.rolled_back:  # the guard restored the last good state: go on from there, or stop
+                self.rolled_back = False
+                status = "diverged" if self.stop_reason else status
+            else:
+                self._end_of_stretch()
+        bar.close()
+        return self._finish("interrupted" if self.stop.stopping and status == "finished" else status)
+
+    # ------------------------------------------------------------------ the loop's parts
+    def _start(self) -> None:
+        """The data (after every config check), the resumed state, the schedule, speed-ups, on_start."""
         cfg = self.cfg
-        self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
+        if self.loader is None:
+            self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         self._record_class_names()
         if getattr(self, "_resume_state", None) is not None:
             self.load_state_dict(self._resume_state)
             self._resume_state = None
-        steps_per_epoch = self.loader.batches_per_epoch // cfg.train.d_steps
-        total_steps = cfg.train.max_steps or steps_per_epoch * cfg.train.epochs
-        self.lr_schedules.total_steps = total_steps
-        self.speed = accelerate(self, steps_left=total_steps - self.progress.step)
+        self.schedule = LoopSchedule(cfg, self.loader.batches_per_epoch, self.world_size)
+        self.lr_schedules.total_steps = self.schedule.total_steps
+        self.speed = accelerate(self, steps_left=self.schedule.total_steps - self.progress.step)
         if self.is_main and self.log_format != "quiet":
             print(f"ganforge: {self.speed.describe()}", flush=True)
-        self._snapshot_start()
+        self.recovery.snapshot_start(self.state_dict)
         self.hooks = Hooks(self.callbacks, self.context)
         self.hooks("on_start")
-        bar = tqdm(total=total_steps, initial=self.progress.step, disable=self.log_format != "bar" or not self.is_main,
-                   unit="step", dynamic_ncols=True)
-        pending: list[dict[str, torch.Tensor]] = []
-        t_log, images_since = time.perf_counter(), 0
-        t_save = time.monotonic()
-        status = "finished"
-        while self.progress.step < total_steps and not self.stop.stopping and status == "finished":
-            epoch = self.progress.epoch
-            t0 = time.perf_counter()
-            for group in self._groups(epoch, self.progress.batch):
-                out = self.step_fn(group, self.progress.step)
-                self.progress.step += 1
-                self.progress.batch += len(group)
-                n_images = sum(b[0].shape[0] for b in group) * self.world_size
-                self.progress.images_seen += n_images
-                images_since += n_images
-                pending.append(out)
-                self.after_step(out)
-                bar.update(1)
-                if self._guard_check_due(total_steps, t_save) and self._diverged():
-                    pending, t_log, images_since = [], time.perf_counter(), 0
-                    bar.n = self.progress.step
-                    break
-                hooks_start = time.perf_counter()
-                self.hooks("on_step", self.progress.step)  # per-step work such as evaluation; it may add to the log line
-                hooks_time = time.perf_counter() - hooks_start
-                t_log, t0 = t_log + hooks_time, t0 + hooks_time  # evaluating is not training: keep it out of speeds
-                extra, self.log_extra = self.log_extra, {}
-                if extra or self.progress.step % cfg.train.log_every == 0 or self.progress.step == total_steps:
-                    now = time.perf_counter()
-                    record = self._log_record(pending, images_since / max(now - t_log, 1e-9))
-                    record.update(extra)
-                    pending, t_log, images_since = [], now, 0
-                    bar.set_postfix_str(f"ep {epoch + 1} D {record['loss_d']:.3f} G {record['loss_g']:.3f} "
-                                        f"D(x) {record['d_x']:.2f} D(G(z)) {record['d_g_z']:.2f} "
-                                        f"{record['images_per_s']:.0f} img/s")
-                    self.log(record)
-                if cfg.train.sample_every and self.progress.step % cfg.train.sample_every == 0:
-                    self.write_samples(f"step_{self.progress.step:08d}")
-                if self._midsave_due(t_save):
-                    self.progress.elapsed += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    self.save_checkpoint()
-                    t_save = time.monotonic()
-                if self._out_of_time(t0):
-                    status = "time budget reached"
-                    break
-                if self.progress.step >= total_steps or self.stop.check(self.progress.step):  # a stop signal: save below
-                    break
-            self.progress.elapsed += time.perf_counter() - t0
-            if self.rolled_back:  # the guard restored the last good state: go on from there, or stop
-                self.rolled_back = False
-                if self.stop_reason:
-                    status = "diverged"
-                    break
-                continue
-            self.write_data_errors()
-            if self.progress.batch + cfg.train.d_steps > self.loader.batches_per_epoch:
-                # The epoch is over: the next one starts at its first batch.
-                self.progress.epoch += 1
-                self.progress.batch = 0
-                self.write_samples(f"epoch_{self.progress.epoch:04d}")
-                self.save_checkpoint()
-                t_save = time.monotonic()
-                self.hooks("on_epoch_end", self.progress.epoch)
-            else:
-                # Stopped inside an epoch (max_steps): save where we are so resume continues here.
-                self.write_samples(f"step_{self.progress.step:08d}")
-                self.save_checkpoint()
-        bar.close()
-        if self.stop.stopping and status == "finished":
-            status = "interrupted"
+
+    def _advance(self, group: list) -> int:
+        """Count one generator step of ``group``'s batches; the images it trained on (all ranks')."""
+        n_images = sum(b[0].shape[0] for b in group) * self.world_size
+        self.progress.step += 1
+        self.progress.batch += len(group)
+        self.progress.images_seen += n_images
+        return n_images
+
+    def _write_log_line(self, window: "_LogWindow", extra: dict, bar) -> None:
+        now = time.perf_counter()
+        record = self._log_record(window.outputs, window.images_per_s(now))
+        record.update(extra)
+        window.reset(now)
+        bar.set_postfix_str(f"ep {self.progress.epoch + 1} D {record['loss_d']:.3f} G {record['loss_g']:.3f} "
+                            f"D(x) {record['d_x']:.2f} D(G(z)) {record['d_g_z']:.2f} "
+                            f"{record['images_per_s']:.0f} img/s")
+        self.log(record)
+
+    def _end_of_stretch(self) -> None:
+        """After the epoch's batches (or a stop inside it): its grid and checkpoint, so resume goes on here."""
+        self.write_data_errors()
+        if self.schedule.epoch_over(self.progress.batch):  # the next epoch starts at its first batch
+            self.progress.epoch += 1
+            self.progress.batch = 0
+            self.write_samples(f"epoch_{self.progress.epoch:04d}")
+            self.save_checkpoint()
+            self.schedule.saved()
+            self.hooks("on_epoch_end", self.progress.epoch)
+        else:  # stopped inside an epoch (max_steps, a signal, the time budget)
+            self.write_samples(f"step_{self.progress.step:08d}")
+            self.save_checkpoint()
+
+    def _finish(self, status: str) -> Path:
         if self.is_main:
             self.save_final_generator()
         self.write_summary(status)
@@ -362,49 +400,23 @@ class Trainer:
         self.lr_schedules.step()
         self.guard.watch(out)
 
-    def _snapshot_start(self) -> None:
-        """The state to roll back to before the first checkpoint exists (kept in memory, as bytes)."""
-        self._start_state = None
-        if not self.guard.enabled:
-            return
-        # Rank 0's view decides, as in _diverged: every rank must have this snapshot when it is used.
-        found = self.checkpoints.latest_valid(warn=lambda *_: None) if self.is_main else None
-        if distributed.broadcast_object(found is None):
-            self._start_state = to_bytes(self.state_dict())
-
-    def _guard_check_due(self, total_steps: int, t_save: float) -> bool:
-        """At every log line and before anything is saved: a bad state is never checkpointed."""
-        s, t, every = self.progress.step, self.cfg.train, self.cfg.eval.every
-        return (s % t.log_every == 0 or s >= total_steps or self._midsave_due(t_save) or bool(every and s % every == 0)
-                or self.progress.batch + t.d_steps > self.loader.batches_per_epoch)
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run stopped after a divergence it could not recover from (None: it did not)."""
+        return self.recovery.stop_reason
 
     def _diverged(self) -> bool:
-        """Ask the guard (one host sync); on a failure roll back to the last good state."""
+        """Ask the guard (one host sync); on a failure, roll back as :class:`Recovery` decides."""
         reason = self.guard.failure()
         if reason is None:
             return False
-        failed_at, recoveries = self.progress.step, self.guard.recoveries
-        # Every rank restores the checkpoint rank 0 picks (it alone writes them; the guard's verdict is
-        # the same on every rank, see DivergenceGuard.failure).
-        found = self.checkpoints.latest_valid(warn=lambda *_: None) if self.is_main else None
-        found = distributed.broadcast_object(found)
-        if found is not None:
-            state, source = safe_load(found[0], map_location="cpu"), found[0].name
-        else:
-            state, source = torch.load(io.BytesIO(self._start_state), weights_only=True), "the start of the run"
-        self.load_state_dict(state)
-        if recoveries < self.guard.max_recoveries:
-            self.guard.recoveries = recoveries + 1
-            self.lr_schedules.scale(self.guard.lr_factor)
-            action = (f"restored {source} (step {self.progress.step}) and multiplied the learning rates by "
-                      f"{self.guard.lr_factor} (recovery {recoveries + 1} of {self.guard.max_recoveries})")
-        else:
-            self.guard.recoveries = recoveries
-            self.stop_reason = (f"{reason} at step {failed_at} after {recoveries} recovery(ies); the run stopped "
-                                f"and generator.pt holds the last good state ({source}, step {self.progress.step}). "
-                                "Try lower learning rates (optim.g.lr, optim.d.lr), loss.name=hinge with "
-                                "model.spectral_norm=true, or an R1 penalty (loss.r1_gamma)")
-            action = "stopped the run"
+        failed_at = self.progress.step
+
+        def restore(state: dict) -> int:
+            self.load_state_dict(state)
+            return self.progress.step
+
+        action = self.recovery.roll_back(reason, failed_at, restore, self.lr_schedules.scale)
         self.log({"step": failed_at, "epoch": self.progress.epoch + 1, "event": "guard", "reason": reason,
                   "action": action, "lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"]})
         if self.is_main and self.log_format != "quiet":
@@ -413,26 +425,6 @@ class Trainer:
             self.summary_extra = {**getattr(self, "summary_extra", {}), "diverged": self.stop_reason}
         self.rolled_back = True
         return True
-
-    def _out_of_time(self, t0: float) -> bool:
-        """``train.max_minutes`` of training time (summed across resumes) are spent."""
-        budget = self.cfg.train.max_minutes * 60
-        over = bool(budget) and self.progress.elapsed + time.perf_counter() - t0 >= budget
-        if budget and self.world_size > 1:
-            # Each rank's clock says something else: the ranks agree (one small all-reduce, with a host
-            # sync, so only at each log line's step, as StopSignals.check does) and stop after the same step.
-            if self.progress.step % self.cfg.train.log_every:
-                return False
-            over = distributed.any_rank(over)
-        return over
-
-    def _midsave_due(self, t_save: float) -> bool:
-        t = self.cfg.train
-        by_steps = t.midsave_steps and self.progress.step % t.midsave_steps == 0
-        by_time = t.midsave_minutes and time.monotonic() - t_save >= t.midsave_minutes * 60
-        if t.midsave_minutes and self.world_size > 1:
-            by_time = distributed.any_rank(bool(by_time))  # clocks differ: all ranks save together
-        return bool(by_steps or by_time)
 
     def _log_record(self, pending: list[dict[str, torch.Tensor]], images_per_s: float) -> dict[str, Any]:
         # One host sync per log line: stack the steps' tensors and average them.
