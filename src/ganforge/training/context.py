@@ -45,6 +45,11 @@ class Callback(Protocol):
     def on_end(self, run: "RunContext") -> None: ...
 
 
+def _read(name: str, doc: str) -> property:
+    """A read-only view of the trainer's attribute ``name``."""
+    return property(lambda self: getattr(self._trainer, name), doc=doc)
+
+
 class RunContext:
     """What a callback may see and do during a run (it is handed this, never the trainer).
 
@@ -67,31 +72,13 @@ class RunContext:
         # ignore SIGTERM) alive until the garbage collector runs, or past the interpreter's exit.
         self._trainer = weakref.proxy(trainer)
 
-    # ---------------------------------------------------------------- progress
-    @property
-    def progress(self):
-        """Step, epoch, batch, images_seen, elapsed (a :class:`~ganforge.training.trainer.Progress`)."""
-        return self._trainer.progress
-
-    @property
-    def is_main(self) -> bool:
-        return self._trainer.is_main
-
-    @property
-    def rank(self) -> int:
-        return self._trainer.rank
-
-    @property
-    def world_size(self) -> int:
-        return self._trainer.world_size
-
-    @property
-    def device(self) -> torch.device:
-        return self._trainer.device
-
-    @property
-    def cfg(self) -> Config:
-        return self._trainer.cfg
+    # ---------------------------------------------------------------- progress (read-only views)
+    progress = _read("progress", "Step, epoch, batch, images_seen, elapsed (training.trainer.Progress).")
+    is_main = _read("is_main", "Whether this process writes the run's files (rank 0).")
+    rank = _read("rank", "This process's rank under torchrun (0 alone).")
+    world_size = _read("world_size", "How many processes train together.")
+    device = _read("device", "The training device.")
+    cfg = _read("cfg", "The run's config: read it, do not change it.")
 
     # ---------------------------------------------------------------- run files
     @property
@@ -109,13 +96,8 @@ class RunContext:
     def sampling_generator(self) -> torch.nn.Module:
         return self._trainer.sampling_generator()
 
-    @property
-    def fixed_noise(self) -> torch.Tensor:
-        return self._trainer.fixed_noise
-
-    @property
-    def fixed_labels(self) -> torch.Tensor | None:
-        return self._trainer.fixed_labels
+    fixed_noise = _read("fixed_noise", "The latents of the fixed-noise grids.")
+    fixed_labels = _read("fixed_labels", "Their class labels (None for an unconditional run).")
 
     # ---------------------------------------------------------------- dataset facts
     @property
