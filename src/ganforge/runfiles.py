@@ -43,6 +43,7 @@ class RunDir:
     TIMELINE_GIF = "timeline.gif"
     TIMELINE_MP4 = "timeline.mp4"
     SAMPLES = "samples"
+    REAL_SAMPLES = "real_samples.png"  # a grid of real training images, as the loader prepares them
     GRIDS = "grids.jsonl"  # in samples/: each grid with its step, as written
     CHECKPOINTS = "checkpoints"
     MANIFEST = "manifest.json"  # in checkpoints/

@@ -18,6 +18,7 @@ from ganforge.classes import row_labels
 from ganforge.reporting.curves import render_curves
 from ganforge.reporting.rundata import RunData, load_run, numeric_keys, per_epoch
 from ganforge.reporting.timeline import write_timeline
+from ganforge.runfiles import RunDir
 from ganforge.storage import atomic_write_bytes, atomic_write_text
 
 #: Beyond this many sample grids the slider shows an even selection (always with the first and last),
@@ -121,7 +122,7 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
 def write_report(run_dir: str | Path, live: dict | None = None, curves: Curves | None = None) -> Path:
     """Write ``RUN/report.html`` (atomically: a browser refreshing mid-write never sees half a page)."""
     run = load_run(run_dir)
-    path = run.path / "report.html"
+    path = RunDir(run.path).report
     atomic_write_text(path, render(run, live, curves))
     return path
 
@@ -133,8 +134,8 @@ def finish(run_dir: str | Path) -> list[Path]:
     curves = plot(run)
     written = []
     if curves.png:
-        atomic_write_bytes(run.path / "curves.png", curves.png)
-        written.append(run.path / "curves.png")
+        atomic_write_bytes(RunDir(run.path).curves, curves.png)
+        written.append(RunDir(run.path).curves)
     written += write_timeline(run.path, run.sample_grids())
     written.append(write_report(run.path, curves=curves))
     return written

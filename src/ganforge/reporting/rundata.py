@@ -108,7 +108,7 @@ class RunData:
 
     @property
     def real_samples(self) -> Path | None:
-        p = self.path / "real_samples.png"
+        p = self.path / runfiles.RunDir.REAL_SAMPLES
         return p if p.is_file() else None
 
     def cfg(self, dotted: str, default=None):

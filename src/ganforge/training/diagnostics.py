@@ -129,5 +129,5 @@ class Diagnostics:
         run.add_summary(diagnostics=[f["message"] for f in self.findings])
         if run.is_main:
             print(f"\nganforge diagnostics (step {step}): {message}", file=sys.stderr, flush=True)
-            with open(run.run_dir / "diagnostics.jsonl", "a") as f:
+            with open(run.files.diagnostics, "a") as f:
                 f.write(json.dumps(finding) + "\n")

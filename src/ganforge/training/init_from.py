@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
-from ganforge.runfiles import resolve_source
+from ganforge.runfiles import RunDir, resolve_source
 from ganforge.storage import CheckpointError, CheckpointStore, safe_load
 
 #: Architecture keys, as the config key a user would set.
@@ -86,14 +86,14 @@ def _load_source(path: Path) -> InitSource:
     if path.is_dir():
         if (path / "generator.safetensors").is_file():
             return _from_export(path)
-        if not (path / "config.yaml").is_file():
+        if not RunDir(path).config.is_file():
             raise ConfigError(f"--init-from {path}: this folder is neither a ganforge run (no config.yaml) nor an "
                               "export (no generator.safetensors)")
-        found = CheckpointStore(path / "checkpoints").latest_valid(warn=lambda *_: None)
+        found = CheckpointStore(RunDir(path).checkpoints).latest_valid(warn=lambda *_: None)
         if found is not None:
             path = found[0]
-        elif (path / "generator.pt").is_file():
-            path = path / "generator.pt"
+        elif RunDir(path).generator.is_file():
+            path = RunDir(path).generator
         else:
             raise ConfigError(f"--init-from {path}: the run has no valid checkpoint and no generator.pt yet "
                               "(it stopped before its first save); choose another source")

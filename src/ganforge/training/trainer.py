@@ -120,7 +120,7 @@ class Trainer:
         self.fixed_labels = fixed_labels(cfg.train.n_fixed_noise, cfg.model.num_classes).to(self.device) \
             if cfg.model.num_classes else None
         self.progress = Progress()
-        self.checkpoints = CheckpointStore(self.run_dir / "checkpoints", cfg.train.keep_checkpoints)
+        self.checkpoints = CheckpointStore(RunDir(self.run_dir).checkpoints, cfg.train.keep_checkpoints)
         self.recovery = Recovery(self.guard, self.checkpoints, self.rank == 0)
         self.loader = None  # built in fit(): reading data comes after every config check
         self.is_main = self.rank == 0
@@ -195,7 +195,7 @@ class Trainer:
         if not self.is_main:
             return None
         images = generate(self.sampling_generator(), self.fixed_noise, self.fixed_labels)
-        path = save_grid(images, self.run_dir / "samples" / f"{name}.png")
+        path = save_grid(images, RunDir(self.run_dir).samples / f"{name}.png")
         with open(path.parent / RunDir.GRIDS, "a") as f:  # the grids in the order written, with their steps
             f.write(json.dumps({"file": path.name, "step": self.progress.step, "epoch": self.progress.epoch}) + "\n")
         self.hooks("on_samples", path)
@@ -216,7 +216,7 @@ class Trainer:
                 "or start a new run (--init-from this run fine-tunes it on the new classes if they are as many)")
         self.cfg.data.class_names = list(found)  # in place: the callbacks hold the same config
         if self.is_main:
-            atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+            atomic_write_text(RunDir(self.run_dir).config, self.cfg.to_yaml())
 
     def sampling_generator(self) -> torch.nn.Module:
         """The generator that samples and metrics use (the EMA copy when the run keeps one)."""
@@ -225,7 +225,7 @@ class Trainer:
     def log(self, record: dict) -> None:
         if not self.is_main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with open(RunDir(self.run_dir).metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.log_format == "json":
             print(json.dumps(record), flush=True)
@@ -234,7 +234,7 @@ class Trainer:
     def write_data_errors(self) -> None:
         errors = self.loader.drain_errors()
         if errors and self.is_main:
-            with open(self.run_dir / "data_errors.txt", "a") as f:
+            with open(RunDir(self.run_dir).data_errors, "a") as f:
                 for name, reason in errors:
                     f.write(f"{name}\t{reason}\n")
             self.data_error_count = getattr(self, "data_error_count", 0) + len(errors)
@@ -265,10 +265,10 @@ class Trainer:
 
     def write_summary(self, status: str) -> None:
         if self.is_main:
-            atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary(status), indent=2))
+            atomic_write_text(RunDir(self.run_dir).summary, json.dumps(self.summary(status), indent=2))
 
     def save_final_generator(self) -> Path:
-        path = self.run_dir / "generator.pt"
+        path = RunDir(self.run_dir).generator
         state = {"format": "ganforge-generator-1", "config": self.cfg.to_dict(),
                  "architecture": nets.architecture_id(self.cfg),
                  "G": self.sampling_generator().state_dict(), "fixed_noise": self.fixed_noise.cpu(),

@@ -20,6 +20,7 @@ import torch
 
 from ganforge.reporting.html import Curves, finish, plot, write_report
 from ganforge.reporting.rundata import load_run
+from ganforge.runfiles import RunDir
 from ganforge.sampling import save_grid
 from ganforge.training.context import RunContext
 
@@ -50,7 +51,7 @@ class ReportCallback:
     def on_start(self, run: RunContext) -> None:
         if not run.is_main:
             return
-        path = self.run_dir / "real_samples.png"
+        path = self.run_dir / RunDir.REAL_SAMPLES
         if not path.is_file():  # a resumed run keeps the grid it started with
             write_real_samples(run.dataset, path, run.cfg.train.n_fixed_noise, run.cfg.train.seed)
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from ganforge.reporting.rundata import POSITION_KEYS
 from ganforge.reporting.tensorboard import read_rgb, tag
+from ganforge.runfiles import RunDir
 from ganforge.training.context import RunContext
 
 
 class TensorBoardCallback:
     def __init__(self, run_dir: Path):
-        self.log_dir = Path(run_dir) / "tensorboard"
+        self.log_dir = RunDir(run_dir).tensorboard
         self.writer = None
 
     def on_start(self, run: RunContext) -> None:
@@ -28,7 +29,7 @@ class TensorBoardCallback:
         # so the curves do not double back on themselves.
         step = run.progress.step
         self.writer = SummaryWriter(self.log_dir, purge_step=step if step else None)
-        real = run.run_dir / "real_samples.png"
+        real = run.run_dir / RunDir.REAL_SAMPLES
         if step == 0 and real.is_file():
             self.writer.add_image("samples/real", read_rgb(real), 0, dataformats="HWC")
 
