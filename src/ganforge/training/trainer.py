@@ -122,7 +122,7 @@ class Trainer:
         self.progress = Progress()
         self.checkpoints = CheckpointStore(RunDir(self.run_dir).checkpoints, cfg.train.keep_checkpoints)
         self.recovery = Recovery(self.guard, self.checkpoints, self.rank == 0)
-        self.loader = None  # built in fit(): reading data comes after every config check
+        self.loader = None  # opened when fit() starts: reading data comes after every config check
         self.is_main = self.rank == 0
         self.summary_extra: dict = {}  # callbacks add to summary.json here (RunContext.add_summary)
         self.log_extra: dict = {}  # on_step callbacks add keys to this step's metrics line (RunContext.add_to_log)
@@ -337,8 +337,7 @@ class Trainer:
     def _start(self) -> None:
         """The data (after every config check), the resumed state, the schedule, speed-ups, on_start."""
         cfg = self.cfg
-        if self.loader is None:
-            self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
+        self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         self._record_class_names()
         if getattr(self, "_resume_state", None) is not None:
