@@ -261,10 +261,22 @@ class CurveSnapshots:
             self._take(trainer, self.points.pop(0), trained)
 
 
+_REAL_FEATURES: dict[tuple[int, str, int], object] = {}
+
+
 def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int) -> dict:
+    """FID and KID of ``fakes`` against the first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate`
+    takes a tensor of reals) on both feature networks; the reals' features are extracted once per process."""
+    from ganforge.metrics.evaluate import score_features
+    from ganforge.metrics.features import build_extractor, extract_features
     scores = {}
     for features in FEATURES:
-        out = evaluate(fakes, reals, metrics=["fid", "kid"], features=features, n=n)
+        extractor = build_extractor(features)
+        key = (id(reals), features, n)
+        if key not in _REAL_FEATURES:
+            _REAL_FEATURES[key] = extract_features(extractor, reals[:n].split(50))[0]
+        fake_features, fake_logits = extract_features(extractor, fakes[:n].split(50))
+        out = score_features(fake_features, fake_logits, _REAL_FEATURES[key], ["fid", "kid"], features)
         scores.update({k: v for k, v in out.items() if k.startswith(("fid_", "kid_"))})
     return scores
 
