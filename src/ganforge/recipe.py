@@ -152,14 +152,19 @@ def choose_v1(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
         pick("data.hflip", 0.5, "mirrored images double a small set")
     else:
         pick("augment.name", "none", f"{facts.count:,} images are enough without augmentation")
+    _length_and_guard(facts, cpu, pick)
+    return chosen, why
+
+
+def _length_and_guard(facts: DataFacts, cpu: bool, pick: Picks) -> None:
+    """How long to train, compile on a CPU, and the divergence guard: the same in every recipe."""
     steps = 20_000 if not cpu else 5_000
-    batch = int(given.get("data.batch_size", 64))
+    batch = int(pick.value("data.batch_size", 64))
     epochs = max(5, -(-steps * batch // max(facts.count, 1)))
     pick("train.epochs", epochs, f"about {steps:,} steps of {batch}; stop earlier with Ctrl-C or train.max_minutes")
     if cpu:
         pick("train.compile", "off", "measured no faster for this model on a CPU, and compiling costs a minute")
     pick("guard.d_wins_steps", 500, "restore and slow down if D still wins completely for 500 steps")
-    return chosen, why
 
 
 def _common_start(facts: DataFacts, pick: Picks) -> int:
@@ -187,13 +192,7 @@ def choose_v2(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
         pick(key, value, reason)
     pick("augment.name", "diffaugment", f"{facts.count:,} images is few: without augmentation D memorises them")
     pick("data.hflip", 0.5, "mirrored images double a small set")
-    steps = 20_000 if not cpu else 5_000
-    batch = int(pick.value("data.batch_size", 64))
-    epochs = max(5, -(-steps * batch // max(facts.count, 1)))
-    pick("train.epochs", epochs, f"about {steps:,} steps of {batch}; stop earlier with Ctrl-C or train.max_minutes")
-    if cpu:
-        pick("train.compile", "off", "compiling costs a minute on a CPU and was not measured faster here")
-    pick("guard.d_wins_steps", 500, "restore and slow down if D still wins completely for 500 steps")
+    _length_and_guard(facts, cpu, pick)
     return pick.chosen, pick.why
 
 
