@@ -52,20 +52,26 @@ class SignalAt:
             signal.raise_signal(signal.SIGTERM)
 
 
-def test_resume_is_exact_with_every_stateful_strategy(tmp_path, images, capsys):
-    # 64 images, batch 16, 2 D steps per G step: 2 steps per epoch, 4 in all.  The stop is a SIGTERM after
-    # step 1 rather than a shorter train.max_steps, which would also shorten the learning-rate schedules.
-    cfg = tiny_cfg(images, *STATEFUL)
+def straight_and_stopped_then_resumed(tmp_path, cfg, stop_after: int, capsys):
+    """Train ``cfg`` straight through, and again stopped by SIGTERM after step ``stop_after`` and resumed;
+    returns (the resumed run, the straight run)."""
     run = tmp_path / "stopped"
     run.mkdir()
     save_config(cfg, run)
     with one_thread():
         straight = ganforge.train(cfg, runs_dir=tmp_path / "straight", log_format="quiet")
         trainer = Trainer(cfg, run, log_format="quiet")
-        trainer.callbacks = [SignalAt(1)]
+        trainer.callbacks = [SignalAt(stop_after)]
         fit_until_stopped(trainer)
-        assert "stopped by SIGTERM at step 1" in capsys.readouterr().out
+        assert f"stopped by SIGTERM at step {stop_after}" in capsys.readouterr().out
         resume(run, log_format="quiet")
+    return run, straight
+
+
+def test_resume_is_exact_with_every_stateful_strategy(tmp_path, images, capsys):
+    # 64 images, batch 16, 2 D steps per G step: 2 steps per epoch, 4 in all.  The stop is a SIGTERM after
+    # step 1 rather than a shorter train.max_steps, which would also shorten the learning-rate schedules.
+    run, straight = straight_and_stopped_then_resumed(tmp_path, tiny_cfg(images, *STATEFUL), 1, capsys)
     assert_bitwise_equal(run / "checkpoints/step_00000004.pt", straight / "checkpoints/step_00000004.pt")
     ema = [torch.load(r / "generator.pt", weights_only=True)["G"] for r in (run, straight)]
     assert all(torch.equal(ema[0][k], ema[1][k]) for k in ema[0])
@@ -80,17 +86,8 @@ FEW_SHOT = ["model.name=fastgan", "model.fastgan_decoder=16", "loss.name=rpgan",
 
 
 def test_resume_is_exact_with_the_few_shot_setup(tmp_path, images, capsys):
-    cfg = tiny_cfg(images, *FEW_SHOT, "train.epochs=1")
-    run = tmp_path / "stopped"
-    run.mkdir()
-    save_config(cfg, run)
-    with one_thread():
-        straight = ganforge.train(cfg, runs_dir=tmp_path / "straight", log_format="quiet")
-        trainer = Trainer(cfg, run, log_format="quiet")
-        trainer.callbacks = [SignalAt(2)]
-        fit_until_stopped(trainer)
-        assert "stopped by SIGTERM at step 2" in capsys.readouterr().out
-        resume(run, log_format="quiet")
+    run, straight = straight_and_stopped_then_resumed(tmp_path, tiny_cfg(images, *FEW_SHOT, "train.epochs=1"), 2,
+                                                      capsys)
     final = sorted(p.name for p in (straight / "checkpoints").glob("step_*.pt"))[-1]
     assert_bitwise_equal(run / "checkpoints" / final, straight / "checkpoints" / final)
     state = torch.load(run / "checkpoints" / final, weights_only=True)
