@@ -44,3 +44,22 @@ def add_truncation(p: argparse.ArgumentParser) -> None:
                    help="BigGAN's truncation trick: every latent entry whose magnitude exceeds T is drawn again, "
                         "so latents follow a normal truncated to [-T, T] (BigGAN uses 0.04 to 2; default: off). "
                         "With --truncation too, the resampled latents are then scaled")
+
+
+def load_sampling_generator(args):
+    """For ``sample`` and ``interpolate``: check the truncation values before loading anything, then load
+    the generator of ``args.source`` on ``args.device`` and turn ``args.class_index`` (a class folder's name
+    or an index) into an index.  Returns (G, its config, the device)."""
+    import torch
+
+    from ganforge.classes import resolve_class
+    from ganforge.runfiles import resolve_source
+    from ganforge.sampling import load_generator, truncate, truncate_resample
+
+    truncate(torch.zeros(1), args.truncation)
+    if args.truncation_resample is not None:
+        truncate_resample(torch.zeros(1), args.truncation_resample, torch.Generator())
+    device = pick_device(args.device)
+    G, cfg = load_generator(resolve_source(args.source, args.runs_dir), device=device)
+    args.class_index = resolve_class(args.class_index, cfg)
+    return G, cfg, device

@@ -12,7 +12,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir, add_truncation
+from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir, add_truncation, load_sampling_generator
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -55,12 +55,10 @@ def run(args) -> int:
     import torch
     from PIL import Image
 
-    from ganforge.cli.common import pick_device
     from ganforge.cli.sample import class_labels
     from ganforge.config import ConfigError
     from ganforge.reporting.timeline import write_gif
-    from ganforge.runfiles import resolve_source
-    from ganforge.sampling import (generate, generate_each, grid_tensor, load_generator, parse_seeds, save_grid,
+    from ganforge.sampling import (generate, generate_each, grid_tensor, parse_seeds, save_grid,
                                    seed_latents, truncate, truncate_resample)
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
@@ -80,13 +78,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".gif":
         raise ConfigError(f"--out {args.out}: give a .gif file (the grid is written next to it as .png)")
-    truncate(torch.zeros(1), args.truncation)  # check PSI and T before loading anything
-    if args.truncation_resample is not None:
-        truncate_resample(torch.zeros(1), args.truncation_resample, torch.Generator())
-    device = pick_device(args.device)
-    G, cfg = load_generator(resolve_source(args.source, args.runs_dir), device=device)
-    from ganforge.classes import resolve_class
-    args.class_index = resolve_class(args.class_index, cfg)  # a class folder's name, or an index
+    G, cfg, device = load_sampling_generator(args)  # truncation checked before anything is loaded
     num_classes = cfg.model.num_classes
     if seeds is not None:
         keyframes, drawn = seed_latents(seeds, cfg.model.nz, num_classes, psi=args.truncation,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir, add_truncation
+from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir, add_truncation, load_sampling_generator
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -57,22 +57,14 @@ def class_labels(class_index: int | None, num_classes: int, n: int, drawn):
 def run(args) -> int:
     import torch
 
-    from ganforge.cli.common import pick_device
     from ganforge.config import ConfigError
-    from ganforge.runfiles import resolve_source
-    from ganforge.sampling import (generate, generate_each, load_generator, parse_seeds, save_each, save_grid,
+    from ganforge.sampling import (generate, generate_each, parse_seeds, save_each, save_grid,
                                    seed_latents, truncate, truncate_resample)
 
     if args.n is not None and args.n <= 0:
         raise ConfigError(f"--n must be a positive number of images, got {args.n}")
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    truncate(torch.zeros(1), args.truncation)  # check PSI before loading anything
-    if args.truncation_resample is not None:
-        truncate_resample(torch.zeros(1), args.truncation_resample, torch.Generator())
-    device = pick_device(args.device)
-    G, cfg = load_generator(resolve_source(args.source, args.runs_dir), device=device)
-    from ganforge.classes import resolve_class
-    args.class_index = resolve_class(args.class_index, cfg)  # a class folder's name, or an index
+    G, cfg, device = load_sampling_generator(args)  # truncation checked before anything is loaded
     num_classes = cfg.model.num_classes
     if seeds is not None:
         z, drawn = seed_latents(seeds, cfg.model.nz, num_classes, psi=args.truncation,
