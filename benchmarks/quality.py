@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -133,11 +134,11 @@ def yardsticks(reals: torch.Tensor, n: int) -> dict:
 
 
 def score_run(run: Path, reals: torch.Tensor, n: int, grid: Path) -> dict:
-    """FID and KID of ``n`` samples of a finished run (latents of seed 123) against ``reals``, and a grid
-    of the first 64 saved at ``grid``."""
+    """FID and KID (EfficientNet-Lite0) of ``n`` samples of a finished run (latents of seed 123) against
+    ``reals``, and a grid of the first 64 saved at ``grid``."""
     G, run_cfg = load_generator(run)
     fakes = generate(G, torch.randn(n, run_cfg.model.nz, generator=torch.Generator().manual_seed(123)))
-    scores = evaluate(fakes, reals, metrics=["fid", "kid"], n=n)
+    scores = score_images(fakes, reals, n, features=("effnet-lite0",))
     return {**scores, "grid": str(save_grid(fakes[:64], grid))}
 
 
@@ -261,22 +262,38 @@ class CurveSnapshots:
             self._take(trainer, self.points.pop(0), trained)
 
 
-_REAL_FEATURES: dict[tuple[int, str, int], object] = {}
+#: Real images' features on disk, keyed by the images' bytes and the network: the same 1,000 reals are
+#: scored by every run of a sweep, and on this CPU their features cost as much as a run's samples'.
+REAL_FEATURES_CACHE = Path.home() / ".cache" / "ganforge" / "bench-quality" / "real-features"
 
 
-def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int) -> dict:
+def real_features(extractor, features: str, reals: torch.Tensor):
+    import hashlib
+
+    import numpy as np
+    from ganforge.metrics.features import extract_features
+    digest = hashlib.sha256(reals.contiguous().numpy().tobytes()).hexdigest()[:24]
+    path = REAL_FEATURES_CACHE / f"{features}-{tuple(reals.shape)[0]}-{digest}.npy"
+    if path.is_file():
+        return np.load(path)
+    feats = extract_features(extractor, reals.split(50))[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, feats)
+    tmp.replace(path)  # side-by-side runs may write the same file: whole files only
+    return feats
+
+
+def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tuple[str, ...] = FEATURES) -> dict:
     """FID and KID of ``fakes`` against the first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate`
-    takes a tensor of reals) on both feature networks; the reals' features are extracted once per process."""
+    takes a tensor of reals) on each feature network; the reals' features are cached on disk."""
     from ganforge.metrics.evaluate import score_features
     from ganforge.metrics.features import build_extractor, extract_features
     scores = {}
-    for features in FEATURES:
-        extractor = build_extractor(features)
-        key = (id(reals), features, n)
-        if key not in _REAL_FEATURES:
-            _REAL_FEATURES[key] = extract_features(extractor, reals[:n].split(50))[0]
+    for name in features:
+        extractor = build_extractor(name)
         fake_features, fake_logits = extract_features(extractor, fakes[:n].split(50))
-        out = score_features(fake_features, fake_logits, _REAL_FEATURES[key], ["fid", "kid"], features)
+        out = score_features(fake_features, fake_logits, real_features(extractor, name, reals[:n]), ["fid", "kid"], name)
         scores.update({k: v for k, v in out.items() if k.startswith(("fid_", "kid_"))})
     return scores
 
