@@ -30,13 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 import ganforge  # noqa: E402
 from ganforge.cli.train import MAIN_JOB_MINUTES  # noqa: E402
+from ganforge.runfiles import resolve_run  # noqa: E402
 from quality import real_images, score_run, tutorial_config  # noqa: E402
 
 README_PICTURE = ROOT.parent / "docs" / "images" / "quickstart_samples.png"
-
-
-def newest_run(runs: Path) -> Path:
-    return max((p for p in runs.iterdir() if (p / "summary.json").is_file()), key=lambda p: p.stat().st_mtime)
 
 
 def main_job(runs: Path, overrides: list[str], threads: int) -> Path:
@@ -46,7 +43,7 @@ def main_job(runs: Path, overrides: list[str], threads: int) -> Path:
     cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "ganforge"]),
            "train", "--runs-dir", str(runs), "--quiet", *overrides]
     subprocess.run(cmd, check=True, env=env)
-    return newest_run(runs)
+    return resolve_run("latest", runs)  # the run it just made: the newest under runs
 
 
 def entry_for(what: str, command: str, overrides: list[str], run: Path, reals: torch.Tensor, grid: Path) -> dict:
@@ -84,7 +81,7 @@ def main() -> int:
     if args.readme:
         shutil.copyfile(results[-1]["grid"], README_PICTURE)
     if not args.no_baseline:
-        minutes = json.loads((run / "summary.json").read_text())["train_seconds"] / 60
+        minutes = results[0]["train_seconds"] / 60
         cfg = tutorial_config("fashion-mnist", 32, 1, [f"train.max_minutes={MAIN_JOB_MINUTES}", "train.seed=0"])
         tut = ganforge.train(cfg, runs_dir=runs, log_format="quiet")
         results.append(entry_for(f"baseline: the tutorial's DCGAN at 32 px, {MAIN_JOB_MINUTES} minutes",

@@ -223,14 +223,13 @@ FEW_SHOT_CPU: list[tuple[str, object, str]] = [
                             "minutes (two seeds: 173.4, 173.6)"),
 ]
 #: On a GPU the same family, wider (not yet measured on a GPU: see issue 19's check script).
-FEW_SHOT_GPU: list[tuple[str, object, str]] = [
-    (k, {"model.ngf": 32, "model.ndf": 32, "model.fastgan_decoder": 64, "data.batch_size": 64}.get(k, v),
-     {"model.ngf": "width 32 on a GPU (FastGAN's paper uses 64 at 256 px); unmeasured on a GPU yet",
-      "model.ndf": "width 32 on a GPU; unmeasured on a GPU yet",
-      "model.fastgan_decoder": "D rebuilds reals at 64 px on a GPU",
-      "data.batch_size": "batches of 64: a GPU does more images per second in larger batches; unmeasured on a GPU yet",
-      }.get(k, r))
-    for k, v, r in FEW_SHOT_CPU]
+_GPU_CHANGES: dict[str, tuple[object, str]] = {
+    "model.ngf": (32, "width 32 on a GPU (FastGAN's paper uses 64 at 256 px); unmeasured on a GPU yet"),
+    "model.ndf": (32, "width 32 on a GPU; unmeasured on a GPU yet"),
+    "model.fastgan_decoder": (64, "D rebuilds reals at 64 px on a GPU"),
+    "data.batch_size": (64, "batches of 64: a GPU does more images per second in larger batches; unmeasured on a GPU yet"),
+}
+FEW_SHOT_GPU: list[tuple[str, object, str]] = [(k, *_GPU_CHANGES.get(k, (v, r))) for k, v, r in FEW_SHOT_CPU]
 
 #: Recipes by name: ``auto`` is the current one; earlier ones stay reachable as baselines.
 RECIPES = {"auto-v1": choose_v1, "auto-v2": choose_v2}
