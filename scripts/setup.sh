@@ -26,10 +26,10 @@ if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; f
 # 1. System packages: the bundled default dataset (Fashion-MNIST, from Debian's archive); for the tests
 #    also a headless Chromium for the report test.  Skipped with a note where apt-get cannot be used.
 APT_PACKAGES="dataset-fashion-mnist"
-EXTRAS="metrics"
+EXTRAS="metrics,projected"
 if [ "$TEST" = 1 ]; then
   APT_PACKAGES="$APT_PACKAGES chromium chromium-driver"
-  EXTRAS="test,metrics"
+  EXTRAS="test,metrics,projected"
 fi
 if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
   missing=""

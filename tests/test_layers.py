@@ -51,7 +51,7 @@ MAY_IMPORT = {
     "nets": {"bottom", "modules"},
     "data": {"bottom"},
     "sampling": {"bottom", "modules", "nets"},
-    "metrics": {"bottom", "data", "sampling"},
+    "metrics": {"bottom", "modules", "data", "sampling"},  # modules: the pretrained ImageNet networks
     "training": _BELOW_TRAINING,
     "reporting": {"bottom", "metrics"},
     "wiring": _BELOW_TRAINING | {"training", "metrics", "reporting"},

@@ -53,7 +53,7 @@ def test_dependencies_are_exactly_what_the_package_imports():
     imported = third_party_imports()
     required = names(PYPROJECT["project"]["dependencies"])
     extras = {k: names(v) for k, v in PYPROJECT["project"]["optional-dependencies"].items()}
-    optional = set().union(*(extras[k] for k in ("metrics", "video")))
+    optional = set().union(*(extras[k] for k in ("metrics", "projected", "video")))
     assert required == (set(imported) - optional) | USED_THROUGH_TORCH
     assert "scipy" not in imported and "scipy" in extras["test"]  # only the tests compare with scipy
     # Optional extras are imported inside the functions that use them: `import ganforge` works without them.
@@ -89,7 +89,7 @@ def test_version_is_written_once_and_the_licence_ships():
 
 def test_setup_installs_chromium_and_test_extras_only_for_the_tests():
     script = (ROOT / "scripts" / "setup.sh").read_text()
-    assert 'APT_PACKAGES="dataset-fashion-mnist"\n' in script and 'EXTRAS="metrics"\n' in script
+    assert 'APT_PACKAGES="dataset-fashion-mnist"\n' in script and 'EXTRAS="metrics,projected"\n' in script
     test_branch = script.split('if [ "$TEST" = 1 ]; then', 1)[1].split("fi", 1)[0]
     assert "chromium" in test_branch and "test" in test_branch
     readme = (ROOT / "README.md").read_text()

@@ -68,3 +68,13 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]
+
+
+def test_epochs_follow_the_batch_size_the_recipe_chose(image_folder):
+    # The few-shot recipe chooses batches of 32: its epoch count must be worked out with 32, not 64.
+    cfg = auto_config(str(image_folder), ["train.device=cpu"])
+    assert cfg.data.batch_size == 32
+    assert cfg.train.epochs == max(5, -(-5_000 * 32 // 64))
+    assert any(n.startswith(f"train.epochs={cfg.train.epochs}: about 5,000 steps of 32") for n in cfg.notes)
+    given = auto_config(str(image_folder), ["train.device=cpu", "data.batch_size=16"])
+    assert given.train.epochs == -(-5_000 * 16 // 64)

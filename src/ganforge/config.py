@@ -46,6 +46,8 @@ class ModelConfig:
     hierarchical_z: bool = False  # split z across generator blocks (BigGAN)
     upsample: Literal["nearest", "bilinear"] = "nearest"  # for dcgan-upsample and resnet
     fastgan_decoder: int = 32  # fastgan: size D's decoders rebuild real images at (0: no self-supervision)
+    discriminator: Literal["own", "projected"] = "own"  # projected: judge through a frozen ImageNet network
+    projected_size: int = 0  # projected D: the size its feature network sees (0: data.image_size)
 
 
 @dataclass

@@ -95,16 +95,19 @@ class Picks:
 
     def __init__(self, given: dict[str, object]):
         self.given, self.chosen, self.why = given, [], []
+        self.values: dict[str, object] = {}
 
     def __call__(self, key: str, value, reason: str) -> None:
         if key in self.given:
             self.why.append(f"{key}={self.given[key]} (given)")
             return
         self.chosen.append(f"{key}={value}")
+        self.values[key] = value
         self.why.append(f"{key}={value}: {reason}")
 
     def value(self, key: str, default):
-        return self.given.get(key, default)
+        """The value given, else the one chosen so far, else ``default``."""
+        return self.given.get(key, self.values.get(key, default))
 
 
 def choose_v1(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:

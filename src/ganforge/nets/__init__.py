@@ -21,7 +21,7 @@ from typing import Callable
 import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
-from ganforge.nets import dcgan, dcgan_upsample, fastgan, mlp, resnet
+from ganforge.nets import dcgan, dcgan_upsample, fastgan, mlp, projected, resnet
 from ganforge.storage import CheckpointError
 
 Builder = Callable[[Config], "tuple[nn.Module, nn.Module]"]
@@ -53,11 +53,18 @@ def check(cfg: Config) -> None:
     if cfg.model.name not in REGISTRY:
         raise ConfigError(f"unknown model.name '{cfg.model.name}'; known: {', '.join(sorted(REGISTRY))}")
     CHECKS.get(cfg.model.name, lambda cfg: None)(cfg)
+    if cfg.model.discriminator == "projected":
+        projected.check(cfg)
 
 
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
+    """The family's G and D; with ``model.discriminator=projected`` the family's D gives way to the projected
+    one (:mod:`ganforge.nets.projected`), which judges any family's images."""
     check(cfg)
-    return REGISTRY[cfg.model.name](cfg)
+    G, D = REGISTRY[cfg.model.name](cfg)
+    if cfg.model.discriminator == "projected":
+        D = projected.build_discriminator(cfg)
+    return G, D
 
 
 #: Model keys that change the layers (and so the state dict); the others (init, upsample) do not.
@@ -72,6 +79,9 @@ def architecture_id(cfg: Config) -> dict:
     arch.update({k: getattr(m, k) for k in _ARCHITECTURE_KEYS})
     if m.name == "fastgan":  # its decoders are layers of D; other families have none
         arch["fastgan_decoder"] = m.fastgan_decoder
+    arch["discriminator"] = m.discriminator  # files from before it existed have the family's own D
+    if m.discriminator == "projected":
+        arch["projected_size"] = m.projected_size
     return arch
 
 
@@ -82,6 +92,7 @@ def check_architecture(saved: dict | None, cfg: Config, source: str = "the check
     if not saved:
         return
     current = architecture_id(cfg)
+    saved = {"discriminator": "own", **saved}  # the only D there was before the key was recorded
     differs = {k: (saved[k], current[k]) for k in saved.keys() & current.keys() if saved[k] != current[k]}
     if differs:
         lines = "\n".join(f"  {k}: saved {a!r}, now {b!r}" for k, (a, b) in sorted(differs.items()))

@@ -71,7 +71,8 @@ def build_penalties(cfg: Config) -> list[Penalty]:
     l = cfg.loss
     penalties: list[Penalty] = []
     # First, so it finds D's features of the real batch still kept from the step's forward pass.
-    if cfg.model.name == "fastgan" and cfg.model.fastgan_decoder and l.recon != "none":
+    own_fastgan_d = cfg.model.name == "fastgan" and cfg.model.discriminator == "own"
+    if own_fastgan_d and cfg.model.fastgan_decoder and l.recon != "none":
         penalties.append(ReconstructionLoss(l.recon, l.recon_weight))
     if l.r1_gamma > 0:
         penalties.append(R1Penalty(l.r1_gamma, l.r1_every))
