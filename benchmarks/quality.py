@@ -31,7 +31,9 @@ no part of training uses.  Systems (``--systems``):
 
 - ``tutorial``: the PyTorch DCGAN tutorial (``dcgan-celeba64`` at the set's size and channels);
 - ``auto-v1``: the previous default recipe (``ganforge train --preset auto-v1``), kept as a baseline;
+- ``auto-v2``: the recipe before today's (``--preset auto-v2``; the same as today's below 30,000 images);
 - ``default``: today's default recipe (``ganforge train --data DIR``);
+- ``projected``: today's recipe with the Projected-GAN discriminator (``PROJECTED``), a candidate;
 - ``lightweight-gan``: lucidrains' lightweight-gan 1.2.1, the released package, with its README's
   small-data settings (``benchmarks/peers/lightweight_gan_cpu.py``; on a CPU its ``.cuda()`` calls are
   mapped to the CPU, and the output says so).  It runs with ``--peer-python`` (an interpreter that has
@@ -111,7 +113,17 @@ def auto_v1_config(source: str, size: int, channels: int, common: list[str]) -> 
 
 
 #: The ganforge systems of the curve mode, by name.
-BUILDERS = {"tutorial": tutorial_config, "auto-v1": auto_v1_config, "default": default_config}
+#: The candidate measured against the default: its recipe with the Projected-GAN discriminator (Lite1 features).
+PROJECTED = ["model.discriminator=projected", "model.ndf=16", "model.ngf=16", "loss.name=hinge", "loss.r1_gamma=0",
+             "loss.r2_gamma=0"]
+
+
+def projected_config(source: str, size: int, channels: int, common: list[str]) -> C.Config:
+    return default_config(source, size, channels, [*common, *PROJECTED])
+
+
+BUILDERS = {"tutorial": tutorial_config, "auto-v1": auto_v1_config, "default": default_config,
+            "auto-v2": lambda *a: default_config(*a, recipe="auto-v2"), "projected": projected_config}
 FEATURES = ("effnet-lite0", "effnet-lite2")
 
 

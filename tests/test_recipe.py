@@ -22,7 +22,7 @@ def test_recipe_reads_colour_folder(image_folder):
 
 def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(image_folder):
     cfg = auto_config(str(image_folder), ["train.device=cpu"])
-    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v2) for 64 images")
+    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v3) for 64 images")
     assert (cfg.data.image_size, cfg.model.name, cfg.augment.name, cfg.augment.fill) == (32, "fastgan", "diffaugment",
                                                                                         "background")
     assert cfg.ema.enabled and cfg.ema.half_life_images > 0
@@ -35,7 +35,15 @@ def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(i
 def test_large_sets_keep_the_first_recipe_and_unknown_recipes_are_named():
     import pytest
     from ganforge.config import ConfigError
-    assert auto_config("fashion-mnist", ["train.device=cpu"]).model.name == "dcgan"
+    cfg = auto_config("fashion-mnist", ["train.device=cpu"])
+    assert cfg.model.name == "dcgan" and cfg.model.ngf == 32 and cfg.loss.name == "hinge"
+    # auto-v3 changes the first recipe on a CPU only where a measurement says so, and says which.
+    v1 = auto_config("fashion-mnist", ["train.device=cpu"], recipe="auto-v2")
+    assert (v1.data.batch_size, cfg.data.batch_size) == (64, 32)
+    assert any(n.startswith("data.batch_size=32: batches of 32") and "main job" in n for n in cfg.notes)
+    from ganforge.recipe import DataFacts, choose
+    on_gpu, _ = choose(DataFacts(60_000, 28, 1), "cuda", {})
+    assert "data.batch_size=64" in on_gpu  # unmeasured on a GPU: the first recipe's
     with pytest.raises(ConfigError, match="unknown recipe 'auto-v9'.*auto-v1"):
         auto_config("fashion-mnist", recipe="auto-v9")
 
@@ -64,7 +72,7 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
                "train.report=false", "train.tensorboard=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "auto recipe (auto-v2) for 64 images" in out and "model.spectral_norm=true" in out
+    assert "auto recipe (auto-v3) for 64 images" in out and "model.spectral_norm=true" in out
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]

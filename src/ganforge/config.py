@@ -48,6 +48,7 @@ class ModelConfig:
     fastgan_decoder: int = 32  # fastgan: size D's decoders rebuild real images at (0: no self-supervision)
     discriminator: Literal["own", "projected"] = "own"  # projected: judge through a frozen ImageNet network
     projected_size: int = 0  # projected D: the size its feature network sees (0: data.image_size)
+    projected_pixels: int = 0  # projected D: also judge the raw pixels at this size (0: no pixel head)
 
 
 @dataclass

@@ -93,14 +93,17 @@ def resolution_for(shorter_side: int) -> int:
 class Picks:
     """The recipe's choices as ``key=value`` overrides, each with its reason; a key the user gave wins."""
 
-    def __init__(self, given: dict[str, object]):
+    def __init__(self, given: dict[str, object], changes: dict[str, tuple[object, str]] | None = None):
         self.given, self.chosen, self.why = given, [], []
         self.values: dict[str, object] = {}
+        # A later recipe's (value, reason) for keys an earlier recipe's rules pick: they replace its choice.
+        self.changes = dict(changes or {})
 
     def __call__(self, key: str, value, reason: str) -> None:
         if key in self.given:
             self.why.append(f"{key}={self.given[key]} (given)")
             return
+        value, reason = self.changes.get(key, (value, reason))
         self.chosen.append(f"{key}={value}")
         self.values[key] = value
         self.why.append(f"{key}={value}: {reason}")
@@ -113,9 +116,12 @@ class Picks:
 def choose_v1(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
     """The first default recipe (``--preset auto-v1``): a spectral-norm DCGAN with hinge loss, EMA and
     translation DiffAugment.  Kept unchanged as the baseline the current recipe is measured against."""
-    picks = Picks(given)
-    pick = picks
-    chosen, why = picks.chosen, picks.why
+    pick = Picks(given)
+    _v1_rules(facts, device_type, given, pick)
+    return pick.chosen, pick.why
+
+
+def _v1_rules(facts: DataFacts, device_type: str, given: dict[str, object], pick: Picks) -> None:
 
     size = int(given.get("data.image_size", resolution_for(facts.shorter_side)))
     pick("data.image_size", size, f"the images' median shorter side is {facts.shorter_side}px")
@@ -156,7 +162,6 @@ def choose_v1(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
     else:
         pick("augment.name", "none", f"{facts.count:,} images are enough without augmentation")
     _length_and_guard(facts, cpu, pick)
-    return chosen, why
 
 
 def _length_and_guard(facts: DataFacts, cpu: bool, pick: Picks) -> None:
@@ -178,7 +183,7 @@ def _common_start(facts: DataFacts, pick: Picks) -> int:
 
 
 def choose_v2(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
-    """The current default recipe (``auto``, also ``--preset auto-v2``).
+    """The second recipe (``--preset auto-v2``), whose small-set choices the current one keeps.
 
     Few images (below ``AUGMENT_BELOW``): the few-shot family, FastGAN (``model.name=fastgan``), with the
     settings measured best in ``benchmarks/quality.py --curve`` and the sweep (docs/quality.md).  Many
@@ -234,9 +239,32 @@ _GPU_CHANGES: dict[str, tuple[object, str]] = {
 }
 FEW_SHOT_GPU: list[tuple[str, object, str]] = [(k, *_GPU_CHANGES.get(k, (v, r))) for k, v, r in FEW_SHOT_CPU]
 
+#: auto-v3's changes to the first recipe for large sets on a CPU, each with its measurement: the main job
+#: (``benchmarks/main_job.py``, Fashion-MNIST for 3 minutes; docs/quality.md).
+LARGE_SET_CPU: dict[str, tuple[object, str]] = {
+    "data.batch_size": (32, "batches of 32: nearly twice the steps of 64 in the same time (main job: FID-EL0 62.1 vs "
+                            "89.2 in 3 minutes, two runs side by side)"),
+    "optim.g.lr": (4e-4, "Adam 4e-4: with batches of 32, FID-EL0 55.5 vs 62.1 at 2e-4 (main job, side by side); "
+                         "betas (0, 0.99) instead gave 62.7"),
+    "optim.d.lr": (4e-4, "D at G's pace, as in the first recipe"),
+}
+
+
+def choose_v3(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
+    """The current default recipe (``auto``, also ``--preset auto-v3``): auto-v2's few-shot choices for small
+    sets; for large sets on a CPU the first recipe with ``LARGE_SET_CPU``'s measured changes."""
+    if facts.count < AUGMENT_BELOW:
+        return choose_v2(facts, device_type, given)
+    pick = Picks(given, LARGE_SET_CPU if device_type == "cpu" else None)
+    _v1_rules(facts, device_type, given, pick)
+    return pick.chosen, pick.why + [f"{facts.count:,} images: the first recipe's choices (auto-v1)" +
+                                    (", with auto-v3's measured changes on a CPU" if device_type == "cpu" else "")]
+
+
 #: Recipes by name: ``auto`` is the current one; earlier ones stay reachable as baselines.
-RECIPES = {"auto-v1": choose_v1, "auto-v2": choose_v2}
-RECIPES["auto"] = RECIPES["auto-v2"]
+RECIPES = {"auto-v1": choose_v1, "auto-v2": choose_v2, "auto-v3": choose_v3}
+CURRENT = "auto-v3"
+RECIPES["auto"] = RECIPES[CURRENT]
 #: The current recipe's function, for callers that only want today's choices.
 choose = RECIPES["auto"]
 
@@ -275,7 +303,7 @@ def auto_config(source: str, overrides: list[str] | None = None, device: str = "
     device_type = pick_device(str(given.get("train.device", device))).type
     facts = inspect(source)
     chosen, why = RECIPES[recipe](facts, device_type, given)
-    version = "auto-v2" if recipe == "auto" else recipe
+    version = CURRENT if recipe == "auto" else recipe
     notes = [f"auto recipe ({version}) for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
              f"{'grey' if facts.channels == 1 else 'colour'}) on {device_type}:"] + why
     notes += [hint] if (hint := class_folder_hint(source, given)) else []

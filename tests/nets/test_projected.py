@@ -87,6 +87,8 @@ def test_what_the_projected_d_refuses_is_said_before_anything_is_built():
         nets.check(net_config("fastgan", *PROJECTED, size=64, channels=4))
     with pytest.raises(ConfigError, match="projected_size=48.*multiple of 32"):
         nets.check(net_config("fastgan", *PROJECTED, "model.projected_size=48", size=64))
+    with pytest.raises(ConfigError, match="projected_pixels=24.*power of two"):
+        nets.check(net_config("fastgan", *PROJECTED, "model.projected_pixels=24", size=64))
     with pytest.raises(ConfigError, match="model.ndf=2 is too narrow"):
         nets.check(net_config("fastgan", "model.discriminator=projected", "model.ndf=2", size=64))
     with pytest.raises(ConfigError, match="model.discriminator"):
@@ -102,3 +104,19 @@ def test_without_the_extra_the_error_names_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "model.discriminator=projected needs the optional extra 'projected'" in out
     assert "pip install 'ganforge[projected]'" in out
+
+
+def test_the_pixel_head_judges_the_raw_colours_beside_the_features(real_images):
+    torch.manual_seed(0)
+    _, D = nets.build(net_config("fastgan", *PROJECTED, "model.projected_pixels=16", size=64))
+    assert D.pixel_head is not None and D.pixel_head.size == 16
+    x = real_images(4, 64, 3)
+    D(x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in D.pixel_head.parameters() if p.requires_grad)
+    # The same shapes with the red taken out (the grey images tinted cyan) score differently through it.
+    cyan = x.clone()
+    cyan[:, 0] = -1
+    with torch.no_grad():
+        assert not torch.allclose(D.pixel_head(x, None), D.pixel_head(cyan, None))
+    _, plain = nets.build(net_config("fastgan", *PROJECTED, size=64))
+    assert plain.pixel_head is None

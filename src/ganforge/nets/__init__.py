@@ -81,7 +81,7 @@ def architecture_id(cfg: Config) -> dict:
         arch["fastgan_decoder"] = m.fastgan_decoder
     arch["discriminator"] = m.discriminator  # files from before it existed have the family's own D
     if m.discriminator == "projected":
-        arch["projected_size"] = m.projected_size
+        arch.update(projected_size=m.projected_size, projected_pixels=m.projected_pixels)
     return arch
 
 

@@ -17,6 +17,9 @@ blobs.  A pretrained network already has those features.  The projected D:
 3. **Judges each depth with its own small trained head**: stride-2 4x4 convs (spectral norm, BatchNorm,
    LeakyReLU) down to 4x4, then a 4x4 conv to one logit (a smaller map gets a conv of its own size).
    D's output is the mean of the heads' logits.
+4. **Optionally judges the raw pixels too** (``model.projected_pixels``: a size, 0 for none): the ImageNet
+   features were trained to ignore much of the colour, and G's colours drifted (a G of two colours, red and
+   blue, on emoji); a small head on the image itself, at 16 or 32 px, sees them.
 
 Only the heads train, so a D step is cheap; G's step runs backwards through the frozen network.  Images
 reach the network as it was trained to see them: in [0, 1] RGB (grey repeated), resized to
@@ -56,6 +59,9 @@ def check(cfg: Config) -> None:
     if size < MIN_INPUT or size % 32:
         raise ConfigError(f"model.projected_size={m.projected_size} gives the feature network {size} px: it needs "
                           f"a multiple of 32, at least {MIN_INPUT} (0 means the image size, data.image_size)")
+    if m.projected_pixels and (m.projected_pixels < 4 or m.projected_pixels & (m.projected_pixels - 1)):
+        raise ConfigError(f"model.projected_pixels={m.projected_pixels}: the raw-pixel head needs a power of two, "
+                          "at least 4 (16 or 32 is usual; 0: no pixel head)")
     if m.ndf < 4:
         raise ConfigError(f"model.ndf={m.ndf} is too narrow for the projected D's heads: use 4 or more")
 
@@ -144,9 +150,27 @@ class Head(nn.Module):
         return logit
 
 
+class PixelHead(nn.Module):
+    """A judge of the raw pixels at ``size`` px (``model.projected_pixels``): the ImageNet features are
+    trained to ignore much of an image's colour, so beside them a small head sees the colours themselves."""
+
+    def __init__(self, nc: int, channels: int, size: int, num_classes: int = 0):
+        super().__init__()
+        self.size = size
+        self.stem = nn.Sequential(maybe_spectral_norm(nn.Conv2d(nc, channels, 3, 1, 1), True),
+                                  nn.LeakyReLU(0.2, inplace=True))
+        self.head = Head(channels, size, num_classes)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.size)
+        return self.head(self.stem(x), y)
+
+
 class ProjectedDiscriminator(nn.Module):
     def __init__(self, ndf: int = 16, nc: int = 3, image_size: int = 64, *, input_size: int = 0,
-                 num_classes: int = 0):
+                 num_classes: int = 0, pixel_size: int = 0):
         super().__init__()
         self.nc, self.input_size = nc, input_size or image_size
         self.features = FeatureStages()
@@ -154,10 +178,12 @@ class ProjectedDiscriminator(nn.Module):
         self.projections = RandomProjections(self.features.channels, widths)
         sizes = [self.input_size // 2 ** (i + 2) for i in range(len(widths))]
         self.heads = nn.ModuleList(Head(w, s, num_classes) for w, s in zip(widths, sizes))
+        self.pixel_head = PixelHead(nc, ndf, pixel_size, num_classes) if pixel_size else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        logits = [self.pixel_head(x, y)] if self.pixel_head is not None else []
         x = (x + 1) / 2
         if self.nc == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -165,7 +191,8 @@ class ProjectedDiscriminator(nn.Module):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
                               antialias=x.shape[-1] > self.input_size)
         maps = self.projections(self.features((x - self.mean) / self.std))
-        return torch.stack([head(m, y) for head, m in zip(self.heads, maps)], dim=1).mean(dim=1)
+        logits += [head(m, y) for head, m in zip(self.heads, maps)]
+        return torch.stack(logits, dim=1).mean(dim=1)
 
 
 def build_discriminator(cfg: Config) -> nn.Module:
@@ -174,6 +201,6 @@ def build_discriminator(cfg: Config) -> nn.Module:
     # Building the frozen network draws no random numbers that matter (its weights are loaded), but the
     # random projections and heads do, from the global generator, as every other family's layers do.
     D = ProjectedDiscriminator(m.ndf, d.channels, d.image_size, input_size=m.projected_size,
-                               num_classes=m.num_classes)
+                               num_classes=m.num_classes, pixel_size=m.projected_pixels)
     refresh_spectral_norm(D, 100)  # the first steps normalise by the true top singular value
     return D
