@@ -250,26 +250,13 @@ LARGE_SET_CPU: dict[str, tuple[object, str]] = {
 }
 
 
-#: auto-v3's changes to auto-v2's few-shot choices on a CPU (``benchmarks/quality_sweep.py``, emoji; docs/quality.md).
-FEW_SHOT_CPU_V3: dict[str, tuple[object, str]] = {
-    "optim.g.lr": (4e-4, "Adam 4e-4: FID-EL0 166.2 vs 188.3 at 2e-4 after 8 minutes on emoji (same run), as on "
-                         "Fashion-MNIST's main job"),
-    "optim.d.lr": (4e-4, "D at G's pace"),
-}
-
-
 def choose_v3(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
     """The current default recipe (``auto``, also ``--preset auto-v3``): auto-v2's few-shot choices for small
-    sets, with a higher learning rate on a CPU (``FEW_SHOT_CPU_V3``); for large sets on a CPU the first recipe
-    with ``LARGE_SET_CPU``'s measured changes."""
+    sets (Adam 4e-4 there was measured and not taken: docs/recipe.md); for large sets on a CPU the first
+    recipe with ``LARGE_SET_CPU``'s measured changes."""
     cpu = device_type == "cpu"
     if facts.count < AUGMENT_BELOW:
-        chosen, why = choose_v2(facts, device_type, given)
-        for key, (value, reason) in (FEW_SHOT_CPU_V3 if cpu else {}).items():
-            if key not in given:
-                chosen.append(f"{key}={value}")
-                why.append(f"{key}={value}: {reason}")
-        return chosen, why
+        return choose_v2(facts, device_type, given)
     pick = Picks(given, LARGE_SET_CPU if cpu else None)
     _v1_rules(facts, device_type, given, pick)
     return pick.chosen, pick.why + [f"{facts.count:,} images: the first recipe's choices (auto-v1)" +
