@@ -101,6 +101,11 @@ class LossConfig:
     lecam: float = 0.0  # LeCam regularisation weight: D's outputs tied to their moving averages (0: off)
     recon: Literal["none", "l1", "mse"] = "mse"  # fastgan: D's reconstruction loss on reals (self-supervision)
     recon_weight: float = 1.0
+    imle: float = 0.0  # weight of IMLE's term in G's loss: each training image pulls its nearest sample (0: off)
+    imle_pool: int = 2  # candidate latents per training image at each matching
+    imle_every: int = 120  # generator steps between matchings
+    imle_size: int = 16  # images and samples are compared at this size when matching
+    imle_warmup: int = 0  # the first N generator steps train G on the IMLE term alone; D waits
 
 
 @dataclass

@@ -23,12 +23,13 @@ from ganforge.config import Config, ConfigError
 from ganforge.training.augment import AdaptiveAugment, DiffAugment, Fill
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.guard import DivergenceGuard
+from ganforge.training.imle import IMLETerm
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
 from ganforge.training.penalties import GradientPenalty, LeCamPenalty, R1Penalty, R2Penalty, ReconstructionLoss
 from ganforge.training.schedules import LRSchedules, build_lr_schedules
 from ganforge.training.step import GANStep
-from ganforge.training.strategies import DInput, DInputChain, InstanceNoise, Penalty, build_targets  # noqa: F401
+from ganforge.training.strategies import DInput, DInputChain, GTerm, InstanceNoise, Penalty, build_targets  # noqa: F401
 
 
 def build_d_input(cfg: Config) -> DInput:
@@ -85,6 +86,21 @@ def build_penalties(cfg: Config) -> list[Penalty]:
     return penalties
 
 
+def build_g_terms(cfg: Config) -> list[GTerm]:
+    l = cfg.loss
+    if l.imle < 0 or l.imle_warmup < 0:
+        raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
+    if not l.imle and not l.imle_warmup:
+        return []
+    if l.imle_pool < 1 or l.imle_every < 1:
+        raise ConfigError(f"loss.imle_pool and loss.imle_every must be >= 1, got {l.imle_pool} and {l.imle_every}")
+    if not 1 <= l.imle_size <= cfg.data.image_size:
+        raise ConfigError(f"loss.imle_size must be between 1 and data.image_size ({cfg.data.image_size}), "
+                          f"got {l.imle_size}: 16 compares the layout of the images")
+    return [IMLETerm(l.imle, l.imle_pool, l.imle_every, l.imle_size, cfg.model.nz, cfg.data.batch_size,
+                     conditional=cfg.model.num_classes > 0, warmup=l.imle_warmup)]
+
+
 @dataclass
 class Components:
     """The parts a run trains with; the trainer adds the data, the run directory and the loop."""
@@ -109,6 +125,7 @@ def build_components(cfg: Config, device: torch.device, world_size: int = 1) -> 
     step_fn = GANStep(
         G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
         targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
+        g_terms=build_g_terms(cfg), g_only_steps=cfg.loss.imle_warmup,
         l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
     images_per_step = cfg.data.batch_size * max(world_size, 1)  # the EMA's half-life counts images
     return Components(G=G, D=D, opt_g=opt_g, opt_d=opt_d, step_fn=step_fn,

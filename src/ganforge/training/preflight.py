@@ -29,7 +29,7 @@ from ganforge.metrics.evaluate import check_eval_config
 from ganforge.metrics.features import check_available
 from ganforge.training import speed
 from ganforge.training.build import (build_d_input, build_loss, build_lr_schedules, build_optimizer,
-                                     build_penalties, build_targets)
+                                     build_g_terms, build_penalties, build_targets)
 from ganforge.training.signals import ignore_stop_signals
 
 
@@ -41,6 +41,7 @@ def preflight(cfg: Config) -> None:
     build_targets(cfg)
     build_d_input(cfg)
     build_penalties(cfg)
+    build_g_terms(cfg)
     probe = torch.nn.Linear(1, 1)  # the optimisers' and schedules' checks need parameters, not the networks
     build_lr_schedules(cfg, build_optimizer(probe, cfg.optim.g), build_optimizer(probe, cfg.optim.d))
     speed.resolve(cfg.train, pick_device(cfg.train.device))

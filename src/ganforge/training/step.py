@@ -7,7 +7,11 @@ it calls rather than a branch inside it:
 - ``d_input``   what D sees of an image (instance noise, differentiable augmentation),
 - ``loss``      the GAN loss on logits,
 - ``penalties`` extra terms of D's loss (R1, R2, gradient penalty, LeCam, FastGAN's reconstruction),
+- ``g_terms``   extra terms of G's loss (IMLE's pull of each training image's nearest sample),
 - ``regularise`` L1 weight penalties added to each network's loss.
+
+Before generator step ``g_only_steps`` (``loss.imle_warmup``; 0 by default) G learns from its terms
+alone and D waits: IMLE lays out the set first, cheaply, and the adversarial game starts from there.
 
 Nothing here calls ``.item()``: the step returns detached tensors and the loop syncs with the host
 only when it logs.
@@ -23,7 +27,7 @@ import torch.nn as nn
 
 from ganforge.training.losses import Loss
 from ganforge.training.speed import LossScaling
-from ganforge.training.strategies import DInput, Penalty, Targets
+from ganforge.training.strategies import DInput, GTerm, Penalty, Targets
 
 
 def l1_penalty(module: nn.Module, strength: float) -> torch.Tensor | None:
@@ -49,6 +53,8 @@ class GANStep:
     targets: Targets
     d_input: DInput = field(default_factory=DInput)
     penalties: list[Penalty] = field(default_factory=list)
+    g_terms: list[GTerm] = field(default_factory=list)
+    g_only_steps: int = 0
     l1_g: float = 0.0
     l1_d: float = 0.0
     num_classes: int = 0
@@ -111,6 +117,8 @@ class GANStep:
                 with torch.no_grad():  # a reference for G's loss: nothing flows back through it
                     real_logits = self.D_for_g(self.d_input(real, step), y).float()
             loss_g = self.loss.g_loss(fake_logits, real_logits)
+            for term in self.g_terms:
+                loss_g = self._add(loss_g, term(self.G, step))
             loss_g = self._add(loss_g, l1_penalty(self.G, self.l1_g))
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for G only: D's parameters are left alone without toggling requires_grad.
@@ -120,14 +128,35 @@ class GANStep:
         self.scaling_g.step(self.opt_g)
         return loss_g.detach(), fake_logits.detach(), grad_norm_g
 
+    def g_only_step(self, step: int) -> dict[str, torch.Tensor]:
+        """Update G on its own terms (IMLE's) with no D step; D's readings are logged as zeros."""
+        with self.autocast():
+            loss_g = torch.zeros((), device=next(iter(self.g_params)).device)
+            for term in self.g_terms:
+                loss_g = self._add(loss_g, term(self.G, step))
+            loss_g = self._add(loss_g, l1_penalty(self.G, self.l1_g))
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaling_g.backward(loss_g, inputs=self.g_params)
+        self.scaling_g.unscale(self.opt_g)
+        grad_norm_g = grad_norm(self.g_params)
+        self.scaling_g.step(self.opt_g)
+        zero = torch.zeros((), device=loss_g.device)
+        terms = {k: v for term in self.g_terms for k, v in term.log().items()}
+        return {**terms, "loss_d": zero, "loss_g": loss_g.detach(), "d_x": zero, "d_g_z": zero, "d_g_z2": zero,
+                "grad_norm_d": zero, "grad_norm_g": grad_norm_g, "d_wins": zero}
+
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[str, torch.Tensor]:
         """``batches``: one fresh real batch per discriminator step (``train.d_steps`` of them)."""
+        if step < self.g_only_steps:
+            return self.g_only_step(step)
         for i, (real, labels) in enumerate(batches):
             fake, loss_d, real_logits, fake_logits_d, grad_norm_d = self.d_step(
                 real, labels, step, d_index=step * len(batches) + i, keep_fake=i == len(batches) - 1)
         loss_g, fake_logits_g, grad_norm_g = self.g_step(fake, real, labels, step)
         reading = self.loss.reading  # probabilities for BCE-type losses, raw scores for hinge/wgan/lsgan
+        terms = {k: v for term in self.g_terms for k, v in term.log().items()}
         return {
+            **terms,
             "loss_d": loss_d,
             "loss_g": loss_g,
             "d_x": reading(real_logits).mean(),

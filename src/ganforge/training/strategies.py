@@ -1,4 +1,4 @@
-"""Small, separate pieces the training step calls: label targets, D-input transforms, penalties.
+"""Small, separate pieces the training step calls: label targets, D-input transforms, penalties, G terms.
 
 Each piece is a callable with a no-op default, so the step in :mod:`ganforge.training.step` reads like
 the tutorial and every strategy can be read (and tested) on its own.  :mod:`ganforge.training.build`
@@ -7,6 +7,7 @@ turns the config into pieces; the pieces with more to them live in their own mod
 - losses: :mod:`ganforge.training.losses`
 - augmentation (DiffAugment, ADA): :mod:`ganforge.training.augment`
 - penalties (R1, WGAN-GP): :mod:`ganforge.training.penalties`
+- G terms (IMLE): :mod:`ganforge.training.imle`
 - EMA of G: :mod:`ganforge.training.ema`; divergence guard: :mod:`ganforge.training.guard`
 - optimisers and learning-rate schedules: :mod:`ganforge.training.optim`, :mod:`ganforge.training.schedules`
 """
@@ -125,6 +126,33 @@ class Penalty:
     def __call__(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels, step: int,
                  real_logits: torch.Tensor, fake_logits: torch.Tensor):
         return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class GTerm:
+    """Extra terms of G's loss that need more than D's logits (IMLE); none by default.
+
+    ``start`` runs once when training starts, with the loader's dataset and the device (a term that
+    reads the training images reads them there); the step then calls the term once per generator step
+    with G and the number of generator steps before this one, and adds what it returns (a tensor, or
+    None for nothing) to G's loss before the one backward pass.  State goes in ``state_dict``, which
+    the checkpoint stores; ``log`` gives detached tensors for the metrics line."""
+
+    name = "term"
+
+    def start(self, dataset, device: torch.device) -> None:
+        pass
+
+    def __call__(self, G: nn.Module, step: int) -> torch.Tensor | None:
+        return None
+
+    def log(self) -> dict:
+        return {}
 
     def state_dict(self) -> dict:
         return {}

@@ -141,6 +141,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "d_input": self.step_fn.d_input.state_dict(),
             "penalties": [p.state_dict() for p in self.step_fn.penalties],
+            "g_terms": [t.state_dict() for t in self.step_fn.g_terms],
             "loss_scaling": {"d": self.step_fn.scaling_d.state_dict(), "g": self.step_fn.scaling_g.state_dict()},
             "lr_schedules": self.lr_schedules.state_dict(),
             "guard": self.guard.state_dict(),
@@ -161,6 +162,8 @@ class Trainer:
         self.step_fn.d_input.load_state_dict(state.get("d_input", {}))
         for penalty, saved in zip(self.step_fn.penalties, state.get("penalties", [])):
             penalty.load_state_dict(saved)
+        for term, saved in zip(self.step_fn.g_terms, state.get("g_terms", [])):
+            term.load_state_dict(saved)
         self.loss_scaling_state = state.get("loss_scaling", {})  # fp16 GradScalers: set up by speed.accelerate
         self.lr_schedules.load_state_dict(state.get("lr_schedules", {}))
         self.guard.load_state_dict(state.get("guard", {}))
@@ -340,6 +343,8 @@ class Trainer:
         self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         self._record_class_names()
+        for term in self.step_fn.g_terms:  # G terms that read the training images (IMLE) read them now
+            term.start(self.loader.dataset, self.device)
         if getattr(self, "_resume_state", None) is not None:
             self.load_state_dict(self._resume_state)
             self._resume_state = None
