@@ -65,6 +65,7 @@ class IMLETerm(GTerm):
         self.warmup = warmup  # generator steps in which the term is G's whole loss, at weight 1
         self.nz, self.batch_size, self.conditional = nz, batch_size, conditional
         self.images: torch.Tensor | None = None  # N x C x S x S uint8, on the device
+        self.images_small: torch.Tensor | None = None  # N x (C * size * size): the images at imle_size
         self.labels: torch.Tensor | None = None
         self.latents: torch.Tensor | None = None  # N x nz: each image's matched latent
         self.next_match = 0  # the generator step of the next matching
@@ -92,6 +93,8 @@ class IMLETerm(GTerm):
             labels.append(int(label))
         self.images = torch.stack(images).to(device)
         self.labels = torch.tensor(labels, device=device)
+        # What the matching compares, once; in blocks, so the set never exists as floats at full size.
+        self.images_small = torch.cat([self._small(self._as_input(block)) for block in self.images.split(256)])
         if self.latents is not None and self.latents.shape[0] != self.images.shape[0]:
             raise ConfigError(f"the checkpoint's loss.imle state matches {self.latents.shape[0]:,} images but the "
                               f"data has {self.images.shape[0]:,}: resume on the same data.source")
@@ -115,8 +118,7 @@ class IMLETerm(GTerm):
         fake_small = self._small(samples)
         nearest = torch.empty(n, dtype=torch.long, device=device)
         for lo in range(0, n, 256):  # N x pool*N distances, a block of images at a time
-            real_small = self._small(self._as_input(images[lo:lo + 256]))
-            dist = torch.cdist(real_small, fake_small)
+            dist = torch.cdist(self.images_small[lo:lo + 256], fake_small)
             if self.conditional:
                 dist = dist.masked_fill(self.labels[lo:lo + 256, None] != cand_labels[None, :], float("inf"))
             nearest[lo:lo + 256] = dist.argmin(dim=1)

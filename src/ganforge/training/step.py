@@ -116,34 +116,37 @@ class GANStep:
             if self.loss.needs_real_logits_for_g:
                 with torch.no_grad():  # a reference for G's loss: nothing flows back through it
                     real_logits = self.D_for_g(self.d_input(real, step), y).float()
-            loss_g = self.loss.g_loss(fake_logits, real_logits)
-            for term in self.g_terms:
-                loss_g = self._add(loss_g, term(self.G, step))
-            loss_g = self._add(loss_g, l1_penalty(self.G, self.l1_g))
+            loss_g = self.with_g_terms(self.loss.g_loss(fake_logits, real_logits), step)
+        grad_norm_g = self.update_g(loss_g)
+        return loss_g.detach(), fake_logits.detach(), grad_norm_g
+
+    def with_g_terms(self, loss_g: torch.Tensor, step: int) -> torch.Tensor:
+        """G's loss with its extra terms (IMLE's) and its L1 weight penalty added."""
+        for term in self.g_terms:
+            loss_g = self._add(loss_g, term(self.G, step))
+        return self._add(loss_g, l1_penalty(self.G, self.l1_g))
+
+    def update_g(self, loss_g: torch.Tensor) -> torch.Tensor:
+        """One optimiser step of G on ``loss_g``; the gradient norm before it."""
         self.opt_g.zero_grad(set_to_none=True)
         # Gradients for G only: D's parameters are left alone without toggling requires_grad.
         self.scaling_g.backward(loss_g, inputs=self.g_params)
         self.scaling_g.unscale(self.opt_g)
         grad_norm_g = grad_norm(self.g_params)
         self.scaling_g.step(self.opt_g)
-        return loss_g.detach(), fake_logits.detach(), grad_norm_g
+        return grad_norm_g
+
+    def term_readings(self) -> dict[str, torch.Tensor]:
+        return {k: v for term in self.g_terms for k, v in term.log().items()}
 
     def g_only_step(self, step: int) -> dict[str, torch.Tensor]:
         """Update G on its own terms (IMLE's) with no D step; D's readings are logged as zeros."""
         with self.autocast():
-            loss_g = torch.zeros((), device=next(iter(self.g_params)).device)
-            for term in self.g_terms:
-                loss_g = self._add(loss_g, term(self.G, step))
-            loss_g = self._add(loss_g, l1_penalty(self.G, self.l1_g))
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaling_g.backward(loss_g, inputs=self.g_params)
-        self.scaling_g.unscale(self.opt_g)
-        grad_norm_g = grad_norm(self.g_params)
-        self.scaling_g.step(self.opt_g)
+            loss_g = self.with_g_terms(torch.zeros((), device=next(iter(self.g_params)).device), step)
+        grad_norm_g = self.update_g(loss_g)
         zero = torch.zeros((), device=loss_g.device)
-        terms = {k: v for term in self.g_terms for k, v in term.log().items()}
-        return {**terms, "loss_d": zero, "loss_g": loss_g.detach(), "d_x": zero, "d_g_z": zero, "d_g_z2": zero,
-                "grad_norm_d": zero, "grad_norm_g": grad_norm_g, "d_wins": zero}
+        return {**self.term_readings(), "loss_d": zero, "loss_g": loss_g.detach(), "d_x": zero, "d_g_z": zero,
+                "d_g_z2": zero, "grad_norm_d": zero, "grad_norm_g": grad_norm_g, "d_wins": zero}
 
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[str, torch.Tensor]:
         """``batches``: one fresh real batch per discriminator step (``train.d_steps`` of them)."""
@@ -154,9 +157,8 @@ class GANStep:
                 real, labels, step, d_index=step * len(batches) + i, keep_fake=i == len(batches) - 1)
         loss_g, fake_logits_g, grad_norm_g = self.g_step(fake, real, labels, step)
         reading = self.loss.reading  # probabilities for BCE-type losses, raw scores for hinge/wgan/lsgan
-        terms = {k: v for term in self.g_terms for k, v in term.log().items()}
         return {
-            **terms,
+            **self.term_readings(),
             "loss_d": loss_d,
             "loss_g": loss_g,
             "d_x": reading(real_logits).mean(),
