@@ -88,6 +88,26 @@ def test_training_with_the_term_pulls_samples_towards_their_images(tmp_path, ima
     assert matched < unmatched
 
 
+def test_a_warm_up_trains_g_alone_on_the_term_then_hands_over_to_the_gan(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.imle=0", "loss.imle_warmup=4", "train.max_steps=8", "train.epochs=100",
+               "train.log_every=1")
+    trainer = Trainer(cfg, tmp_path, log_format="quiet")
+    d_start = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    seen = []
+
+    class DWatch:  # after each step: is D still as it started?
+        def on_step(self, run, step):
+            seen.append(all(torch.equal(v, trainer.D.state_dict()[k]) for k, v in d_start.items()))
+
+    trainer.callbacks = [DWatch()]
+    trainer.fit()
+    assert seen == [True] * 4 + [False] * 4  # D waits for the warm-up's 4 steps, then trains
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in records if "loss_g" in r]
+    assert [("loss_imle" in r) for r in records] == [True] * 4 + [False] * 4  # the reading ends with the term
+    assert all(r["loss_d"] == 0 for r in records[:4]) and all(r["loss_d"] != 0 for r in records[4:])
+
+
 def test_resume_is_exact_with_the_term_on(tmp_path, image_folder, tiny):
     cfg = tiny(image_folder, "loss.imle=1", "loss.imle_every=3", "train.max_steps=4", "train.midsave_steps=2",
                "ema.enabled=true", "ema.decay=0.9")

@@ -69,7 +69,7 @@ class IMLETerm(GTerm):
         self.labels: torch.Tensor | None = None
         self.latents: torch.Tensor | None = None  # N x nz: each image's matched latent
         self.next_match = 0  # the generator step of the next matching
-        self.last = torch.zeros(())
+        self.last: torch.Tensor | None = None  # the term's value at the last step it ran
 
     # ------------------------------------------------------------------ the training set
     def start(self, dataset, device: torch.device) -> None:
@@ -77,16 +77,16 @@ class IMLETerm(GTerm):
         n = len(dataset)
         if n == 0:
             return
-        first = dataset[0][0]
-        need = n * first.numel()
+        first = dataset[0]  # (image, label, index of a broken file or -1): sizes the memory check
+        need = n * first[0].numel()
         if need > MAX_BYTES:
             raise ConfigError(
-                f"loss.imle keeps the training images in memory: {n:,} images of {tuple(first.shape)} need "
+                f"loss.imle keeps the training images in memory: {n:,} images of {tuple(first[0].shape)} need "
                 f"{need / 1024 ** 3:.1f} GiB, over the {MAX_BYTES / 1024 ** 3:.0f} GiB it allows; it is meant "
                 "for small sets: set loss.imle=0, or train on a subset or at a smaller data.image_size")
         images, labels = [], []
         for i in range(n):
-            image, label, bad = dataset[i]
+            image, label, bad = first if i == 0 else dataset[i]
             if bad == i:  # file i is broken; the source handed over the next good one, already counted
                 continue
             images.append(image)
@@ -128,6 +128,7 @@ class IMLETerm(GTerm):
     def __call__(self, G: nn.Module, step: int) -> torch.Tensor | None:
         weight = 1.0 if step < self.warmup else self.weight
         if self.images is None or not weight:
+            self.last = None  # skipped: no reading in the log
             return None
         # The module inside DistributedDataParallel: the step's D-step forward already prepared the
         # gradient sync, which sums this term's gradients with the adversarial loss's in one backward.
@@ -142,7 +143,7 @@ class IMLETerm(GTerm):
         return weight * loss
 
     def log(self) -> dict:
-        return {"loss_imle": self.last}
+        return {} if self.last is None else {"loss_imle": self.last}
 
     def state_dict(self) -> dict:
         if self.latents is None:

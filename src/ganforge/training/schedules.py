@@ -14,6 +14,7 @@ rates through :meth:`LRSchedules.scale`, which survives checkpoints.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -45,8 +46,12 @@ class LRSchedules:
         return factor
 
     def step(self) -> None:
-        for sched in self.schedulers.values():
-            sched.step()
+        # Both schedules count generator steps, so D's advances in steps where D did not train (the
+        # G-only steps of loss.imle_warmup); torch warns about exactly that order, which is intended here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            for sched in self.schedulers.values():
+                sched.step()
 
     def scale(self, factor: float) -> None:
         """Multiply every learning rate, now and for the rest of the run, by ``factor``."""

@@ -431,9 +431,10 @@ class Trainer:
         return True
 
     def _log_record(self, pending: list[dict[str, torch.Tensor]], images_per_s: float) -> dict[str, Any]:
-        # One host sync per log line: stack the steps' tensors and average them.
+        # One host sync per log line: stack the steps' tensors and average them (a reading a piece gave
+        # in only some of the window's steps, such as loss_imle around the end of a warm-up, over those).
         keys = pending[-1].keys()
-        means = torch.stack([torch.stack([p[k].float() for p in pending]).mean() for k in keys]).tolist()
+        means = torch.stack([torch.stack([p[k].float() for p in pending if k in p]).mean() for k in keys]).tolist()
         record: dict[str, Any] = {"step": self.progress.step, "epoch": self.progress.epoch + 1}
         record.update({k: round(v, 6) for k, v in zip(keys, means)})
         record["images_per_s"] = round(images_per_s, 1)
