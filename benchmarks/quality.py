@@ -297,16 +297,18 @@ def real_features(extractor, features: str, reals: torch.Tensor):
 
 
 def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tuple[str, ...] = FEATURES) -> dict:
-    """FID and KID of ``fakes`` against the first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate`
-    takes a tensor of reals) on each feature network; the reals' features are cached on disk."""
+    """FID, KID and the copy ratio (how near the samples sit to the real images) of ``fakes`` against the
+    first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate` takes a tensor of reals) on each feature
+    network; the reals' features are cached on disk."""
     from ganforge.metrics.evaluate import score_features
     from ganforge.metrics.features import build_extractor, extract_features
     scores = {}
     for name in features:
         extractor = build_extractor(name)
         fake_features, fake_logits = extract_features(extractor, fakes[:n].split(50))
-        out = score_features(fake_features, fake_logits, real_features(extractor, name, reals[:n]), ["fid", "kid"], name)
-        scores.update({k: v for k, v in out.items() if k.startswith(("fid_", "kid_"))})
+        out = score_features(fake_features, fake_logits, real_features(extractor, name, reals[:n]),
+                             ["fid", "kid", "copy"], name)
+        scores.update({k: v for k, v in out.items() if k.startswith(("fid_", "kid_", "copy_ratio_"))})
     return scores
 
 

@@ -33,8 +33,9 @@ def test_images_against_themselves_and_input_errors(image_folder, tiny):
     from ganforge.data import open_source
     source = open_source(tiny(image_folder))
     real = torch.stack([source[i][0] for i in range(N_EVAL)])
-    same = evaluate(real, real, metrics=["fid", "pr"], n=N_EVAL)
+    same = evaluate(real, real, metrics=["fid", "pr", "copy"], n=N_EVAL)
     assert abs(same["fid_effnet_lite0"]) < 1e-3
+    assert same["copy_ratio_effnet_lite0"] < 1e-3  # every sample is a real image: a copy
     assert same["precision_effnet_lite0"] == 1.0 and same["coverage_effnet_lite0"] == 1.0
     with pytest.raises(ConfigError, match="unknown metric 'fd'"):
         evaluate(real, real, metrics="fd")

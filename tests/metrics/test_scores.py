@@ -145,3 +145,20 @@ def test_agrees_with_torch_fidelity_to_1e_3(features):
     precision, recall = scores.precision_recall(fake, real)
     assert precision == pytest.approx(ref_pr["precision"], abs=1e-3)
     assert recall == pytest.approx(ref_pr["recall"], abs=1e-3)
+
+
+def test_the_copy_ratio_tells_copies_and_new_images_of_a_real_set_apart(fashion_images):
+    images = fashion_images.reshape(len(fashion_images), -1).astype(np.float32) / 255.0
+    train, unseen = images[:1000], images[1000:2000]  # two halves of the same real set
+    rng = np.random.default_rng(0)
+    copies = train[rng.permutation(1000)[:500]]
+    nearly = copies + rng.normal(0, 0.01, size=copies.shape).astype(np.float32)
+    noise = rng.uniform(0, 1, size=(500, images.shape[1])).astype(np.float32)
+    assert scores.copy_ratio(copies, train) == 0.0
+    assert scores.copy_ratio(nearly, train) < 0.2
+    # Unseen real images sit about as far from the set as its images from each other; a half has fewer
+    # neighbours than the whole, so a little further.
+    assert 0.8 < scores.copy_ratio(unseen, train) < 1.4
+    assert scores.copy_ratio(noise, train) > 2.0
+    with pytest.raises(ValueError, match="at least 2 real"):
+        scores.copy_ratio(copies, train[:1])

@@ -24,7 +24,7 @@ from ganforge.metrics.features import (RGBA_BACKGROUND, build_extractor, check_f
                                        extract_features, report_suffix, to_uint8_rgb)
 from ganforge.metrics.stats_cache import real_features as cached_real_features
 
-METRICS = ("fid", "kid", "is", "pr")
+METRICS = ("fid", "kid", "is", "pr", "copy")
 #: Names ``eval.best`` accepts -> (the metric that computes it, whether higher is better).
 BEST_CHOICES = {"fid": ("fid", False), "kid": ("kid", False), "is": ("is", True), "precision": ("pr", True),
                 "recall": ("pr", True), "density": ("pr", True), "coverage": ("pr", True)}
@@ -110,6 +110,8 @@ def score_features(fake_features: np.ndarray, fake_logits: np.ndarray | None, re
         elif metric == "pr":
             out[f"precision_{suffix}"], out[f"recall_{suffix}"] = scores.precision_recall(fake_features, real_features)
             out[f"density_{suffix}"], out[f"coverage_{suffix}"] = scores.density_coverage(fake_features, real_features)
+        elif metric == "copy":
+            out[f"copy_ratio_{suffix}"] = scores.copy_ratio(fake_features, real_features)
     return {k: float(v) for k, v in out.items()}
 
 

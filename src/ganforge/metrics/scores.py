@@ -142,3 +142,17 @@ def density_coverage(fake: np.ndarray, real: np.ndarray, k: int = 5, chunk: int 
     nearest_fake = torch.cat([torch.cdist(part, fake_t).min(dim=1).values for part in real_t.split(chunk)])
     coverage = (nearest_fake <= radii).float().mean().item()
     return density, coverage
+
+
+def copy_ratio(fake: np.ndarray, real: np.ndarray, chunk: int = 1024) -> float:
+    """How close generated samples sit to the real ones, against how close real ones sit to each other:
+    the median distance from a generated sample to its nearest real one over the median distance from a
+    real sample to its nearest other real one.  About 1: samples as far from the set as a new real image
+    would be; near 0: copies of it (FID against the training set rewards those, so read the two
+    together); above 1: samples off the set (blobs, noise)."""
+    fake_t, real_t = torch.as_tensor(np.asarray(fake, np.float32)), torch.as_tensor(np.asarray(real, np.float32))
+    if real_t.shape[0] < 2:
+        raise ValueError("copy_ratio needs at least 2 real samples (each real one's nearest other)")
+    real_nn = _kth_neighbour_radii(real_t, 1, chunk).median()
+    fake_nn = torch.cat([torch.cdist(part, real_t).min(dim=1).values for part in fake_t.split(chunk)]).median()
+    return (fake_nn / real_nn.clamp_min(1e-12)).item()
