@@ -14,12 +14,13 @@ from ganforge.training.checkpoint import safe_load
 def test_eval_every_logs_scores_and_keeps_the_best_checkpoint(tmp_path, image_folder, tiny):
     pytest.importorskip("efficientnet_lite_pytorch", reason="needs the extra 'effnet': pip install 'ganforge[effnet]'")
     cfg = tiny(image_folder, "train.max_steps=4", "train.log_every=1", "eval.every=2", f"eval.n={N_EVAL}",
-                      "eval.metrics=fid,kid", "train.keep_checkpoints=1", "ema.enabled=true")
+                      "eval.metrics=fid,kid,copy", "train.keep_checkpoints=1", "ema.enabled=true")
     run = ganforge.train(cfg, runs_dir=tmp_path / "runs", log_format="quiet")
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     scored = [r for r in lines if "fid_effnet_lite0" in r]
     assert [r["step"] for r in scored] == [2, 4]
     assert all("loss_d" in r and "kid_effnet_lite0" in r and r["eval_seconds"] > 0 for r in scored)
+    assert all(r["copy_ratio_effnet_lite0"] > 0 for r in scored)  # 4 steps of training copy nothing
     best = min(scored, key=lambda r: r["fid_effnet_lite0"])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best_checkpoint"] == "checkpoints/best.pt"
