@@ -18,7 +18,10 @@ from quality import emoji_folder, real_images, score_images
 from ganforge.recipe import auto_config
 from ganforge.nets.fastgan import FastGANGenerator
 from ganforge.nets.init import initialise
+from ganforge.metrics.scores import copy_ratio
 from ganforge.sampling import generate, save_grid
+from ganforge.training.imle import pyramid_l1
+from two_stage import latent_gaussian, latent_samplings, pixels32
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--minutes", type=float, default=12)
@@ -43,11 +46,6 @@ X = real_images(cfg).float() / 127.5 - 1
 N0 = X.shape[0]
 X = torch.cat([X, X.flip(3)]) if args.flip else X
 N = X.shape[0]
-def pyr(x):
-    out = [x]
-    for _ in range(3):
-        x = F.avg_pool2d(x, 2); out.append(x)
-    return out
 class Encoder(nn.Module):
     def __init__(self, nz, w=16):
         super().__init__()
@@ -75,7 +73,7 @@ while t_train < budget:
         else:
             z, kl = h, torch.zeros(())
         out = G(z)
-        rec = sum(F.l1_loss(a, b) for a, b in zip(pyr(out), pyr(x)))
+        rec = pyramid_l1(out, x)
         loss = rec + args.kl * kl
         opt.zero_grad(); loss.backward(); opt.step(); step += 1
         if time.time() - t0 + t_train > budget: break
@@ -85,13 +83,11 @@ G.eval(); E.eval()
 with torch.no_grad():
     H = torch.cat([E(X[i:i + 256]) for i in range(0, N, 256)])
     L = F.normalize(H[:, :args.nz], dim=1)
-mu = L.mean(0); C = torch.cov(L.T) + 1e-5 * torch.eye(args.nz)
-chol = torch.linalg.cholesky(C)
+ways = latent_samplings(L)
 gan_steps = 0
 if args.gan_minutes:
     from ganforge.training.build import build_components
     from ganforge.training.strategies import GTerm
-    from ganforge.training.imle import pyramid_l1
     comp = build_components(cfg, torch.device("cpu"))
     comp.G.load_state_dict(G.state_dict()); G = comp.G; G.train()
     for pe, p in zip(comp.ema.model.parameters(), G.parameters()): pe.data.copy_(p.data)
@@ -101,6 +97,7 @@ if args.gan_minutes:
             return args.anchor * pyramid_l1(G(L[idx]), X[idx])
     step_fn = comp.step_fn
     step_fn.g_terms = [Anchor()] if args.anchor else []
+    chol = latent_gaussian(L)[1]
     def kde_z(n, device):
         return L[torch.randint(0, N, (n,))] + args.bandwidth * torch.randn(n, args.nz) @ chol.T
     step_fn.sample_z = kde_z
@@ -120,20 +117,13 @@ reals = real_images(cfg)
 res = {"name": args.name, "args": {**vars(args), "out": str(args.out)}, "steps": step, "epochs": epoch, "gan_steps": gan_steps}
 # Memorisation: each sample's distance to its nearest training image at 32 px, against each real image's
 # distance to its nearest other real image (1.0: as far from the set as a real image is from the rest).
-Xs = F.interpolate(X[:N0], size=32, mode="area").flatten(1)
-dr = torch.cdist(Xs, Xs); dr.fill_diagonal_(float("inf")); real_nn = dr.min(1).values.median().item()
-g = torch.Generator().manual_seed(123)
-e = torch.randn(1000, args.nz, generator=g)
-idx = torch.randint(0, N, (1000,), generator=g)
-ways = {"gauss": mu + e @ chol.T, "kde0.5": L[idx] + 0.5 * e @ chol.T, "kde0.25": L[idx] + 0.25 * e @ chol.T,
-        "recon": L[:1000], "prior": e}
+reference = pixels32(X[:N0])
 for tag, z in ways.items():
     fakes = generate(G, z)
     s = score_images(fakes, reals, 1000, features=("effnet-lite0",))
     save_grid(fakes[:64], args.out / f"{args.name}-{tag}.png")
     res[tag] = {k: round(v, 4) for k, v in s.items()}
-    fs = F.interpolate(fakes.float() / 127.5 - 1 if fakes.dtype == torch.uint8 else fakes.float(), size=32, mode="area").flatten(1)
-    res[tag]["nn_ratio"] = round(torch.cdist(fs, Xs).min(1).values.median().item() / real_nn, 3)
+    res[tag]["nn_ratio"] = round(copy_ratio(pixels32(fakes), reference), 3)
     print(tag, res[tag], flush=True)
 print(json.dumps(res))
 with open("benchmarks/results/ae_latent.jsonl", "a") as f: f.write(json.dumps(res) + "\n")

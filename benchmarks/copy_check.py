@@ -15,7 +15,7 @@ printed for each system is its pixel copy ratio over that of new real images (1:
 Writes ``benchmarks/results/copy_check-<time>.json``."""
 import argparse, json, sys, time
 from pathlib import Path
-import torch, torch.nn.functional as F
+import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import emoji_folder, real_images, score_images
 from ganforge.recipe import auto_config
@@ -23,6 +23,7 @@ from ganforge.export import load_generator
 from ganforge.nets.fastgan import FastGANGenerator
 from ganforge.sampling import generate
 from ganforge.metrics.scores import copy_ratio
+from two_stage import latent_samplings, pixels32
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--run", nargs="*", default=[], help="ganforge run directories or generator files")
@@ -32,8 +33,7 @@ args = ap.parse_args()
 torch.set_num_threads(args.threads)
 cfg = auto_config(str(emoji_folder(Path.home() / ".cache/ganforge/bench-quality")), ["data.num_workers=0"])
 reals = real_images(cfg)
-small = lambda x: F.interpolate(x.float(), size=32, mode="area").flatten(1).numpy()  # noqa: E731
-reference = small(reals[:1000].float() / 127.5 - 1)
+reference = pixels32(reals[:1000].float() / 127.5 - 1)
 features = ("effnet-lite0", "effnet-lite2")
 
 
@@ -48,12 +48,8 @@ def systems():
         a = saved["args"]
         G = FastGANGenerator(a["nz"], a["ngf"], 3, 64)
         G.load_state_dict(saved["G"])
-        L = saved["L"]
-        mu, chol = L.mean(0), torch.linalg.cholesky(torch.cov(L.T) + 1e-5 * torch.eye(a["nz"]))
-        g = torch.Generator().manual_seed(123)
-        e, idx = torch.randn(1000, a["nz"], generator=g), torch.randint(0, L.shape[0], (1000,), generator=g)
-        ways = {"gauss": mu + e @ chol.T, "kde0.5": L[idx] + 0.5 * e @ chol.T, "kde0.25": L[idx] + 0.25 * e @ chol.T,
-                "recon": L[:1000]}
+        ways = latent_samplings(saved["L"])
+        ways.pop("prior")
         for way, z in ways.items():
             yield f"{pt} {way}", generate(G, z)
 
@@ -61,7 +57,7 @@ def systems():
 results, baseline = [], None
 for name, images in systems():
     row = {"system": name, "n": images.shape[0], **score_images(images, reals, 1000, features),
-           "copy_ratio_pixels32": copy_ratio(small(images), reference)}
+           "copy_ratio_pixels32": copy_ratio(pixels32(images), reference)}
     baseline = baseline or row["copy_ratio_pixels32"]
     row["pixel_copy_vs_new_real"] = row["copy_ratio_pixels32"] / baseline
     results.append(row)

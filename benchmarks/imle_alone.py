@@ -8,6 +8,7 @@ from ganforge.recipe import auto_config
 from ganforge.nets.fastgan import FastGANGenerator
 from ganforge.nets.init import initialise
 from ganforge.sampling import generate, save_grid
+from ganforge.training.imle import pyramid_l1
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--minutes", type=float, default=8)
@@ -27,11 +28,6 @@ cfg = auto_config(str(emoji_folder(work)), ["data.num_workers=0"])
 X = real_images(cfg).float() / 127.5 - 1
 X = torch.cat([X, X.flip(3)]) if args.flip else X
 N = X.shape[0]
-def pyr(x):
-    out = [x]
-    for _ in range(3):
-        x = F.avg_pool2d(x, 2); out.append(x)
-    return out
 Xd = F.adaptive_avg_pool2d(X, args.dist).flatten(1)
 G = FastGANGenerator(100, args.ngf, 3, 64); initialise(G, "dcgan")
 opt = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.99))
@@ -53,7 +49,7 @@ while t_train < budget:
         idx = perm[i:i+32]
         z = Z[idx] + args.sigma * torch.randn(len(idx), 100)
         out = G(z)
-        loss = sum(F.l1_loss(a, b) for a, b in zip(pyr(out), pyr(X[idx])))
+        loss = pyramid_l1(out, X[idx])
         opt.zero_grad(); loss.backward(); opt.step(); step += 1
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), G.parameters()): pe.lerp_(p, 1 - 0.99)
