@@ -1,5 +1,5 @@
-"""ganforge eval: FID, KID, IS, precision/recall and the copy ratio of a run or checkpoint, or of one set of images against
-another (``--real SOURCE --fake SOURCE``), as a table and a JSON file."""
+"""ganforge eval: FID, KID, IS, precision/recall and the copy ratio of a run or checkpoint, or of one set of
+images against another (``--real SOURCE --fake SOURCE``), as a table and a JSON file."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,8 @@ from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "eval", help="score a run or checkpoint, or two sets of images: FID, KID, Inception Score, precision/recall, copy ratio",
+        "eval",
+        help="score a run or checkpoint, or two sets of images: FID, KID, Inception Score, precision/recall, copy ratio",
         description="Score a generator against real images (ganforge eval RUN), or one set of images against "
                     "another (ganforge eval --real SOURCE --fake SOURCE: folders, zips, prepared or named sets). "
                     "A generator is sampled with its EMA weights when the run has them and a fixed latent seed, so "
@@ -32,7 +33,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10000,
                    help="generated (or fake) images, and as many real ones; all of a set when it has fewer "
                         "(default 10000)")
-    p.add_argument("--metrics", default="fid,kid,is,pr,copy", help="comma-separated, from fid,kid,is,pr,copy (default: all)")
+    p.add_argument("--metrics", default="fid,kid,is,pr,copy",
+                   help="comma-separated, from fid,kid,is,pr,copy (default: all)")
     p.add_argument("--features", choices=["inception", "effnet-lite0", "effnet-lite2"],
                    help="feature extractor (default: the run's eval.features, effnet-lite0 for two sets). "
                         "'inception' gives numbers comparable with papers; 'effnet-lite0' works offline but its "
