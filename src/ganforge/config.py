@@ -106,6 +106,9 @@ class LossConfig:
     imle_every: int = 120  # generator steps between matchings
     imle_size: int = 16  # images and samples are compared at this size when matching
     imle_warmup: int = 0  # the first N generator steps train G on the IMLE term alone; D waits
+    feature_match: float = 0.0  # weight of the feature-matching term in G's loss: ImageNet-feature statistics (0: off)
+    feature_match_size: int = 64  # the images reach the feature network at this size (a multiple of 32)
+    feature_match_warmup: int = 0  # the first N generator steps train G on the feature-matching term alone; D waits
 
 
 @dataclass

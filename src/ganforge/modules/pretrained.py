@@ -14,7 +14,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ganforge.config import ConfigError
 from ganforge.storage import safe_load
@@ -50,3 +52,60 @@ def efficientnet_lite(variant: int) -> tuple[nn.Module, str]:
     net.load_state_dict(safe_load(weights, map_location="cpu"))
     net.requires_grad_(False)
     return net.eval(), Path(weights).stem
+
+
+def resize_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` at ``size`` x ``size``: bilinear, antialiased when it shrinks (unchanged when it is that size)."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+
+
+class FeatureStages(nn.Module):
+    """The frozen network, cut where its resolution halves: the maps at 1/4, 1/8, 1/16 and 1/32."""
+
+    def __init__(self, variant: int):
+        super().__init__()
+        net, self.weights_id = efficientnet_lite(variant)
+        # A stage ends where the next block halves the resolution; the stem and the blocks at 1/2 go with
+        # the first stage (at 1/4), as in the paper.
+        def halves(block: nn.Module) -> bool:
+            stride = block._block_args.stride
+            return (stride[0] if isinstance(stride, (list, tuple)) else stride) == 2
+        layers: list[nn.Module] = [net._conv_stem, net._bn0, net._swish]
+        stages: list[nn.Sequential] = []
+        blocks, scale = list(net._blocks), 2  # the stem's conv has stride 2
+        for i, block in enumerate(blocks):
+            layers.append(block)
+            scale *= 2 if halves(block) else 1
+            if scale >= 4 and (i + 1 == len(blocks) or halves(blocks[i + 1])):
+                stages.append(nn.Sequential(*layers))
+                layers = []
+        self.stages = nn.ModuleList(stages)
+        self.channels = [s[-1]._project_conv.out_channels for s in stages]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+        # Depthwise convs run 1.7-1.9x faster channels-last on a CPU (measured forwards and backwards at
+        # 64 px, batch 32); the layout survives .to(device) and loading a state dict.
+        self.to(memory_format=torch.channels_last)
+
+    def prepare(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """Images in [-1, 1] (grey or RGB) as the network was trained to see them: RGB in [0, 1] at ``size``
+        px, less the ImageNet mean, over its deviation."""
+        x = (x + 1) / 2
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (resize_to(x, size) - self.mean) / self.std
+
+    def train(self, mode: bool = True) -> "FeatureStages":
+        return super().train(False)  # frozen, BatchNorm statistics included, whatever the trainer says
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps = []
+        x = x.contiguous(memory_format=torch.channels_last)
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps

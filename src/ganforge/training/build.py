@@ -23,6 +23,8 @@ from ganforge.config import Config, ConfigError
 from ganforge.training.augment import AdaptiveAugment, DiffAugment, Fill
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.guard import DivergenceGuard
+from ganforge.training import feature_match
+from ganforge.training.feature_match import FeatureMatchTerm
 from ganforge.training.imle import IMLETerm
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
@@ -88,17 +90,27 @@ def build_penalties(cfg: Config) -> list[Penalty]:
 
 def build_g_terms(cfg: Config) -> list[GTerm]:
     l = cfg.loss
+    feature_match.check(cfg)
+    terms: list[GTerm] = []
+    if l.feature_match or l.feature_match_warmup:
+        terms.append(FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size, cfg.model.nz,
+                                      mirror=cfg.data.hflip > 0, warmup=l.feature_match_warmup))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:
-        return []
+        return terms
     if l.imle_pool < 1 or l.imle_every < 1:
         raise ConfigError(f"loss.imle_pool and loss.imle_every must be >= 1, got {l.imle_pool} and {l.imle_every}")
     if not 1 <= l.imle_size <= cfg.data.image_size:
         raise ConfigError(f"loss.imle_size must be between 1 and data.image_size ({cfg.data.image_size}), "
                           f"got {l.imle_size}: 16 compares the layout of the images")
-    return [IMLETerm(l.imle, l.imle_pool, l.imle_every, l.imle_size, cfg.model.nz, cfg.data.batch_size,
-                     conditional=cfg.model.num_classes > 0, warmup=l.imle_warmup)]
+    return terms + [IMLETerm(l.imle, l.imle_pool, l.imle_every, l.imle_size, cfg.model.nz, cfg.data.batch_size,
+                             conditional=cfg.model.num_classes > 0, warmup=l.imle_warmup)]
+
+
+def g_only_steps(cfg: Config) -> int:
+    """Generator steps at the start in which G learns from its terms alone and D waits (the longest warm-up)."""
+    return max(cfg.loss.imle_warmup, cfg.loss.feature_match_warmup)
 
 
 @dataclass
@@ -125,7 +137,7 @@ def build_components(cfg: Config, device: torch.device, world_size: int = 1) -> 
     step_fn = GANStep(
         G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
         targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
-        g_terms=build_g_terms(cfg), g_only_steps=cfg.loss.imle_warmup,
+        g_terms=build_g_terms(cfg), g_only_steps=g_only_steps(cfg),
         l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
     images_per_step = cfg.data.batch_size * max(world_size, 1)  # the EMA's half-life counts images
     return Components(G=G, D=D, opt_g=opt_g, opt_d=opt_d, step_fn=step_fn,

@@ -7,11 +7,13 @@ it calls rather than a branch inside it:
 - ``d_input``   what D sees of an image (instance noise, differentiable augmentation),
 - ``loss``      the GAN loss on logits,
 - ``penalties`` extra terms of D's loss (R1, R2, gradient penalty, LeCam, FastGAN's reconstruction),
-- ``g_terms``   extra terms of G's loss (IMLE's pull of each training image's nearest sample),
+- ``g_terms``   extra terms of G's loss (feature matching on a frozen ImageNet network; IMLE's pull of
+                each training image's nearest sample),
 - ``regularise`` L1 weight penalties added to each network's loss.
 
-Before generator step ``g_only_steps`` (``loss.imle_warmup``; 0 by default) G learns from its terms
-alone and D waits: IMLE lays out the set first, cheaply, and the adversarial game starts from there.
+Before generator step ``g_only_steps`` (``loss.feature_match_warmup``, ``loss.imle_warmup``; 0 by
+default) G learns from its terms alone and D waits: the set is laid out first, cheaply, and the
+adversarial game starts from there.
 
 Nothing here calls ``.item()``: the step returns detached tensors and the loop syncs with the host
 only when it logs.
@@ -116,14 +118,15 @@ class GANStep:
             if self.loss.needs_real_logits_for_g:
                 with torch.no_grad():  # a reference for G's loss: nothing flows back through it
                     real_logits = self.D_for_g(self.d_input(real, step), y).float()
-            loss_g = self.with_g_terms(self.loss.g_loss(fake_logits, real_logits), step)
+            loss_g = self.with_g_terms(self.loss.g_loss(fake_logits, real_logits), step, fake)
         grad_norm_g = self.update_g(loss_g)
         return loss_g.detach(), fake_logits.detach(), grad_norm_g
 
-    def with_g_terms(self, loss_g: torch.Tensor, step: int) -> torch.Tensor:
-        """G's loss with its extra terms (IMLE's) and its L1 weight penalty added."""
+    def with_g_terms(self, loss_g: torch.Tensor, step: int, fake: torch.Tensor | None = None) -> torch.Tensor:
+        """G's loss with its extra terms (feature matching's, IMLE's) and its L1 weight penalty added;
+        ``fake``: the step's batch of samples, with its graph (None in a G-only step)."""
         for term in self.g_terms:
-            loss_g = self._add(loss_g, term(self.G, step))
+            loss_g = self._add(loss_g, term(self.G, step, fake))
         return self._add(loss_g, l1_penalty(self.G, self.l1_g))
 
     def update_g(self, loss_g: torch.Tensor) -> torch.Tensor:

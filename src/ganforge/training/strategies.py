@@ -7,7 +7,7 @@ turns the config into pieces; the pieces with more to them live in their own mod
 - losses: :mod:`ganforge.training.losses`
 - augmentation (DiffAugment, ADA): :mod:`ganforge.training.augment`
 - penalties (R1, WGAN-GP): :mod:`ganforge.training.penalties`
-- G terms (IMLE): :mod:`ganforge.training.imle`
+- G terms: feature matching :mod:`ganforge.training.feature_match`, IMLE :mod:`ganforge.training.imle`
 - EMA of G: :mod:`ganforge.training.ema`; divergence guard: :mod:`ganforge.training.guard`
 - optimisers and learning-rate schedules: :mod:`ganforge.training.optim`, :mod:`ganforge.training.schedules`
 """
@@ -135,12 +135,13 @@ class Penalty:
 
 
 class GTerm:
-    """Extra terms of G's loss that need more than D's logits (IMLE); none by default.
+    """Extra terms of G's loss that need more than D's logits (feature matching, IMLE); none by default.
 
     ``start`` runs once when training starts, with the loader's dataset and the device (a term that
     reads the training images reads them there); the step then calls the term once per generator step
-    with G and the number of generator steps before this one, and adds what it returns (a tensor, or
-    None for nothing) to G's loss before the one backward pass.  State goes in ``state_dict``, which
+    with G, the number of generator steps before this one and the step's batch of samples (with its
+    graph; None in a step that makes none, where a term that needs samples draws its own), and adds
+    what it returns (a tensor, or None for nothing) to G's loss before the one backward pass.  State goes in ``state_dict``, which
     the checkpoint stores; ``log`` gives detached tensors for the metrics line."""
 
     name = "term"
@@ -148,7 +149,7 @@ class GTerm:
     def start(self, dataset, device: torch.device) -> None:
         pass
 
-    def __call__(self, G: nn.Module, step: int) -> torch.Tensor | None:
+    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None) -> torch.Tensor | None:
         return None
 
     def log(self) -> dict:

