@@ -123,7 +123,8 @@ def projected_config(source: str, size: int, channels: int, common: list[str]) -
 
 
 BUILDERS = {"tutorial": tutorial_config, "auto-v1": auto_v1_config, "default": default_config,
-            "auto-v2": lambda *a: default_config(*a, recipe="auto-v2"), "projected": projected_config}
+            "auto-v2": lambda *a: default_config(*a, recipe="auto-v2"),
+            "auto-v3": lambda *a: default_config(*a, recipe="auto-v3"), "projected": projected_config}
 FEATURES = ("effnet-lite0", "effnet-lite2")
 
 
@@ -182,6 +183,8 @@ def main() -> int:
     ap.add_argument("--peer-python", default="", help="an interpreter with lightweight-gan 1.2.1 installed")
     ap.add_argument("--install-peer", action="store_true", help="make one in --work (pip, from PyPI)")
     ap.add_argument("--tag", default="", help="a word added to the result file's name")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="curve mode: overrides on top of each ganforge system's config (a candidate)")
     ap.add_argument("--plot", type=Path, nargs="+", help="merge curve result files into a table and plots")
     ap.add_argument("--minutes", type=float, default=12.0, help="training time per run (default 12)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per score (default 1000)")
@@ -399,14 +402,16 @@ def curve_main(args) -> int:
         reals = real_images(tutorial_config(source, spec["size"], spec["channels"], common))
         block = {"source": source, "real_images": int(reals.shape[0]), "systems": []}
         for system in systems:
-            prefix = f"quality_curve_{ds_name}_{system}" + (f"_seed{args.seed}" if args.seed else "")
+            label = args.tag or system  # a candidate (--set) is named by its tag, in its grids too
+            prefix = f"quality_curve_{ds_name}_{label}" + (f"_seed{args.seed}" if args.seed else "")
             t = time.time()
             try:
                 if system == "lightweight-gan":
                     entry = curve_lightweight_gan(source, spec, reals, args, prefix)
                 else:
-                    cfg = BUILDERS[system](source, spec["size"], spec["channels"], common)
+                    cfg = BUILDERS[system](source, spec["size"], spec["channels"], [*common, *args.set])
                     entry = curve_ganforge(system, cfg, reals, args, prefix)
+                    entry["overrides"] = list(args.set)
             except Exception as e:  # noqa: BLE001 - a failed run is a result too
                 entry = {"system": system, "status": f"failed: {type(e).__name__}: {e}", "points": []}
             entry.update(seed=args.seed, wall_seconds=round(time.time() - t, 1))

@@ -22,13 +22,17 @@ def test_recipe_reads_colour_folder(image_folder):
 
 def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(image_folder):
     cfg = auto_config(str(image_folder), ["train.device=cpu"])
-    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v3) for 64 images")
+    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v4) for 64 images")
     assert (cfg.data.image_size, cfg.model.name, cfg.augment.name, cfg.augment.fill) == (32, "fastgan", "diffaugment",
                                                                                         "background")
     assert cfg.ema.enabled and cfg.ema.half_life_images > 0
-    # Below 30,000 images auto-v3 makes auto-v2's choices.
+    # Below 30,000 images auto-v4 makes auto-v2's choices and adds feature matching, saying why.
     v2 = auto_config(str(image_folder), ["train.device=cpu"], recipe="auto-v2")
-    assert v2.to_dict() | {"preset": "auto", "notes": []} == cfg.to_dict() | {"notes": []}
+    assert v2.loss.feature_match == 0 and cfg.loss.feature_match > 0
+    assert any(n.startswith("loss.feature_match=") and "Lite1" in n for n in cfg.notes)
+    expected = v2.to_dict() | {"preset": "auto", "notes": []}
+    expected["loss"] = expected["loss"] | {"feature_match": cfg.loss.feature_match}
+    assert expected == cfg.to_dict() | {"notes": []}
     # Every choice is printed with its reason; a key the user gives wins and is marked so.
     assert all(": " in n or n.endswith("(given)") for n in cfg.notes[1:])
     given = auto_config(str(image_folder), ["train.device=cpu", "model.name=dcgan", "model.ngf=16"])
@@ -49,6 +53,20 @@ def test_large_sets_keep_the_first_recipe_and_unknown_recipes_are_named():
     assert "data.batch_size=64" in on_gpu  # unmeasured on a GPU: the first recipe's
     with pytest.raises(ConfigError, match="unknown recipe 'auto-v9'.*auto-v1"):
         auto_config("fashion-mnist", recipe="auto-v9")
+
+
+def test_feature_matching_is_left_out_where_it_cannot_work_and_the_recipe_says_why(image_folder):
+    from ganforge.recipe import DataFacts, choose
+    chosen, _ = choose(DataFacts(1_900, 64, 3), "cpu", {})
+    assert any(c.startswith("loss.feature_match=") for c in chosen)
+    for given, reason in (({"data.channels": 4}, "no alpha channel"), ({"model.num_classes": 5}, "each class")):
+        chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", given)
+        assert not any(c.startswith("loss.feature_match") for c in chosen)
+        assert any(w.startswith("loss.feature_match=0:") and reason in w for w in why)
+    chosen, _ = choose(DataFacts(60_000, 28, 1), "cpu", {})  # a large set: the first recipe's model alone
+    assert not any(c.startswith("loss.feature_match") for c in chosen)
+    cfg = auto_config(str(image_folder), ["train.device=cpu", "loss.feature_match=0"])
+    assert cfg.loss.feature_match == 0 and "loss.feature_match=0 (given)" in cfg.notes
 
 
 def test_recipe_reads_grey_images_and_respects_given_keys(tmp_path, fashion_images):
@@ -75,7 +93,7 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
                "train.report=false", "train.tensorboard=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "auto recipe (auto-v3) for 64 images" in out and "model.spectral_norm=true" in out
+    assert "auto recipe (auto-v4) for 64 images" in out and "model.spectral_norm=true" in out
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]

