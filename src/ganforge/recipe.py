@@ -266,7 +266,9 @@ def choose_v3(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
 #: auto-v4's addition for small sets: feature matching on a frozen ImageNet network in G's loss, with its
 #: measurement (emoji, 12 minutes; docs/quality.md).
 FEATURE_MATCH: tuple[str, object, str] = (
-    "loss.feature_match", 1.0, "G also matches EfficientNet-Lite1 feature statistics of the real set: PENDING")
+    "loss.feature_match", 1.0, "G also matches the real set's feature statistics on a frozen ImageNet network "
+                               "(EfficientNet-Lite1): FID-EL0 124.5 and 132.5 (two seeds) vs 171.6-181.0 without it "
+                               "after 12 minutes on emoji; weight 0.1 gave 148.9, 3 gave 123.7")
 
 
 def feature_match_blocker(facts: DataFacts, given: dict[str, object]) -> str | None:
