@@ -402,7 +402,7 @@ def curve_main(args) -> int:
         reals = real_images(tutorial_config(source, spec["size"], spec["channels"], common))
         block = {"source": source, "real_images": int(reals.shape[0]), "systems": []}
         for system in systems:
-            label = args.tag or system  # a candidate (--set) is named by its tag, in its grids too
+            label = (args.tag or system) if args.set else system  # a candidate (--set) is named by its tag
             prefix = f"quality_curve_{ds_name}_{label}" + (f"_seed{args.seed}" if args.seed else "")
             t = time.time()
             try:
