@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import fit_whole_and_resumed
+from conftest import fit_whole_and_resumed, watch_d
 from ganforge.config import ConfigError
 from ganforge.data import open_source
 from ganforge.training.feature_match import FeatureMatchTerm
@@ -81,14 +81,7 @@ def test_a_warm_up_trains_g_alone_on_the_term_then_hands_over_to_the_gan(tmp_pat
     cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_warmup=3", "train.max_steps=6",
                "train.epochs=100", "train.log_every=1")
     trainer = Trainer(cfg, tmp_path, log_format="quiet")
-    d_start = {k: v.clone() for k, v in trainer.D.state_dict().items()}
-    seen = []
-
-    class DWatch:  # after each step: is D still as it started?
-        def on_step(self, run, step):
-            seen.append(all(torch.equal(v, trainer.D.state_dict()[k]) for k, v in d_start.items()))
-
-    trainer.callbacks = [DWatch()]
+    seen = watch_d(trainer)  # after each step: is D still as it started?
     trainer.fit()
     assert seen == [True] * 3 + [False] * 3
     records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "loss_g" in r]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import fit_whole_and_resumed, write_images
+from conftest import fit_whole_and_resumed, watch_d, write_images
 from ganforge.config import ConfigError
 from ganforge.data import open_source
 from ganforge.sampling import generate
@@ -92,14 +92,7 @@ def test_a_warm_up_trains_g_alone_on_the_term_then_hands_over_to_the_gan(tmp_pat
     cfg = tiny(image_folder, "loss.imle=0", "loss.imle_warmup=4", "train.max_steps=8", "train.epochs=100",
                "train.log_every=1")
     trainer = Trainer(cfg, tmp_path, log_format="quiet")
-    d_start = {k: v.clone() for k, v in trainer.D.state_dict().items()}
-    seen = []
-
-    class DWatch:  # after each step: is D still as it started?
-        def on_step(self, run, step):
-            seen.append(all(torch.equal(v, trainer.D.state_dict()[k]) for k, v in d_start.items()))
-
-    trainer.callbacks = [DWatch()]
+    seen = watch_d(trainer)  # after each step: is D still as it started?
     trainer.fit()
     assert seen == [True] * 4 + [False] * 4  # D waits for the warm-up's 4 steps, then trains
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
