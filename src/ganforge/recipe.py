@@ -267,8 +267,9 @@ def choose_v3(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
 #: measurement (emoji, 12 minutes; docs/quality.md).
 FEATURE_MATCH: tuple[str, object, str] = (
     "loss.feature_match", 1.0, "G also matches the real set's feature statistics on a frozen ImageNet network "
-                               "(EfficientNet-Lite1): FID-EL0 124.5 and 132.5 (two seeds) vs 171.6-181.0 without it "
-                               "after 12 minutes on emoji; weight 0.1 gave 148.9, 3 gave 123.7")
+                               "(EfficientNet-Lite1): FID-EL0 124.6 and 132.5 (two seeds) vs 174.9 and 199.1 without "
+                               "it (auto-v3, same batches) after 12 minutes on emoji; weight 0.1 gave 148.9, 3 "
+                               "gave 123.7")
 
 
 def feature_match_blocker(facts: DataFacts, given: dict[str, object]) -> str | None:
