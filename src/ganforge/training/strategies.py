@@ -141,8 +141,9 @@ class GTerm:
     reads the training images reads them there); the step then calls the term once per generator step
     with G, the number of generator steps before this one and the step's batch of samples (with its
     graph; None in a step that makes none, where a term that needs samples draws its own), and adds
-    what it returns (a tensor, or None for nothing) to G's loss before the one backward pass.  State goes in ``state_dict``, which
-    the checkpoint stores; ``log`` gives detached tensors for the metrics line."""
+    what it returns (a tensor, or None for nothing) to G's loss before the one backward pass.  State
+    goes in ``state_dict``, which the checkpoint stores; ``log`` gives detached tensors for the metrics
+    line."""
 
     name = "term"
 
