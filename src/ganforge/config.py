@@ -109,6 +109,7 @@ class LossConfig:
     feature_match: float = 0.0  # weight of the feature-matching term in G's loss: ImageNet-feature statistics (0: off)
     feature_match_size: int = 64  # the images reach the feature network at this size (a multiple of 32)
     feature_match_warmup: int = 0  # the first N generator steps train G on the feature-matching term alone; D waits
+    feature_match_sliced: float = 0.0  # weight of matching the distribution of each image's features (sliced Wasserstein; 0: off)
 
 
 @dataclass

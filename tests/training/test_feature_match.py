@@ -1,5 +1,6 @@
-"""The feature-matching term in G's loss (``loss.feature_match``): the real set's statistics, the term's
-value, training with it, its warm-up, exact resume and its refusals; on real image files."""
+"""The feature-matching term in G's loss (``loss.feature_match``, ``loss.feature_match_sliced``): the real
+set's statistics and descriptors, the term's value, training with it, its warm-up, exact resume and its
+refusals; on real image files."""
 from __future__ import annotations
 
 import json
@@ -67,6 +68,51 @@ def test_broken_files_are_left_out_of_the_statistics(tmp_path, image_folder, tin
         torch.testing.assert_close(a, b)
 
 
+def test_the_real_descriptors_are_standardised_with_every_depth_weighing_alike(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_sliced=1", "data.hflip=0")
+    _, term = term_on(cfg, tmp_path)
+    x = all_images(cfg)
+    with torch.no_grad():
+        widths = [d.shape[1] for d in term.raw_descriptors(term.maps(x[:1]))]
+        again = term.descriptors(term.maps(x))  # the samples' way of describing, on the real images
+    real = term.real_descriptors
+    assert real.shape == (len(x), sum(widths))
+    torch.testing.assert_close(again, real, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(real.mean(0), torch.zeros(real.shape[1]), atol=1e-4, rtol=0)
+    start = 0
+    for w in widths:  # each depth's block has a total variance of 1 (unbiased, as it was standardised)
+        block = real[:, start:start + w]
+        start += w
+        if block.var(0).sum() > 0:  # a block can be constant on a tiny set (a dead channel everywhere)
+            assert abs(block.var(0).sum().item() - (block.var(0) > 0).sum().item() / w) < 1e-3
+
+
+def test_the_sliced_distance_is_small_on_real_images_and_large_on_noise_or_one_image(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_sliced=1", "data.hflip=0")
+    _, term = term_on(cfg, tmp_path)
+    x = all_images(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        distance = lambda images: term.sliced_distance(term.descriptors(term.maps(images))).item()
+        on_reals = distance(x)
+        on_noise = distance(torch.rand_like(x) * 2 - 1)
+        on_one_image = distance(x[:1].expand_as(x))
+    assert on_reals < 0.05  # the batch is the real set: its sorted projections are the quantiles
+    assert on_noise > 20 * max(on_reals, 0.01)
+    assert on_one_image > 10 * max(on_reals, 0.01)  # every projection at one value, far from the spread
+
+
+def test_training_with_the_sliced_part_lowers_it(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_sliced=10", "train.max_steps=30",
+               "train.epochs=100", "train.log_every=1", "optim.g.lr=2e-3")
+    Trainer(cfg, tmp_path, log_format="quiet").fit()
+    records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "loss_g" in r]
+    assert not any("loss_fm" in r for r in records)  # the moments are off at weight 0
+    values = [r["loss_fm_sliced"] for r in records]
+    assert len(values) == 30
+    assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
+
+
 def test_training_with_the_term_lowers_it(tmp_path, image_folder, tiny):
     cfg = tiny(image_folder, "loss.feature_match=10", "train.max_steps=30", "train.epochs=100", "train.log_every=1",
                "optim.g.lr=2e-3")
@@ -89,14 +135,17 @@ def test_a_warm_up_trains_g_alone_on_the_term_then_hands_over_to_the_gan(tmp_pat
 
 
 def test_resume_is_exact_with_the_term_on(tmp_path, image_folder, tiny):
-    cfg = tiny(image_folder, "loss.feature_match=1", "train.max_steps=4", "train.midsave_steps=2",
-               "ema.enabled=true", "ema.decay=0.9")
+    # The sliced part draws random directions each step: resume must continue the same random stream.
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_sliced=1", "train.max_steps=4",
+               "train.midsave_steps=2", "ema.enabled=true", "ema.decay=0.9")
     fit_whole_and_resumed(cfg, tmp_path)  # G, D and G_ema end equal
 
 
 def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_folder, tiny):
-    with pytest.raises(ConfigError, match="loss.feature_match must be >= 0"):
+    with pytest.raises(ConfigError, match="loss.feature_match.*must be >= 0"):
         Trainer(tiny(image_folder, "loss.feature_match=-1"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="loss.feature_match_sliced must be >= 0"):
+        Trainer(tiny(image_folder, "loss.feature_match_sliced=-1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_size=48.*multiple of 32"):
         Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_size=48"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="no alpha.*data.channels=3"):

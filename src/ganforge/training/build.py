@@ -91,10 +91,10 @@ def build_g_terms(cfg: Config) -> list[GTerm]:
     l = cfg.loss
     feature_match.check(cfg)
     terms: list[GTerm] = []
-    if l.feature_match or l.feature_match_warmup:
+    if l.feature_match or l.feature_match_warmup or l.feature_match_sliced:
         terms.append(feature_match.FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size,
                                                     cfg.model.nz, mirror=cfg.data.hflip > 0,
-                                                    warmup=l.feature_match_warmup))
+                                                    warmup=l.feature_match_warmup, sliced=l.feature_match_sliced))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:

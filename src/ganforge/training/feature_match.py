@@ -26,6 +26,17 @@ particular training images, so it does not make copies.
   variance plus that of the variances over its square (so every depth weighs alike whatever the size
   of its activations), summed over depths.
 
+With ``loss.feature_match_sliced`` (a weight; 0: off) the term also matches the *distribution* of each
+image's own features, not only each activation's mean and variance over the set.  Those moments can
+all be right for a set of shapes none of which is an emoji (a mixture of half-faces and half-flags has
+a face's and a flag's statistics), so the moments alone plateau: the sample's features as a whole, a
+point per image, must land where real images' do.  Each image is described by every depth pooled to
+a 2x2 grid (where things are, coarsely) and standardised, each depth weighing alike; at every step the
+batch's descriptors and the real set's are projected on random directions and the batch's sorted
+projections are pulled to the real projections' quantiles, a sliced Wasserstein distance (Deshpande
+et al. 2018 train a generator with it alone).  The real descriptors are worked out at the start with
+the statistics.
+
 It needs RGB or grey images and an unconditional model: the network sees no alpha channel, and one set
 of statistics would pull every class towards the whole set's (refused with the fix named).  The real
 statistics are recomputed from the data on resume (deterministic), so the term has no state to save.
@@ -44,14 +55,19 @@ from ganforge.training.strategies import GTerm
 PIXEL_SIZE = 16
 #: The most training images the real statistics are worked out on (a spread sample of a larger set).
 MAX_IMAGES = 10_000
+#: Each depth is pooled to this grid for the per-image descriptor the sliced term compares.
+DESCRIPTOR_GRID = 2
+#: Random directions the sliced term projects on at each step.
+SLICES = 128
 
 
 def check(cfg: Config) -> None:
     """What the term refuses, found without building it."""
     l, d = cfg.loss, cfg.data
-    if l.feature_match < 0:
-        raise ConfigError(f"loss.feature_match must be >= 0 (0: off), got {l.feature_match}")
-    if not l.feature_match and not l.feature_match_warmup:
+    if l.feature_match < 0 or l.feature_match_sliced < 0:
+        raise ConfigError(f"loss.feature_match and loss.feature_match_sliced must be >= 0 (0: off), got "
+                          f"{l.feature_match} and {l.feature_match_sliced}")
+    if not l.feature_match and not l.feature_match_warmup and not l.feature_match_sliced:
         return
     if l.feature_match_warmup < 0:
         raise ConfigError(f"loss.feature_match_warmup must be >= 0 (0: none), got {l.feature_match_warmup}")
@@ -85,21 +101,42 @@ def _good_images(dataset, picks, batch_size: int):
 class FeatureMatchTerm(GTerm):
     name = "feature_match"
 
-    def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0):
+    def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0,
+                 sliced: float = 0.0):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
-        self.warmup = warmup  # generator steps in which the term is G's whole loss, at weight 1
+        self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
+        self.sliced = sliced  # weight of the per-image distribution (sliced Wasserstein) part
         self.net: FeatureStages | None = None
         self.real_mean: list[torch.Tensor] = []
         self.real_var: list[torch.Tensor] = []
         self.scale: list[torch.Tensor] = []  # each depth's average real variance
+        self.real_descriptors: torch.Tensor | None = None  # one standardised row per real image (and mirror)
+        self.descriptor_mean: torch.Tensor | None = None
+        self.descriptor_scale: torch.Tensor | None = None
         self.last: torch.Tensor | None = None
+        self.last_sliced: torch.Tensor | None = None
+
+    def maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activations of ``x`` (images in [-1, 1]) depth by depth: the image at ``PIXEL_SIZE`` px,
+        then the network's four depths."""
+        prepared = self.net.prepare(x.float(), self.size)
+        return [m.float() for m in (F.adaptive_avg_pool2d(prepared, PIXEL_SIZE), *self.net(prepared))]
 
     def statistics(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every activation of ``x`` (images in [-1, 1]) as one row per image, depth by depth: the image
-        at ``PIXEL_SIZE`` px, then the network's four depths."""
-        prepared = self.net.prepare(x.float(), self.size)
-        maps = [F.adaptive_avg_pool2d(prepared, PIXEL_SIZE), *self.net(prepared)]
-        return [m.float().flatten(1) for m in maps]
+        """Every activation of ``x`` as one row per image, depth by depth (see :meth:`maps`)."""
+        return [m.flatten(1) for m in self.maps(x)]
+
+    @staticmethod
+    def raw_descriptors(maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each depth pooled to ``DESCRIPTOR_GRID`` squared positions, one row per image."""
+        return [F.adaptive_avg_pool2d(m, min(DESCRIPTOR_GRID, m.shape[-1])).flatten(1) for m in maps]
+
+    def descriptors(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """One row per image: every pooled activation standardised on the real set's, each depth's block
+        scaled to a total variance of 1 so that every depth weighs alike (the real descriptors are
+        standardised the same way in :meth:`start`)."""
+        rows = torch.cat(self.raw_descriptors(maps), 1)
+        return (rows - self.descriptor_mean) * self.descriptor_scale
 
     @torch.no_grad()
     def start(self, dataset, device: torch.device) -> None:
@@ -109,11 +146,15 @@ class FeatureMatchTerm(GTerm):
         n = len(dataset)
         sums: list[torch.Tensor] | None = None
         squares: list[torch.Tensor] = []
+        raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
         count = 0
         for batch in _good_images(dataset, range(0, n, max(1, n // MAX_IMAGES)), 128):
             x = torch.stack(batch).to(device).float() / 127.5 - 1.0
             x = torch.cat([x, x.flip(3)]) if self.mirror else x
-            rows = self.statistics(x)
+            maps = self.maps(x)
+            rows = [m.flatten(1) for m in maps]
+            if self.sliced:
+                raw.append(torch.cat(self.raw_descriptors(maps), 1))
             # Sums in float64: the variance is a difference of two large sums.
             if sums is None:
                 sums = [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for r in rows]
@@ -127,25 +168,65 @@ class FeatureMatchTerm(GTerm):
         self.real_mean = [(s / count).float() for s in sums]
         self.real_var = [(q / count - (s / count) ** 2).clamp_min(0).float() for s, q in zip(sums, squares)]
         self.scale = [v.mean().clamp_min(1e-8) for v in self.real_var]
+        if self.sliced:
+            self._standardise(torch.cat(raw), [d.shape[1] for d in self.raw_descriptors(maps)])
 
-    def loss(self, fake: torch.Tensor) -> torch.Tensor:
-        total = fake.new_zeros((), dtype=torch.float32)
-        for rows, mean, var, scale in zip(self.statistics(fake), self.real_mean, self.real_var, self.scale):
+    def _standardise(self, raw: torch.Tensor, widths: list[int]) -> None:
+        """Keep the real descriptors standardised, and how to standardise a sample's the same way."""
+        self.descriptor_mean = raw.mean(0)
+        scale = 1 / raw.std(0).clamp_min(1e-6)
+        # Each depth's block divided by the root of its width: a total variance of 1 per depth, so the
+        # deepest depth's 1,280 numbers do not drown the colours' 12.
+        block = torch.cat([torch.full((w,), w ** -0.5, device=raw.device) for w in widths])
+        self.descriptor_scale = scale * block
+        self.real_descriptors = (raw - self.descriptor_mean) * self.descriptor_scale
+
+    def sliced_distance(self, fake_descriptors: torch.Tensor) -> torch.Tensor:
+        """The squared sliced Wasserstein distance from the batch's descriptors to the real set's, on
+        ``SLICES`` random directions, each in units of the real projections' spread.  The batch's sorted
+        projections are compared with the real projections' quantiles at the same ranks."""
+        real = self.real_descriptors
+        directions = F.normalize(torch.randn(real.shape[1], SLICES, device=real.device), dim=0)
+        real_projected = real @ directions
+        b, n = fake_descriptors.shape[0], real.shape[0]
+        ranks = ((torch.arange(b, device=real.device) + 0.5) * n / b).long().clamp_max(n - 1)
+        quantiles = real_projected.sort(0).values[ranks]
+        fake_sorted = (fake_descriptors @ directions).sort(0).values
+        return ((fake_sorted - quantiles) / real_projected.std(0).clamp_min(1e-6)).pow(2).mean()
+
+    def moments(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """The moments part: each depth's means and variances against the real set's."""
+        total = maps[0].new_zeros(())
+        for m, mean, var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
+            rows = m.flatten(1)
             total = total + (rows.mean(0) - mean).pow(2).mean() / scale
             total = total + (rows.var(0, unbiased=False) - var).pow(2).mean() / scale ** 2
         return total
 
+    def loss(self, fake: torch.Tensor) -> torch.Tensor:
+        """The moments part alone, on images in [-1, 1]."""
+        return self.moments(self.maps(fake))
+
     def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None) -> torch.Tensor | None:
         weight = 1.0 if step < self.warmup else self.weight
-        if not self.real_mean or not weight:
-            self.last = None
+        self.last = self.last_sliced = None
+        if not self.real_mean or not (weight or self.sliced):
             return None
         if fake is None:  # a G-only step has no batch of its own
             device = self.real_mean[0].device
             fake = G(torch.randn(self.batch_size, self.nz, device=device))
-        loss = self.loss(fake)
-        self.last = loss.detach()
-        return weight * loss
+        maps = self.maps(fake)
+        total = maps[0].new_zeros(())
+        if weight:
+            moments = self.moments(maps)
+            self.last = moments.detach()
+            total = total + weight * moments
+        if self.sliced:
+            sliced = self.sliced_distance(self.descriptors(maps))
+            self.last_sliced = sliced.detach()
+            total = total + self.sliced * sliced
+        return total
 
     def log(self) -> dict:
-        return {} if self.last is None else {"loss_fm": self.last}
+        out = {} if self.last is None else {"loss_fm": self.last}
+        return out if self.last_sliced is None else {**out, "loss_fm_sliced": self.last_sliced}
