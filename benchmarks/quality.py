@@ -31,7 +31,8 @@ no part of training uses.  Systems (``--systems``):
 
 - ``tutorial``: the PyTorch DCGAN tutorial (``dcgan-celeba64`` at the set's size and channels);
 - ``auto-v1``: the previous default recipe (``ganforge train --preset auto-v1``), kept as a baseline;
-- ``auto-v2``: the recipe before today's (``--preset auto-v2``; the same as today's below 30,000 images);
+- ``auto-v2``, ``auto-v3``, ``auto-v4``: the later recipes by name (``--preset auto-vN``), baselines once
+  a newer one is the default;
 - ``default``: today's default recipe (``ganforge train --data DIR``);
 - ``projected``: today's recipe with the Projected-GAN discriminator (``PROJECTED``), a candidate;
 - ``lightweight-gan``: lucidrains' lightweight-gan 1.2.1, the released package, with its README's
@@ -124,7 +125,8 @@ def projected_config(source: str, size: int, channels: int, common: list[str]) -
 
 BUILDERS = {"tutorial": tutorial_config, "auto-v1": auto_v1_config, "default": default_config,
             "auto-v2": lambda *a: default_config(*a, recipe="auto-v2"),
-            "auto-v3": lambda *a: default_config(*a, recipe="auto-v3"), "projected": projected_config}
+            "auto-v3": lambda *a: default_config(*a, recipe="auto-v3"),
+            "auto-v4": lambda *a: default_config(*a, recipe="auto-v4"), "projected": projected_config}
 FEATURES = ("effnet-lite0", "effnet-lite2")
 
 

@@ -251,7 +251,7 @@ LARGE_SET_CPU: dict[str, tuple[object, str]] = {
 
 
 def choose_v3(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
-    """The current default recipe (``auto``, also ``--preset auto-v3``): auto-v2's few-shot choices for small
+    """The third recipe (``--preset auto-v3``): auto-v2's few-shot choices for small
     sets (Adam 4e-4 there was measured and not taken: docs/recipe.md); for large sets on a CPU the first
     recipe with ``LARGE_SET_CPU``'s measured changes."""
     cpu = device_type == "cpu"
