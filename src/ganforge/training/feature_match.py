@@ -147,6 +147,7 @@ class FeatureMatchTerm(GTerm):
         sums: list[torch.Tensor] | None = None
         squares: list[torch.Tensor] = []
         raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
+        widths: list[int] = []  # each depth's share of a descriptor
         count = 0
         for batch in _good_images(dataset, range(0, n, max(1, n // MAX_IMAGES)), 128):
             x = torch.stack(batch).to(device).float() / 127.5 - 1.0
@@ -154,7 +155,9 @@ class FeatureMatchTerm(GTerm):
             maps = self.maps(x)
             rows = [m.flatten(1) for m in maps]
             if self.sliced:
-                raw.append(torch.cat(self.raw_descriptors(maps), 1))
+                pooled = self.raw_descriptors(maps)
+                raw.append(torch.cat(pooled, 1))
+                widths = [p.shape[1] for p in pooled]
             # Sums in float64: the variance is a difference of two large sums.
             if sums is None:
                 sums = [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for r in rows]
@@ -169,7 +172,7 @@ class FeatureMatchTerm(GTerm):
         self.real_var = [(q / count - (s / count) ** 2).clamp_min(0).float() for s, q in zip(sums, squares)]
         self.scale = [v.mean().clamp_min(1e-8) for v in self.real_var]
         if self.sliced:
-            self._standardise(torch.cat(raw), [d.shape[1] for d in self.raw_descriptors(maps)])
+            self._standardise(torch.cat(raw), widths)
 
     def _standardise(self, raw: torch.Tensor, widths: list[int]) -> None:
         """Keep the real descriptors standardised, and how to standardise a sample's the same way."""
