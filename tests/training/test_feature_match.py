@@ -134,11 +134,44 @@ def test_a_warm_up_trains_g_alone_on_the_term_then_hands_over_to_the_gan(tmp_pat
     assert [("loss_fm" in r) for r in records] == [True] * 3 + [False] * 3
 
 
-def test_resume_is_exact_with_the_term_on(tmp_path, image_folder, tiny):
+@pytest.mark.parametrize("part", ["loss.feature_match_sliced=1", "loss.feature_match_average=0.9"])
+def test_resume_is_exact_with_the_term_on(tmp_path, image_folder, tiny, part):
     # The sliced part draws random directions each step: resume must continue the same random stream.
-    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_sliced=1", "train.max_steps=4",
+    # The averaged moments carry their moving averages across the save.
+    cfg = tiny(image_folder, "loss.feature_match=1", part, "train.max_steps=4",
                "train.midsave_steps=2", "ema.enabled=true", "ema.decay=0.9")
     fit_whole_and_resumed(cfg, tmp_path)  # G, D and G_ema end equal
+
+
+def test_the_averaged_moments_follow_the_batches_errors_and_start_with_the_plain_gradient(tmp_path, image_folder,
+                                                                                          tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_average=0.75", "data.hflip=0")
+    _, term = term_on(cfg, tmp_path)
+    x = all_images(cfg)
+    # The first batch: the averages are its own errors, so the gradient is the plain term's.
+    first = x[:8].clone().requires_grad_(True)
+    surrogate, value = term.averaged_moments(term.maps(first))
+    (averaged_grad,) = torch.autograd.grad(surrogate, first)
+    plain = x[:8].clone().requires_grad_(True)
+    moments = term.moments(term.maps(plain))
+    (plain_grad,) = torch.autograd.grad(moments, plain)
+    torch.testing.assert_close(averaged_grad, plain_grad, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(value, moments.detach(), atol=1e-6, rtol=1e-4)
+    # Later batches: the averages are 0.75 * before + 0.25 * the batch's errors.
+    expected = [e.clone() for e, _, _ in term.errors(term.maps(x[:8]))]
+    generator = torch.Generator().manual_seed(0)
+    batch_values = []
+    with torch.no_grad():
+        for _ in range(24):
+            batch = x[torch.randperm(len(x), generator=generator)[:8]]
+            maps = term.maps(batch)
+            batch_values.append(term.moments(maps).item())
+            expected = [0.75 * a + 0.25 * e for a, (e, _, _) in zip(expected, term.errors(maps))]
+            _, value = term.averaged_moments(maps)
+    for got, want in zip(term.mean_error, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    # Real batches' errors are noise around zero: averaged, most of it cancels.
+    assert value.item() < 0.5 * sum(batch_values) / len(batch_values)
 
 
 def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_folder, tiny):
@@ -146,6 +179,8 @@ def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_fol
         Trainer(tiny(image_folder, "loss.feature_match=-1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_sliced must be >= 0"):
         Trainer(tiny(image_folder, "loss.feature_match_sliced=-1"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match=r"loss.feature_match_average.*\[0, 1\)"):
+        Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_average=1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_size=48.*multiple of 32"):
         Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_size=48"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="no alpha.*data.channels=3"):

@@ -94,7 +94,8 @@ def build_g_terms(cfg: Config) -> list[GTerm]:
     if l.feature_match or l.feature_match_warmup or l.feature_match_sliced:
         terms.append(feature_match.FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size,
                                                     cfg.model.nz, mirror=cfg.data.hflip > 0,
-                                                    warmup=l.feature_match_warmup, sliced=l.feature_match_sliced))
+                                                    warmup=l.feature_match_warmup, sliced=l.feature_match_sliced,
+                                                    average=l.feature_match_average))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:
