@@ -150,13 +150,14 @@ def test_the_averaged_moments_follow_the_batches_errors_and_start_with_the_plain
     x = all_images(cfg)
     # The first batch: the averages are its own errors, so the gradient is the plain term's.
     first = x[:8].clone().requires_grad_(True)
-    surrogate, value = term.averaged_moments(term.maps(first))
+    surrogate, value, batch_value = term.averaged_moments(term.maps(first))
     (averaged_grad,) = torch.autograd.grad(surrogate, first)
     plain = x[:8].clone().requires_grad_(True)
     moments = term.moments(term.maps(plain))
     (plain_grad,) = torch.autograd.grad(moments, plain)
     torch.testing.assert_close(averaged_grad, plain_grad, atol=1e-6, rtol=1e-4)
     torch.testing.assert_close(value, moments.detach(), atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(batch_value, moments.detach(), atol=1e-6, rtol=1e-4)
     # Later batches: the averages are 0.75 * before + 0.25 * the batch's errors.
     expected = [e.clone() for e, _, _ in term.errors(term.maps(x[:8]))]
     generator = torch.Generator().manual_seed(0)
@@ -167,11 +168,25 @@ def test_the_averaged_moments_follow_the_batches_errors_and_start_with_the_plain
             maps = term.maps(batch)
             batch_values.append(term.moments(maps).item())
             expected = [0.75 * a + 0.25 * e for a, (e, _, _) in zip(expected, term.errors(maps))]
-            _, value = term.averaged_moments(maps)
+            _, value, _ = term.averaged_moments(maps)
     for got, want in zip(term.mean_error, expected):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     # Real batches' errors are noise around zero: averaged, most of it cancels.
     assert value.item() < 0.5 * sum(batch_values) / len(batch_values)
+
+
+def test_a_lazy_term_runs_every_kth_step_at_k_times_the_weight_after_the_warm_up(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=0.5", "loss.feature_match_every=3", "loss.feature_match_warmup=2")
+    trainer, term = term_on(cfg, tmp_path)
+    fake = all_images(cfg)[:4]
+    plain = term.loss(fake).item()
+    got = [term(trainer.G, step, fake) for step in range(9)]
+    ran = [g is not None for g in got]
+    assert ran == [True, True, False, True, False, False, True, False, False]  # warm-up steps 0, 1; then 3, 6
+    assert got[0].item() == pytest.approx(plain, rel=1e-5)  # the warm-up's weight is 1
+    assert got[3].item() == pytest.approx(1.5 * plain, rel=1e-5)  # 3 x 0.5
+    term(trainer.G, 4, fake)
+    assert "loss_fm" not in term.log()  # a step it skipped logs nothing
 
 
 def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_folder, tiny):
@@ -179,6 +194,8 @@ def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_fol
         Trainer(tiny(image_folder, "loss.feature_match=-1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_sliced must be >= 0"):
         Trainer(tiny(image_folder, "loss.feature_match_sliced=-1"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="loss.feature_match_every must be >= 1"):
+        Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_every=0"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match=r"loss.feature_match_average.*\[0, 1\)"):
         Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_average=1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_size=48.*multiple of 32"):

@@ -48,6 +48,12 @@ own derivatives: the error is measured on ``1 / (1 - decay)`` batches' worth of 
 gradient still comes from the current one.  The logged ``loss_fm`` stays the batch's value so runs
 compare; ``loss_fm_averaged`` is the averaged errors' value.
 
+With ``loss.feature_match_every`` (k, 1: every step) the term runs on every k-th generator step only,
+at k times the weight, as StyleGAN2 runs its penalties lazily: once the moments are near, a step's
+error is mostly noise (above), yet Lite1's forward and backward passes are about half of a step's cost
+on a CPU, so the steps between buy the adversarial loss more steps in the same time.  The warm-up's
+steps (``loss.feature_match_warmup``) are all taken.
+
 It needs RGB or grey images and an unconditional model: the network sees no alpha channel, and one set
 of statistics would pull every class towards the whole set's (refused with the fix named).  The real
 statistics are recomputed from the data on resume (deterministic), so the term has no state to save
@@ -76,6 +82,9 @@ SLICES = 128
 def check(cfg: Config) -> None:
     """What the term refuses, found without building it."""
     l, d = cfg.loss, cfg.data
+    if l.feature_match_every < 1:
+        raise ConfigError(f"loss.feature_match_every must be >= 1 (1: every generator step; k: every k-th, at k times "
+                          f"the weight), got {l.feature_match_every}")
     if not 0 <= l.feature_match_average < 1:
         raise ConfigError(f"loss.feature_match_average is a moving average's decay, in [0, 1) (0: off; 0.9 averages "
                           f"about 10 batches), got {l.feature_match_average}")
@@ -117,10 +126,11 @@ class FeatureMatchTerm(GTerm):
     name = "feature_match"
 
     def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0,
-                 sliced: float = 0.0, average: float = 0.0):
+                 sliced: float = 0.0, average: float = 0.0, every: int = 1):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
         self.sliced = sliced  # weight of the per-image distribution (sliced Wasserstein) part
+        self.every = every  # the term runs on every k-th generator step, at k times the weight
         self.average = average  # decay of the moving averages of the moments' errors (0: each batch's own)
         self.mean_error: list[torch.Tensor] = []  # per depth, moving averages of the batch's errors
         self.var_error: list[torch.Tensor] = []
@@ -229,11 +239,12 @@ class FeatureMatchTerm(GTerm):
             rows = m.flatten(1)
             yield rows.mean(0) - mean, rows.var(0, unbiased=False) - var, scale
 
-    def averaged_moments(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def averaged_moments(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The moments part with averaged errors: (a loss whose gradient is the averaged errors times
-        the batch's derivatives, the averaged errors' value).  Updates the averages."""
+        the batch's derivatives, the averaged errors' value, the batch's own value as :meth:`moments`
+        gives it).  Updates the averages."""
         first = not self.mean_error
-        surrogate, value = maps[0].new_zeros(()), maps[0].new_zeros(())
+        surrogate, value, batch_value = maps[0].new_zeros(()), maps[0].new_zeros(()), maps[0].new_zeros(())
         for i, (mean_error, var_error, scale) in enumerate(self.errors(maps)):
             if first:
                 self.mean_error.append(mean_error.detach().clone())
@@ -247,16 +258,22 @@ class FeatureMatchTerm(GTerm):
             # d/dθ of a·e is a·de/dθ: the plain term's gradient (2e·de/dθ) with e replaced by its average.
             surrogate = surrogate + 2 * (a_mean * mean_error).mean() / scale + 2 * (a_var * var_error).mean() / scale ** 2
             value = value + a_mean.pow(2).mean() / scale + a_var.pow(2).mean() / scale ** 2
-        return surrogate, value
+            batch_value = batch_value + (mean_error.detach().pow(2).mean() / scale +
+                                         var_error.detach().pow(2).mean() / scale ** 2)
+        return surrogate, value, batch_value
 
     def loss(self, fake: torch.Tensor) -> torch.Tensor:
         """The moments part alone, on images in [-1, 1]."""
         return self.moments(self.maps(fake))
 
     def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None) -> torch.Tensor | None:
-        weight = 1.0 if step < self.warmup else self.weight
         self.last = self.last_sliced = self.last_averaged = None
-        if not self.real_mean or not (weight or self.sliced):
+        lazy = step >= self.warmup and self.every > 1
+        if lazy and step % self.every:
+            return None
+        weight = 1.0 if step < self.warmup else self.weight * self.every
+        sliced_weight = self.sliced * self.every if lazy else self.sliced
+        if not self.real_mean or not (weight or sliced_weight):
             return None
         if fake is None:  # a G-only step has no batch of its own
             device = self.real_mean[0].device
@@ -264,19 +281,16 @@ class FeatureMatchTerm(GTerm):
         maps = self.maps(fake)
         total = maps[0].new_zeros(())
         if weight and self.average:
-            surrogate, averaged = self.averaged_moments(maps)
-            with torch.no_grad():
-                self.last = self.moments(maps)
-            self.last_averaged = averaged
+            surrogate, self.last_averaged, self.last = self.averaged_moments(maps)
             total = total + weight * surrogate
         elif weight:
             moments = self.moments(maps)
             self.last = moments.detach()
             total = total + weight * moments
-        if self.sliced:
+        if sliced_weight:
             sliced = self.sliced_distance(self.descriptors(maps))
             self.last_sliced = sliced.detach()
-            total = total + self.sliced * sliced
+            total = total + sliced_weight * sliced
         return total
 
     def log(self) -> dict:
