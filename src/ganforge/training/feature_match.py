@@ -107,6 +107,12 @@ def check(cfg: Config) -> None:
                           "multiple of 32, at least 32 (64 is cheap on a CPU, 128 sees more)")
 
 
+def _squared(mean_error: torch.Tensor, var_error: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """One depth's share of the moments part: the squared errors of the means over the real set's
+    average variance, and of the variances over its square."""
+    return mean_error.pow(2).mean() / scale + var_error.pow(2).mean() / scale ** 2
+
+
 def _good_images(dataset, picks, batch_size: int):
     """The images of ``picks`` that decode, in lists of up to ``batch_size``."""
     batch = []
@@ -230,7 +236,7 @@ class FeatureMatchTerm(GTerm):
         """The moments part: each depth's means and variances against the real set's."""
         total = maps[0].new_zeros(())
         for mean_error, var_error, scale in self.errors(maps):
-            total = total + mean_error.pow(2).mean() / scale + var_error.pow(2).mean() / scale ** 2
+            total = total + _squared(mean_error, var_error, scale)
         return total
 
     def errors(self, maps: list[torch.Tensor]):
@@ -250,16 +256,13 @@ class FeatureMatchTerm(GTerm):
                 self.mean_error.append(mean_error.detach().clone())
                 self.var_error.append(var_error.detach().clone())
             else:  # a = decay * a + (1 - decay) * error
-                self.mean_error[i] = self.mean_error[i].to(mean_error.device)  # loaded on the CPU
-                self.var_error[i] = self.var_error[i].to(var_error.device)
                 self.mean_error[i].lerp_(mean_error.detach(), 1 - self.average)
                 self.var_error[i].lerp_(var_error.detach(), 1 - self.average)
             a_mean, a_var = self.mean_error[i], self.var_error[i]
             # d/dθ of a·e is a·de/dθ: the plain term's gradient (2e·de/dθ) with e replaced by its average.
             surrogate = surrogate + 2 * (a_mean * mean_error).mean() / scale + 2 * (a_var * var_error).mean() / scale ** 2
-            value = value + a_mean.pow(2).mean() / scale + a_var.pow(2).mean() / scale ** 2
-            batch_value = batch_value + (mean_error.detach().pow(2).mean() / scale +
-                                         var_error.detach().pow(2).mean() / scale ** 2)
+            value = value + _squared(a_mean, a_var, scale)
+            batch_value = batch_value + _squared(mean_error.detach(), var_error.detach(), scale)
         return surrogate, value, batch_value
 
     def loss(self, fake: torch.Tensor) -> torch.Tensor:
@@ -271,8 +274,9 @@ class FeatureMatchTerm(GTerm):
         lazy = step >= self.warmup and self.every > 1
         if lazy and step % self.every:
             return None
-        weight = 1.0 if step < self.warmup else self.weight * self.every
-        sliced_weight = self.sliced * self.every if lazy else self.sliced
+        every = self.every if lazy else 1  # a lazy step stands for the k - 1 steps it skipped
+        weight = 1.0 if step < self.warmup else self.weight * every
+        sliced_weight = self.sliced * every
         if not self.real_mean or not (weight or sliced_weight):
             return None
         if fake is None:  # a G-only step has no batch of its own
@@ -305,6 +309,7 @@ class FeatureMatchTerm(GTerm):
         return {"mean_error": [a.cpu() for a in self.mean_error], "var_error": [a.cpu() for a in self.var_error]}
 
     def load_state_dict(self, state: dict) -> None:
+        # The trainer loads a checkpoint after start(), so the averages join the real statistics' device.
         if "mean_error" in state:
             device = self.real_mean[0].device if self.real_mean else "cpu"
             self.mean_error = [a.clone().to(device) for a in state["mean_error"]]
