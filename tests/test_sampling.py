@@ -10,7 +10,8 @@ from PIL import Image
 import ganforge
 from ganforge.cli import main
 from ganforge.config import ConfigError
-from ganforge.sampling import load_generator, parse_seeds, seed_latents, truncate, truncate_resample
+from ganforge.sampling import (STANDING_BATCH, STANDING_BATCHES, generate, generate_each, load_generator, parse_seeds,
+                               seed_latents, standing_statistics, truncate, truncate_resample)
 
 from conftest import tiny_config, write_images
 
@@ -21,6 +22,21 @@ def run(tmp_path_factory, fashion_images):
     root = tmp_path_factory.mktemp("seeds")
     write_images(root / "images", fashion_images, 64)
     return ganforge.train(tiny_config(root / "images", "train.epochs=1"), runs_dir=root / "runs", log_format="quiet")
+
+
+@pytest.fixture(scope="module")
+def fastgan_run(tmp_path_factory, fashion_images):
+    """A tiny FastGAN (z on the unit sphere, BatchNorm, noise layers) trained 1 epoch on real images."""
+    root = tmp_path_factory.mktemp("fastgan")
+    write_images(root / "images", fashion_images, 64)
+    cfg = tiny_config(root / "images", "model.name=fastgan", "model.init=dcgan", "model.fastgan_decoder=0",
+                      "loss.name=hinge", "train.epochs=1")
+    return ganforge.train(cfg, runs_dir=root / "runs", log_format="quiet")
+
+
+def spread(images: torch.Tensor) -> float:
+    """How much the images differ from one another: the mean over pixels of their standard deviation."""
+    return images.std(dim=0).mean().item()
 
 
 def pixels(path) -> np.ndarray:
@@ -95,10 +111,57 @@ def test_truncation_flags_named_apart(run, tmp_path, capsys):
     scaled = one("--truncation", "0.5")
     assert np.array_equal(scaled, one("--truncation-scale", "0.5"))  # the old flag and its explicit name
     assert not np.array_equal(scaled, plain) and not np.array_equal(scaled, resampled)
-    assert np.array_equal(one("--truncation-resample", "100"), plain)  # nothing is beyond 100: nothing redrawn
+    # Nothing is beyond 100, so nothing is redrawn: the images of untruncated latents with the statistics
+    # every truncated sample gets (standing ones, since batch statistics would undo a truncation).
+    assert np.array_equal(one("--truncation-resample", "100"), one("--bn", "standing"))
     capsys.readouterr()
     assert main(["sample", str(run), "--truncation-resample", "-1"]) == 2
     assert "threshold must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["run", "fastgan_run"])
+def test_truncation_pulls_samples_towards_the_average_one(which, request):
+    # A DCGAN with batch statistics (which would normalise a scaled batch right back) and FastGAN (which
+    # puts z on the sphere, which would undo any scale of z): in both, psi must really act.
+    G, cfg = load_generator(request.getfixturevalue(which))
+    z = torch.randn(48, cfg.model.nz, generator=torch.Generator().manual_seed(0))
+    plain = generate(G, z)
+    assert torch.equal(generate(G, z, psi=1.0), plain)  # psi 1 changes nothing, statistics included
+    near, nearer = generate(G, z, psi=0.5), generate(G, z, psi=0.1)
+    assert spread(nearer) < spread(near) < spread(plain)
+    assert spread(nearer) < 0.5 * spread(plain)
+    # A truncated latent gives its image whatever else is asked for (fixed statistics; noise drawn per
+    # image), and the model's own BatchNorm statistics are left as they were.
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    assert torch.allclose(generate_each(G, z[:4], psi=0.5)[2], generate_each(G, z[2:3], psi=0.5)[0], atol=1e-6)
+    assert all(torch.equal(v, before[k]) for k, v in G.state_dict().items())
+    with pytest.raises(ConfigError, match="psi must be in"):
+        generate(G, z, psi=1.5)
+
+
+def test_standing_statistics_average_the_batches_of_untruncated_latents(fastgan_run):
+    G, cfg = load_generator(fastgan_run)
+    first_bn = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    own = first_bn.running_mean.clone()
+    seen = []
+    hook = first_bn.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    with standing_statistics(G, cfg.model.nz, torch.device("cpu")):
+        standing = first_bn.running_mean.clone()
+        assert not first_bn.training
+    hook.remove()
+    assert len(seen) == STANDING_BATCHES and seen[0].shape[0] == STANDING_BATCH
+    # The mean over every batch alike (a cumulative average), then G's own statistics back.
+    assert torch.allclose(standing, torch.cat(seen).mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.equal(first_bn.running_mean, own) and not torch.equal(standing, own)
+
+
+def test_a_truncated_fastgan_seed_gives_the_same_image_alone_or_among_others(fastgan_run, tmp_path):
+    out, alone = tmp_path / "many", tmp_path / "alone"
+    assert main(["sample", str(fastgan_run), "--seeds", "0-3", "--truncation", "0.6", "--out", f"{out}/"]) == 0
+    assert main(["sample", str(fastgan_run), "--seeds", "2", "--truncation", "0.6", "--out", f"{alone}/"]) == 0
+    assert np.array_equal(pixels(alone / "seed0002.png"), pixels(out / "seed0002.png"))
+    assert main(["sample", str(fastgan_run), "--seeds", "2", "--out", f"{tmp_path}/plain/"]) == 0
+    assert not np.array_equal(pixels(tmp_path / "plain" / "seed0002.png"), pixels(out / "seed0002.png"))
 
 
 def test_interpolate_walks_between_chosen_seeds(run, tmp_path, capsys):

@@ -4,6 +4,16 @@ BatchNorm generators are deliberate about their statistics: by default they samp
 statistics (as the training loop's progress grids do, and as the tutorial does) but without touching
 the running statistics, so sampling never changes the model.  An EMA generator is used when the run
 has one.
+
+Truncation (``psi`` < 1) pulls samples towards the average one, and two things would quietly undo it:
+
+- **Batch statistics.** A generator's first layer is linear in z and BatchNorm follows it, so a batch of
+  latents all scaled by ``psi`` is normalised right back to the scale it had.  Truncated sampling
+  therefore uses BigGAN's *standing statistics* (``bn_mode='standing'``): BatchNorm's statistics
+  averaged over batches of untruncated latents, fixed while the truncated ones pass.
+- **A normalised latent.** FastGAN puts z on the unit sphere before its first layer, which undoes any
+  scale.  A generator that does this names the layer its normalised latent enters
+  (``truncation_input``) and the scaling happens there, on the latent the network really uses.
 """
 from __future__ import annotations
 
@@ -43,22 +53,95 @@ def has_batchnorm(G: nn.Module) -> bool:
     return any(isinstance(m, _BN) for m in G.modules())
 
 
+#: How BatchNorm generators may sample (see :func:`generate`).
+BN_MODES = ("batch", "running", "standing")
+#: Standing statistics are averaged over this many batches of this many untruncated latents.
+STANDING_BATCHES, STANDING_BATCH = 16, 64
+
+
+def bn_mode_for(bn_mode: str | None, truncated: bool) -> str:
+    """The BatchNorm mode to sample with: the one asked for ('batch' when none is), except that truncated
+    latents get 'standing' statistics instead of batch ones, which would undo the truncation."""
+    from ganforge.config import ConfigError
+
+    if bn_mode is not None and bn_mode not in BN_MODES:
+        raise ConfigError(f"BatchNorm mode '{bn_mode}': choose one of {', '.join(BN_MODES)}")
+    if bn_mode in (None, "batch"):
+        return "standing" if truncated else "batch"
+    return bn_mode
+
+
+@contextlib.contextmanager
+def standing_statistics(G: nn.Module, nz: int, device: torch.device, dtype: torch.dtype = torch.float32):
+    """BigGAN's standing statistics: G's BatchNorm layers in eval mode with statistics averaged over
+    ``STANDING_BATCHES`` batches of untruncated latents (a fixed draw, so the same model always gets the
+    same statistics; random classes for a conditional model).  G's own statistics are restored after."""
+    bns = [m for m in G.modules() if isinstance(m, _BN)]
+    saved = [(m, m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in bns]
+    embedding = next((m for m in G.modules() if isinstance(m, nn.Embedding)), None)
+    was_training = G.training
+    g = torch.Generator().manual_seed(STANDING_SEED)
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: every batch counts alike
+            m.train()
+        # Layers that draw noise draw it from a seeded stream of their own here too.
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(STANDING_SEED)
+            for _ in range(STANDING_BATCHES):
+                z = torch.randn(STANDING_BATCH, nz, generator=g).to(device, dtype)
+                y = None if embedding is None else \
+                    torch.randint(0, embedding.num_embeddings, (STANDING_BATCH,), generator=g).to(device)
+                G(z, y)
+        G.eval()
+        yield G
+    finally:
+        for m, momentum, state in saved:
+            m.momentum = momentum
+            m.load_state_dict(state)
+        G.train(was_training)
+
+
+@contextlib.contextmanager
+def truncated(G: nn.Module, psi: float):
+    """A function that scales latents by ``psi``, for a generator that uses z as drawn; for one that
+    normalises z first (``truncation_input``: the name of the layer the normalised latent enters), the
+    scaling happens at that layer's input instead and the function leaves z alone."""
+    where = getattr(G, "truncation_input", None) if psi != 1.0 else None
+    if where is None:
+        yield lambda z: z * psi if psi != 1.0 else z
+        return
+    handle = G.get_submodule(where).register_forward_pre_hook(lambda module, args: (args[0] * psi, *args[1:]))
+    try:
+        yield lambda z: z
+    finally:
+        handle.remove()
+
+
 @torch.no_grad()
 def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, bn_mode: str = "batch",
-             chunk: int = 256) -> torch.Tensor:
-    """Images in [-1, 1] for latents ``z``.  ``bn_mode``: 'batch' (batch statistics, frozen running
-    statistics) or 'running' (eval mode, the running statistics).
+             chunk: int = 256, psi: float = 1.0) -> torch.Tensor:
+    """Images in [-1, 1] for latents ``z``, truncated by ``psi`` (1: not at all; see the module's notes).
+    ``bn_mode``: 'batch' (batch statistics, frozen running statistics), 'running' (eval mode, the running
+    statistics) or 'standing' (eval mode, statistics averaged over batches of untruncated latents).
+    Truncating with batch statistics would undo the truncation, so ``psi`` < 1 makes 'batch' 'standing'.
 
     With batch statistics, an image must not depend on how few others share its batch: a chunk smaller
     than ``MIN_STATS_BATCH`` is padded with fixed reference latents (a seeded draw), so one sample
     looks like it does in a grid of 64 instead of collapsing to the mean of a batch of one.
     """
+    if psi != 1.0:
+        truncate(z[:0], psi)  # the range check
+    bn_mode = bn_mode_for(bn_mode, psi != 1.0)
     was_training = G.training
-    batch_mode = bn_mode != "running" and has_batchnorm(G)
+    batch_mode = bn_mode == "batch" and has_batchnorm(G)
     outs = []
     try:
         if batch_mode:
             ctx = batch_stats_frozen(G)
+        elif bn_mode == "standing" and has_batchnorm(G):
+            ctx = standing_statistics(G, z.shape[1], z.device, z.dtype)
         else:
             G.eval()
             ctx = contextlib.nullcontext()
@@ -66,8 +149,9 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
         # latent gives the same image on every call, and sampling mid-run leaves training's random
         # stream where it was, so a resumed run continues exactly.
         devices = [z.device.index or 0] if z.device.type == "cuda" else []
-        with ctx, torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), ctx, truncated(G, psi) as scale:
             torch.manual_seed(SAMPLING_NOISE_SEED)
+            z = scale(z)
             for i in range(0, z.shape[0], chunk):
                 zc = z[i:i + chunk]
                 y = None if labels is None else labels[i:i + chunk]
@@ -82,6 +166,8 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
 
 #: Seed of the noise that noise-injecting generators draw while sampling.
 SAMPLING_NOISE_SEED = 20261201
+#: Seed of the latents that standing statistics are measured on.
+STANDING_SEED = 20261205
 
 #: The smallest batch whose statistics BatchNorm generators sample with (training used 64 or more).
 MIN_STATS_BATCH = 64
@@ -167,13 +253,14 @@ def seed_generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
-def seed_latents(seeds: list[int], nz: int, num_classes: int = 0, psi: float = 1.0,
+def seed_latents(seeds: list[int], nz: int, num_classes: int = 0,
                  resample: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One latent per seed, each drawn from that seed alone (stylegan2-ada's generate.py convention), on
     the CPU: the same seed gives the same latent whatever else is asked for and whatever the device.
 
     For each seed: ``z ~ N(0, 1)^nz``; with ``resample``, BigGAN's truncation (entries beyond it drawn
-    again from the same generator); then a class, when the model has classes; then ``z`` scaled by ``psi``.
+    again from the same generator); then a class, when the model has classes.  Truncation by scaling is
+    :func:`generate`'s ``psi``, where the generator's latent really is.
     Returns ``(z, labels)``, labels None for unconditional models.
     """
     zs, labels = [], []
@@ -185,20 +272,27 @@ def seed_latents(seeds: list[int], nz: int, num_classes: int = 0, psi: float = 1
         zs.append(z)
         if num_classes:
             labels.append(torch.randint(0, num_classes, (1,), generator=g))
-    z = truncate(torch.cat(zs), psi)
-    return z, (torch.cat(labels) if num_classes else None)
+    return torch.cat(zs), (torch.cat(labels) if num_classes else None)
 
 
 @torch.no_grad()
 def generate_each(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, bn_mode: str = "batch",
-                  chunk: int = 256) -> torch.Tensor:
+                  chunk: int = 256, psi: float = 1.0) -> torch.Tensor:
     """Images for latents ``z`` where each image depends on its own latent only, not on the others asked
-    for at the same time.  With batch statistics (BatchNorm generators, ``bn_mode='batch'``) that means one
-    latent at a time, padded with :func:`generate`'s fixed reference latents; otherwise batches."""
-    if bn_mode == "running" or not has_batchnorm(G):
-        return generate(G, z, labels, bn_mode=bn_mode, chunk=chunk)
-    return torch.cat([generate(G, z[i:i + 1], None if labels is None else labels[i:i + 1], bn_mode=bn_mode)
-                      for i in range(z.shape[0])])
+    for at the same time: one latent at a time (layers that draw noise draw it per position in a batch),
+    with batch statistics padded with :func:`generate`'s fixed reference latents.  Standing statistics
+    are measured once for all of them."""
+    del chunk  # one at a time; kept so both functions take the same arguments
+    bn_mode = bn_mode_for(bn_mode, psi != 1.0)
+
+    def each(mode: str) -> torch.Tensor:
+        return torch.cat([generate(G, z[i:i + 1], None if labels is None else labels[i:i + 1], bn_mode=mode, psi=psi)
+                          for i in range(z.shape[0])])
+
+    if bn_mode == "standing" and has_batchnorm(G):
+        with standing_statistics(G, z.shape[1], z.device, z.dtype):
+            return each("running")  # the standing statistics are the running ones meanwhile
+    return each(bn_mode)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

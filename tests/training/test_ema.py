@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ganforge.config import EMAConfig
-from ganforge.training.ema import GeneratorEMA, recalibrate_batchnorm
+from ganforge.training.ema import GeneratorEMA
 from ganforge.training.trainer import Trainer
 
 
@@ -44,18 +44,3 @@ def test_ema_decay_schedule_start_step_and_warmup():
     assert torch.equal(ema.model.weight, G.weight)
     plain = GeneratorEMA(G, EMAConfig(enabled=True, decay=0.9, warmup=False))
     assert plain.decay_at(1) == 0.9
-
-
-def test_batchnorm_recalibration_measures_the_averaged_generators_statistics(tmp_path, image_folder, tiny):
-    trainer = Trainer(tiny(image_folder, "ema.enabled=true"), tmp_path, log_format="quiet")
-    G = trainer.G_ema
-    torch.manual_seed(0)
-    latents = [torch.randn(16, 16) for _ in range(4)]
-    first_bn = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    seen = []
-    hook = first_bn.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
-    recalibrate_batchnorm(G, latents)
-    hook.remove()
-    # The running mean is now the mean over all four batches of that layer's inputs (equal weights).
-    assert len(seen) == 4
-    assert torch.allclose(first_bn.running_mean, torch.cat(seen).mean(dim=(0, 2, 3)), atol=1e-5)

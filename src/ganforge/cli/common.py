@@ -37,9 +37,14 @@ def pick_device(name: str):
 
 
 def add_truncation(p: argparse.ArgumentParser) -> None:
+    """The truncation tricks and the BatchNorm statistics to sample with (which truncation changes)."""
     p.add_argument("--truncation", "--truncation-scale", dest="truncation", type=float, default=1.0, metavar="PSI",
-                   help="truncation by scaling (StyleGAN's psi): latents multiplied by PSI in (0, 1]; lower gives "
-                        "cleaner, less varied images (default 1: off)")
+                   help="truncation by scaling (StyleGAN's psi): latents pulled towards the average by PSI in (0, 1]; "
+                        "lower gives more typical, less varied images (default 1: off)")
+    p.add_argument("--bn", choices=["batch", "running", "standing"], default=None,
+                   help="BatchNorm statistics: 'batch' (as the training grids; the default), 'running' (eval mode) or "
+                        "'standing' (averaged over batches of untruncated latents, as BigGAN; the default when "
+                        "truncating, since batch statistics would undo it)")
     p.add_argument("--truncation-resample", type=float, default=None, metavar="T",
                    help="BigGAN's truncation trick: every latent entry whose magnitude exceeds T is drawn again, "
                         "so latents follow a normal truncated to [-T, T] (BigGAN uses 0.04 to 2; default: off). "

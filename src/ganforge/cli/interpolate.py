@@ -31,8 +31,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="class for conditional models: its folder name or its index (default: one random class per walk)")
     p.add_argument("--fps", type=float, default=10.0, help="GIF frames per second (default 10)")
     add_device(p)
-    p.add_argument("--bn", choices=["batch", "running"], default="batch",
-                   help="BatchNorm statistics: 'batch' (as the training grids) or 'running' (eval mode)")
     add_runs_dir(p)
     return p
 
@@ -58,8 +56,8 @@ def run(args) -> int:
     from ganforge.cli.sample import class_labels
     from ganforge.config import ConfigError
     from ganforge.reporting.timeline import write_gif
-    from ganforge.sampling import (generate, generate_each, grid_tensor, parse_seeds, save_grid,
-                                   seed_latents, truncate, truncate_resample)
+    from ganforge.sampling import (bn_mode_for, generate, generate_each, grid_tensor, parse_seeds, save_grid,
+                                   seed_latents, truncate_resample)
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     if seeds is not None:
@@ -81,8 +79,7 @@ def run(args) -> int:
     G, cfg, device = load_sampling_generator(args)  # truncation checked before anything is loaded
     num_classes = cfg.model.num_classes
     if seeds is not None:
-        keyframes, drawn = seed_latents(seeds, cfg.model.nz, num_classes, psi=args.truncation,
-                                        resample=args.truncation_resample)
+        keyframes, drawn = seed_latents(seeds, cfg.model.nz, num_classes, resample=args.truncation_resample)
         keyframes = keyframes[None]  # one walk through every seed
         per_row = class_labels(args.class_index, num_classes, 1, None if drawn is None else drawn[:1])
     else:
@@ -90,7 +87,6 @@ def run(args) -> int:
         keyframes = torch.randn(rows, points, cfg.model.nz, generator=g)
         if args.truncation_resample is not None:
             keyframes = truncate_resample(keyframes, args.truncation_resample, g)
-        keyframes = truncate(keyframes, args.truncation)
         per_row = class_labels(args.class_index, num_classes, rows,
                                lambda: torch.randint(0, num_classes, (rows,), generator=g))
     z = latent_path(keyframes, args.steps)  # (rows, frames, nz)
@@ -98,7 +94,8 @@ def run(args) -> int:
     labels = None if per_row is None else per_row.repeat_interleave(frames).to(device)
     # Chosen seeds: each frame from its own latent alone, so the walk's ends are `sample --seeds`'s images.
     draw = generate_each if seeds is not None else generate
-    images = draw(G, z.reshape(rows * frames, -1).to(device), labels, bn_mode=args.bn).cpu()
+    bn_mode = bn_mode_for(args.bn, args.truncation != 1.0 or args.truncation_resample is not None)
+    images = draw(G, z.reshape(rows * frames, -1).to(device), labels, bn_mode=bn_mode, psi=args.truncation).cpu()
     images = images.reshape(rows, frames, *images.shape[1:])
 
     grid_path = save_grid(images.reshape(rows * frames, *images.shape[2:]), out.with_suffix(".png"), nrow=frames)

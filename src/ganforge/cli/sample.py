@@ -28,8 +28,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--class", dest="class_index", default=None, metavar="NAME|INDEX",
                    help="class for conditional models: its folder name or its index (default: a random class per image)")
     add_device(p)
-    p.add_argument("--bn", choices=["batch", "running"], default="batch",
-                   help="BatchNorm statistics: 'batch' (as the training grids) or 'running' (eval mode)")
     add_truncation(p)
     add_runs_dir(p)
     return p
@@ -58,19 +56,20 @@ def run(args) -> int:
     import torch
 
     from ganforge.config import ConfigError
-    from ganforge.sampling import (generate, generate_each, parse_seeds, save_each, save_grid,
-                                   seed_latents, truncate, truncate_resample)
+    from ganforge.sampling import (bn_mode_for, generate, generate_each, parse_seeds, save_each, save_grid,
+                                   seed_latents, truncate_resample)
 
     if args.n is not None and args.n <= 0:
         raise ConfigError(f"--n must be a positive number of images, got {args.n}")
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     G, cfg, device = load_sampling_generator(args)  # truncation checked before anything is loaded
     num_classes = cfg.model.num_classes
+    bn_mode = bn_mode_for(args.bn, args.truncation != 1.0 or args.truncation_resample is not None)
     if seeds is not None:
-        z, drawn = seed_latents(seeds, cfg.model.nz, num_classes, psi=args.truncation,
-                                resample=args.truncation_resample)
+        z, drawn = seed_latents(seeds, cfg.model.nz, num_classes, resample=args.truncation_resample)
         labels = class_labels(args.class_index, num_classes, len(seeds), drawn)
-        images = generate_each(G, z.to(device), None if labels is None else labels.to(device), bn_mode=args.bn)
+        images = generate_each(G, z.to(device), None if labels is None else labels.to(device), bn_mode=bn_mode,
+                               psi=args.truncation)
         names = [f"seed{s:04d}.png" for s in seeds]
     else:
         n = args.n or 64
@@ -78,10 +77,10 @@ def run(args) -> int:
         z = torch.randn(n, cfg.model.nz, generator=g)
         if args.truncation_resample is not None:
             z = truncate_resample(z, args.truncation_resample, g)
-        z = truncate(z, args.truncation)
         labels = class_labels(args.class_index, num_classes, n,
                               lambda: torch.randint(0, num_classes, (n,), generator=g))
-        images = generate(G, z.to(device), None if labels is None else labels.to(device), bn_mode=args.bn)
+        images = generate(G, z.to(device), None if labels is None else labels.to(device), bn_mode=bn_mode,
+                          psi=args.truncation)
         names = None
     out = Path(args.out)
     if args.out.endswith(("/", "\\")) or out.is_dir() or not out.suffix:

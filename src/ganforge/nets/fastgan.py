@@ -120,6 +120,10 @@ class SkipExcitation(nn.Module):
 
 
 class FastGANGenerator(nn.Module):
+    #: z is normalised to the sphere before this layer, which would undo truncation by scaling z: sampling
+    #: truncates what enters this layer instead (``ganforge.sampling.truncated``).
+    truncation_input = "start"
+
     def __init__(self, nz: int = 100, ngf: int = 16, nc: int = 3, image_size: int = 64, *, num_classes: int = 0,
                  spectral_norm: bool = False):
         super().__init__()

@@ -19,8 +19,9 @@ After generator step ``s`` (counted from 1):
 BatchNorm statistics: averaging running means and variances of different weights does not give the
 statistics of the averaged weights, so the buffers (running mean/var, batch counts) are *copied* from G
 at every update rather than averaged.  Sampling in ganforge uses batch statistics by default
-(``ganforge.sampling.generate(bn_mode='batch')``), which are the averaged network's own; with
-``bn_mode='running'`` call :func:`recalibrate_batchnorm` first to measure its statistics.
+(``ganforge.sampling.generate(bn_mode='batch')``), which are the averaged network's own; its running
+statistics are G's, not its own, so to sample in eval mode use ``bn_mode='standing'``, which measures
+them on batches of latents first.
 """
 from __future__ import annotations
 
@@ -70,22 +71,3 @@ class GeneratorEMA:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(G: nn.Module, latents: list[torch.Tensor], labels: list | None = None) -> None:
-    """Re-measure G's BatchNorm running statistics on batches of latents (cumulative average)."""
-    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m, m.momentum) for m in bns]
-    was_training = G.training
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: every batch counts equally
-    G.train()
-    try:
-        for i, z in enumerate(latents):
-            G(z, None if labels is None else labels[i])
-    finally:
-        for m, momentum in saved:
-            m.momentum = momentum
-        G.train(was_training)
