@@ -87,7 +87,7 @@ def standing_statistics(G: nn.Module, nz: int, device: torch.device, dtype: torc
             m.momentum = None  # a cumulative average: every batch counts alike
             m.train()
         # Layers that draw noise draw it from a seeded stream of their own here too.
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []), torch.no_grad():
             torch.manual_seed(STANDING_SEED)
             for _ in range(STANDING_BATCHES):
                 z = torch.randn(STANDING_BATCH, nz, generator=g).to(device, dtype)
