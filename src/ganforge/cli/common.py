@@ -51,6 +51,13 @@ def add_truncation(p: argparse.ArgumentParser) -> None:
                         "With --truncation too, the resampled latents are then scaled")
 
 
+def sampling_bn_mode(args) -> str:
+    """The BatchNorm mode for ``sample`` and ``interpolate``: ``--bn``, standing when either truncation is on."""
+    from ganforge.sampling import bn_mode_for
+
+    return bn_mode_for(args.bn, args.truncation != 1.0 or args.truncation_resample is not None)
+
+
 def load_sampling_generator(args):
     """For ``sample`` and ``interpolate``: check the truncation values before loading anything, then load
     the generator of ``args.source`` on ``args.device`` and turn ``args.class_index`` (a class folder's name

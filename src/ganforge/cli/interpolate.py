@@ -12,7 +12,8 @@ import argparse
 import math
 from pathlib import Path
 
-from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir, add_truncation, load_sampling_generator
+from ganforge.cli.common import (SOURCE_HELP, add_device, add_runs_dir, add_truncation, load_sampling_generator,
+                                 sampling_bn_mode)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def run(args) -> int:
     from ganforge.cli.sample import class_labels
     from ganforge.config import ConfigError
     from ganforge.reporting.timeline import write_gif
-    from ganforge.sampling import (bn_mode_for, generate, generate_each, grid_tensor, parse_seeds, save_grid,
+    from ganforge.sampling import (generate, generate_each, grid_tensor, parse_seeds, save_grid,
                                    seed_latents, truncate_resample)
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
@@ -94,7 +95,7 @@ def run(args) -> int:
     labels = None if per_row is None else per_row.repeat_interleave(frames).to(device)
     # Chosen seeds: each frame from its own latent alone, so the walk's ends are `sample --seeds`'s images.
     draw = generate_each if seeds is not None else generate
-    bn_mode = bn_mode_for(args.bn, args.truncation != 1.0 or args.truncation_resample is not None)
+    bn_mode = sampling_bn_mode(args)
     images = draw(G, z.reshape(rows * frames, -1).to(device), labels, bn_mode=bn_mode, psi=args.truncation).cpu()
     images = images.reshape(rows, frames, *images.shape[1:])
 

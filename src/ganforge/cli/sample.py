@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir, add_truncation, load_sampling_generator
+from ganforge.cli.common import (SOURCE_HELP, add_device, add_runs_dir, add_truncation, load_sampling_generator,
+                                 sampling_bn_mode)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def run(args) -> int:
     import torch
 
     from ganforge.config import ConfigError
-    from ganforge.sampling import (bn_mode_for, generate, generate_each, parse_seeds, save_each, save_grid,
+    from ganforge.sampling import (generate, generate_each, parse_seeds, save_each, save_grid,
                                    seed_latents, truncate_resample)
 
     if args.n is not None and args.n <= 0:
@@ -64,7 +65,7 @@ def run(args) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     G, cfg, device = load_sampling_generator(args)  # truncation checked before anything is loaded
     num_classes = cfg.model.num_classes
-    bn_mode = bn_mode_for(args.bn, args.truncation != 1.0 or args.truncation_resample is not None)
+    bn_mode = sampling_bn_mode(args)
     if seeds is not None:
         z, drawn = seed_latents(seeds, cfg.model.nz, num_classes, resample=args.truncation_resample)
         labels = class_labels(args.class_index, num_classes, len(seeds), drawn)
