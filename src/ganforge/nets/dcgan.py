@@ -24,6 +24,7 @@ import torch.nn as nn
 from ganforge.config import Config
 from ganforge.modules import ClassProjection, CondSequential, SelfAttention, batchnorm, maybe_spectral_norm
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
+from ganforge.modules.latent_groups import label_or_group
 from ganforge.nets.init import initialise
 
 #: ``stage(in_channels, out_channels, spectral_norm) -> module`` doubling the spatial size.
@@ -43,11 +44,11 @@ def transposed_conv_stage(in_ch: int, out_ch: int, spectral_norm: bool = False) 
 class DCGANGenerator(nn.Module):
     def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3, image_size: int = 64, *,
                  upsampling_stage: UpsamplingStage = transposed_conv_stage, num_classes: int = 0,
-                 attention: int = 0, spectral_norm: bool = False):
+                 attention: int = 0, spectral_norm: bool = False, latent_groups: int = 0):
         super().__init__()
-        self.nz = nz
+        self.nz, self.latent_groups = nz, latent_groups
         n = _stages(image_size)
-        cond_dim = SHARED_EMBEDDING_DIM if num_classes else 0
+        cond_dim = SHARED_EMBEDDING_DIM if num_classes or latent_groups else 0
         width, resolution = ngf * 2 ** (n - 1), 4
         layers: list[nn.Module] = [
             # z, going into a convolution: (nz, 1, 1) -> (ngf * 2**(n-1), 4, 4)
@@ -64,10 +65,12 @@ class DCGANGenerator(nn.Module):
                 layers.append(SelfAttention(width, spectral_norm))
         layers += [upsampling_stage(width, nc, spectral_norm), nn.Tanh()]
         self.main = CondSequential(*layers)
-        # One class embedding shared by every conditional BatchNorm (BigGAN's "shared embedding").
-        self.shared = nn.Embedding(num_classes, cond_dim) if num_classes else None
+        # One class (or latent group) embedding shared by every conditional BatchNorm (BigGAN's "shared
+        # embedding").
+        self.shared = nn.Embedding(num_classes or latent_groups, cond_dim) if cond_dim else None
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = label_or_group(z, y, self.latent_groups)
         cond = self.shared(y) if self.shared is not None else None
         return self.main(z.view(z.shape[0], self.nz, 1, 1), cond)
 
@@ -109,7 +112,8 @@ class DCGANDiscriminator(nn.Module):
 def build_dcgan_family(cfg: Config, upsampling_stage: UpsamplingStage) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = DCGANGenerator(m.nz, m.ngf, d.channels, d.image_size, upsampling_stage=upsampling_stage,
-                       num_classes=m.num_classes, attention=m.attention, spectral_norm=m.spectral_norm_g)
+                       num_classes=m.num_classes, attention=m.attention, spectral_norm=m.spectral_norm_g,
+                       latent_groups=m.latent_groups)
     D = DCGANDiscriminator(m.ndf, d.channels, d.image_size, batchnorm=m.d_batchnorm,
                            spectral_norm=m.spectral_norm, num_classes=m.num_classes, attention=m.attention)
     initialise(G, m.init)

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from ganforge.config import Config
 from ganforge.modules import ClassProjection, batchnorm, maybe_spectral_norm, refresh_spectral_norm
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
+from ganforge.modules.latent_groups import label_or_group
 from ganforge.nets.init import initialise
 
 #: The smallest and largest image sizes the family builds.
@@ -125,11 +126,11 @@ class FastGANGenerator(nn.Module):
     truncation_input = "start"
 
     def __init__(self, nz: int = 100, ngf: int = 16, nc: int = 3, image_size: int = 64, *, num_classes: int = 0,
-                 spectral_norm: bool = False):
+                 spectral_norm: bool = False, latent_groups: int = 0):
         super().__init__()
-        self.nz, self.image_size = nz, image_size
+        self.nz, self.image_size, self.latent_groups = nz, image_size, latent_groups
         w = widths(ngf, image_size)
-        cond_dim = SHARED_EMBEDDING_DIM if num_classes else 0
+        cond_dim = SHARED_EMBEDDING_DIM if num_classes or latent_groups else 0
         sn = lambda m: maybe_spectral_norm(m, spectral_norm)  # noqa: E731
         self.start = sn(nn.ConvTranspose2d(nz, w[4] * 2, 4, 1, 0, bias=False))
         self.start_bn = batchnorm(w[4] * 2, cond_dim, spectral_norm)
@@ -144,9 +145,10 @@ class FastGANGenerator(nn.Module):
         self.excitations = nn.ModuleDict({f"{s}to{l}": SkipExcitation(w[s], w[l], spectral_norm)
                                           for s, l in sle_pairs(image_size)})
         self.to_image = nn.Sequential(sn(nn.Conv2d(w[image_size], nc, 3, 1, 1, bias=False)), nn.Tanh())
-        self.shared = nn.Embedding(num_classes, cond_dim) if num_classes else None
+        self.shared = nn.Embedding(num_classes or latent_groups, cond_dim) if cond_dim else None
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = label_or_group(z, y, self.latent_groups)  # before z is normalised: the group is z's angle
         cond = self.shared(y) if self.shared is not None else None
         z = F.normalize(z, dim=1)  # on the sphere: the scale of z carries nothing
         h = self.start(z.view(z.shape[0], self.nz, 1, 1))
@@ -267,7 +269,7 @@ class FastGANDiscriminator(nn.Module):
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = FastGANGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes,
-                         spectral_norm=m.spectral_norm_g)
+                         spectral_norm=m.spectral_norm_g, latent_groups=m.latent_groups)
     D = FastGANDiscriminator(m.ndf, d.channels, d.image_size, num_classes=m.num_classes,
                              decoder_size=m.fastgan_decoder, spectral_norm=m.spectral_norm)
     initialise(G, m.init)

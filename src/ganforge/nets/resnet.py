@@ -22,6 +22,7 @@ from ganforge.config import Config, ConfigError
 from ganforge.modules import (ClassProjection, DiscriminatorBlock, GeneratorBlock, SelfAttention,
                               maybe_spectral_norm)
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
+from ganforge.modules.latent_groups import label_or_group
 from ganforge.nets.init import initialise
 
 #: Generator widths (multiples of ngf) at 4x4 and after each block; one block per doubling.
@@ -47,12 +48,13 @@ def latent_chunks(nz: int, blocks: int, hierarchical: bool) -> list[int]:
 class ResNetGenerator(nn.Module):
     def __init__(self, nz: int = 128, ngf: int = 64, nc: int = 3, image_size: int = 64, *, num_classes: int = 0,
                  attention: int = 0, spectral_norm: bool = False, hierarchical_z: bool = False,
-                 upsample: str = "nearest"):
+                 upsample: str = "nearest", latent_groups: int = 0):
         super().__init__()
+        self.latent_groups = latent_groups
         widths = [ngf * k for k in G_WIDTHS[image_size]]
         n_blocks = len(widths) - 1
         self.chunks = latent_chunks(nz, n_blocks, hierarchical_z)
-        shared_dim = SHARED_EMBEDDING_DIM if num_classes else 0
+        shared_dim = SHARED_EMBEDDING_DIM if num_classes or latent_groups else 0
         sn = lambda m: maybe_spectral_norm(m, spectral_norm)  # noqa: E731
         self.start_channels = widths[0]
         self.linear = sn(nn.Linear(self.chunks[0], widths[0] * 4 * 4))
@@ -66,11 +68,12 @@ class ResNetGenerator(nn.Module):
                 self.blocks.append(SelfAttention(widths[i + 1], spectral_norm))
         self.output = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU(),
                                     sn(nn.Conv2d(widths[-1], nc, 3, 1, 1)), nn.Tanh())
-        self.shared = nn.Embedding(num_classes, shared_dim) if num_classes else None
+        self.shared = nn.Embedding(num_classes or latent_groups, shared_dim) if shared_dim else None
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         pieces = list(torch.split(z, [c for c in self.chunks if c], dim=1))
         h = self.linear(pieces.pop(0)).view(z.shape[0], self.start_channels, 4, 4)
+        y = label_or_group(z, y, self.latent_groups)
         shared = self.shared(y) if self.shared is not None else None
         for block in self.blocks:
             if isinstance(block, GeneratorBlock):
@@ -115,7 +118,8 @@ def check(cfg: Config) -> None:
 def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = ResNetGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes, attention=m.attention,
-                        spectral_norm=m.spectral_norm_g, hierarchical_z=m.hierarchical_z, upsample=m.upsample)
+                        spectral_norm=m.spectral_norm_g, hierarchical_z=m.hierarchical_z, upsample=m.upsample,
+                        latent_groups=m.latent_groups)
     D = ResNetDiscriminator(m.ndf, d.channels, d.image_size, num_classes=m.num_classes, attention=m.attention,
                             spectral_norm=m.spectral_norm)
     initialise(G, m.init)

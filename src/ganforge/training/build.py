@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from ganforge import nets
-from ganforge.config import Config, ConfigError
+from ganforge.config import GROUPS_PER_BATCH, Config, ConfigError
+from ganforge.modules.latent_groups import GroupedLatents
 from ganforge.training.augment import AdaptiveAugment, DiffAugment, Fill
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.guard import DivergenceGuard
@@ -95,7 +96,8 @@ def build_g_terms(cfg: Config) -> list[GTerm]:
         terms.append(feature_match.FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size,
                                                     cfg.model.nz, mirror=cfg.data.hflip > 0,
                                                     warmup=l.feature_match_warmup, sliced=l.feature_match_sliced,
-                                                    average=l.feature_match_average, every=l.feature_match_every))
+                                                    average=l.feature_match_average, every=l.feature_match_every,
+                                                    groups=build_latents(cfg)))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:
@@ -107,6 +109,13 @@ def build_g_terms(cfg: Config) -> list[GTerm]:
                           f"got {l.imle_size}: 16 compares the layout of the images")
     return terms + [IMLETerm(l.imle, l.imle_pool, l.imle_every, l.imle_size, cfg.model.nz, cfg.data.batch_size,
                              conditional=cfg.model.num_classes > 0, warmup=l.imle_warmup)]
+
+
+def build_latents(cfg: Config) -> GroupedLatents | None:
+    """How the step draws z: in blocks of latent groups with ``model.latent_groups`` (None: randn)."""
+    if not cfg.model.latent_groups:
+        return None
+    return GroupedLatents(cfg.model.nz, cfg.model.latent_groups, GROUPS_PER_BATCH)
 
 
 def g_only_steps(cfg: Config) -> int:
@@ -139,7 +148,7 @@ def build_components(cfg: Config, device: torch.device, world_size: int = 1) -> 
         G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
         targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
         g_terms=build_g_terms(cfg), g_only_steps=g_only_steps(cfg),
-        l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes)
+        l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes, latents=build_latents(cfg))
     images_per_step = cfg.data.batch_size * max(world_size, 1)  # the EMA's half-life counts images
     return Components(G=G, D=D, opt_g=opt_g, opt_d=opt_d, step_fn=step_fn,
                       lr_schedules=build_lr_schedules(cfg, opt_g, opt_d),

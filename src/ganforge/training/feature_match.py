@@ -55,10 +55,22 @@ on a CPU (emoji at 64 px, one thread: 0.47 s a step with the term, 0.36 s withou
 between buy the adversarial loss more steps in the same time.  The warm-up's
 steps (``loss.feature_match_warmup``) are all taken.
 
+With ``model.latent_groups`` (K) the moments are matched group by group.  A mixture of half-faces
+and half-flags can have the whole set's moments at every activation; within a group of similar images
+the moments say much more about each image.  When training starts the real set is split into K
+clusters of equal size (balanced k-means on each image's deepest features averaged over positions,
+what it shows, and its colours at 4x4, how it looks), each mirror in its original's cluster, and
+each cluster's moments are worked out.  G's latent picks its group (:mod:`ganforge.modules.latent_groups`),
+the step draws each batch as a few groups in blocks, and each group's share of the batch is matched
+to its cluster's moments (weighted by its share; a group with one sample in the batch has no
+variance and is left out).  Equal sizes make every group as likely as the images it stands for, so
+sampling needs no table of frequencies.  The clusters' moments are saved with the checkpoint, so a
+resumed run keeps its groups.
+
 It needs RGB or grey images and an unconditional model: the network sees no alpha channel, and one set
 of statistics would pull every class towards the whole set's (refused with the fix named).  The real
 statistics are recomputed from the data on resume (deterministic), so the term has no state to save
-but the moving averages (checkpointed).
+but the moving averages and the latent groups' cluster moments (checkpointed).
 """
 from __future__ import annotations
 
@@ -67,6 +79,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ganforge.config import Config, ConfigError
+from ganforge.modules.latent_groups import GroupedLatents, latent_group
 from ganforge.modules.pretrained import TRAINING_VARIANT, FeatureStages
 from ganforge.training.strategies import GTerm
 
@@ -129,12 +142,50 @@ def _good_images(dataset, picks, batch_size: int):
         yield batch
 
 
+def balanced_kmeans(rows: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> torch.Tensor:
+    """Labels 0..k-1 of ``rows`` in k clusters of equal size (the first ``n % k`` one larger): k-means++
+    seeding (seeded: the same rows give the same clusters), then Lloyd's iterations in which each row
+    goes to the nearest centre that still has room."""
+    g = torch.Generator().manual_seed(seed)
+    centres = rows[torch.randint(len(rows), (1,), generator=g)]
+    for _ in range(k - 1):
+        nearest = torch.cdist(rows, centres).min(1).values.pow(2)
+        centres = torch.cat([centres, rows[torch.multinomial(nearest / nearest.sum(), 1, generator=g)]])
+    labels = torch.full((len(rows),), -1, dtype=torch.long)
+    for _ in range(iterations):
+        new = _balanced_assignment(torch.cdist(rows, centres), k)
+        if torch.equal(new, labels):
+            break
+        labels = new
+        centres = torch.stack([rows[labels == c].mean(0) for c in range(k)])
+    return labels
+
+
+def _balanced_assignment(distance: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row to a centre, every centre taking its share: in rounds, each unplaced row asks for its
+    nearest centre with room, and a centre takes the nearest of those who ask, up to its room."""
+    n = distance.shape[0]
+    room = torch.full((k,), n // k, dtype=torch.long)
+    room[:n % k] += 1
+    labels = torch.full((n,), -1, dtype=torch.long)
+    while (labels < 0).any():
+        free = (labels < 0).nonzero().squeeze(1)
+        wanted = distance[free].masked_fill(room[None, :] == 0, float("inf")).argmin(1)
+        for c in wanted.unique().tolist():
+            asking = free[wanted == c]
+            taken = asking[distance[asking, c].argsort()[:int(room[c])]]
+            labels[taken] = c
+            room[c] -= len(taken)
+    return labels
+
+
 class FeatureMatchTerm(GTerm):
     name = "feature_match"
 
     def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0,
-                 sliced: float = 0.0, average: float = 0.0, every: int = 1):
+                 sliced: float = 0.0, average: float = 0.0, every: int = 1, groups: GroupedLatents | None = None):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
+        self.groups = groups  # model.latent_groups: how G's step draws grouped latents (None: one set of moments)
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
         self.sliced = sliced  # weight of the per-image distribution (sliced Wasserstein) part
         self.every = every  # the term runs on every k-th generator step, at k times the weight
@@ -142,7 +193,7 @@ class FeatureMatchTerm(GTerm):
         self.mean_error: list[torch.Tensor] = []  # per depth, moving averages of the batch's errors
         self.var_error: list[torch.Tensor] = []
         self.net: FeatureStages | None = None
-        self.real_mean: list[torch.Tensor] = []
+        self.real_mean: list[torch.Tensor] = []  # per depth; with groups, one row per group
         self.real_var: list[torch.Tensor] = []
         self.scale: list[torch.Tensor] = []  # each depth's average real variance
         self.real_descriptors: torch.Tensor | None = None  # one standardised row per real image (and mirror)
@@ -174,20 +225,31 @@ class FeatureMatchTerm(GTerm):
         rows = torch.cat(self.raw_descriptors(maps), 1)
         return (rows - self.descriptor_mean) * self.descriptor_scale
 
+    def _real_images(self, dataset, device: torch.device):
+        """Batches of the good images (a spread sample of ``MAX_IMAGES`` of a larger set), in [-1, 1]."""
+        n = len(dataset)
+        for batch in _good_images(dataset, range(0, n, max(1, n // MAX_IMAGES)), 128):
+            yield torch.stack(batch).to(device).float() / 127.5 - 1.0
+
     @torch.no_grad()
     def start(self, dataset, device: torch.device) -> None:
         """The real set's statistics: every good image (a spread sample of ``MAX_IMAGES`` of a larger set),
-        and its mirror when the loader mirrors."""
+        and its mirror when the loader mirrors; with latent groups, each cluster's."""
         self.net = FeatureStages(TRAINING_VARIANT).to(device)
-        n = len(dataset)
+        k = self.groups.groups if self.groups else 1
+        cluster = self._clusters(dataset, device, k) if self.groups else None
         sums: list[torch.Tensor] | None = None
         squares: list[torch.Tensor] = []
+        counts = torch.zeros(k, dtype=torch.float64, device=device)
         raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
         widths: list[int] = []  # each depth's share of a descriptor
-        count = 0
-        for batch in _good_images(dataset, range(0, n, max(1, n // MAX_IMAGES)), 128):
-            x = torch.stack(batch).to(device).float() / 127.5 - 1.0
-            x = torch.cat([x, x.flip(3)]) if self.mirror else x
+        done = 0
+        for x in self._real_images(dataset, device):
+            group = (cluster[done:done + len(x)] if cluster is not None
+                     else torch.zeros(len(x), dtype=torch.long, device=device))
+            done += len(x)
+            if self.mirror:
+                x, group = torch.cat([x, x.flip(3)]), torch.cat([group, group])
             maps = self.maps(x)
             rows = [m.flatten(1) for m in maps]
             if self.sliced:
@@ -196,19 +258,41 @@ class FeatureMatchTerm(GTerm):
                 widths = [p.shape[1] for p in pooled]
             # Sums in float64: the variance is a difference of two large sums.
             if sums is None:
-                sums = [torch.zeros(r.shape[1], dtype=torch.float64, device=device) for r in rows]
+                sums = [torch.zeros(k, r.shape[1], dtype=torch.float64, device=device) for r in rows]
                 squares = [torch.zeros_like(s) for s in sums]
             for s, q, r in zip(sums, squares, rows):
-                s += r.double().sum(0)
-                q += r.double().pow(2).sum(0)
-            count += x.shape[0]
+                s.index_add_(0, group, r.double())
+                q.index_add_(0, group, r.double().pow(2))
+            counts.index_add_(0, group, torch.ones(len(x), dtype=torch.float64, device=device))
         if sums is None:
             return
-        self.real_mean = [(s / count).float() for s in sums]
-        self.real_var = [(q / count - (s / count) ** 2).clamp_min(0).float() for s, q in zip(sums, squares)]
-        self.scale = [v.mean().clamp_min(1e-8) for v in self.real_var]
+        total = counts.sum()
+        # Each depth's scale is the whole set's average variance, with groups too: the groups' errors
+        # are in the same units as one set's.
+        self.scale = [(q.sum(0) / total - (s.sum(0) / total) ** 2).clamp_min(0).mean().float().clamp_min(1e-8)
+                      for s, q in zip(sums, squares)]
+        c = counts.clamp_min(1)[:, None]
+        means = [(s / c).float() for s in sums]
+        variances = [(q / c - (s / c) ** 2).clamp_min(0).float() for s, q in zip(sums, squares)]
+        self.real_mean = means if self.groups else [m[0] for m in means]
+        self.real_var = variances if self.groups else [v[0] for v in variances]
         if self.sliced:
             self._standardise(torch.cat(raw), widths)
+
+    def _clusters(self, dataset, device: torch.device, k: int) -> torch.Tensor:
+        """Each good image's cluster (in :meth:`_real_images`' order): balanced k-means on what the
+        image shows (the deepest depth averaged over positions) and how it looks (its colours at 4x4),
+        each part standardised and weighing alike."""
+        deep, colour = [], []
+        for x in self._real_images(dataset, device):
+            deep.append(self.maps(x)[-1].mean((2, 3)))
+            colour.append(F.adaptive_avg_pool2d(x, 4).flatten(1))
+        parts = [torch.cat(deep).double().cpu(), torch.cat(colour).double().cpu()]
+        rows = torch.cat([(p - p.mean(0)) / p.std(0).clamp_min(1e-6) / p.shape[1] ** 0.5 for p in parts], 1)
+        if len(rows) < 2 * k:
+            raise ConfigError(f"model.latent_groups={k} needs at least 2 training images per group, and the set "
+                              f"has {len(rows)}: use fewer groups (at most {len(rows) // 2})")
+        return balanced_kmeans(rows, k).to(device)
 
     def _standardise(self, raw: torch.Tensor, widths: list[int]) -> None:
         """Keep the real descriptors standardised, and how to standardise a sample's the same way."""
@@ -240,6 +324,24 @@ class FeatureMatchTerm(GTerm):
             total = total + _squared(mean_error, var_error, scale)
         return total
 
+    def grouped_moments(self, maps: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """The moments part with latent groups: each group's share of the batch against its cluster's
+        moments, weighted by its share (groups with fewer than 2 samples in the batch left out).  One
+        pass over all groups with a one-hot matrix: no loop over groups, no sync with the host."""
+        k = self.groups.groups
+        one_hot = F.one_hot(latent_group(z, k), k).to(maps[0].dtype)  # (B, K)
+        counts = one_hot.sum(0)  # (K,)
+        weight = torch.where(counts >= 2, counts, torch.zeros_like(counts)) / one_hot.shape[0]
+        per_group = maps[0].new_zeros(k)
+        for m, real_mean, real_var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
+            rows = m.flatten(1)  # (B, D)
+            mean = one_hot.T @ rows / counts.clamp_min(1)[:, None]  # (K, D)
+            centred = rows - one_hot @ mean
+            var = one_hot.T @ centred.pow(2) / counts.clamp_min(1)[:, None]
+            per_group = (per_group + (mean - real_mean).pow(2).mean(1) / scale
+                         + (var - real_var).pow(2).mean(1) / scale ** 2)
+        return (weight * per_group).sum()
+
     def errors(self, maps: list[torch.Tensor]):
         """Per depth: the batch's means and variances minus the real set's, and the depth's scale."""
         for m, mean, var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
@@ -270,7 +372,8 @@ class FeatureMatchTerm(GTerm):
         """The moments part alone, on images in [-1, 1]."""
         return self.moments(self.maps(fake))
 
-    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None) -> torch.Tensor | None:
+    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None,
+                 z: torch.Tensor | None = None) -> torch.Tensor | None:
         self.last = self.last_sliced = self.last_averaged = None
         lazy = step >= self.warmup and self.every > 1
         if lazy and step % self.every:
@@ -282,10 +385,18 @@ class FeatureMatchTerm(GTerm):
             return None
         if fake is None:  # a G-only step has no batch of its own
             device = self.real_mean[0].device
-            fake = G(torch.randn(self.batch_size, self.nz, device=device))
+            z = (self.groups(self.batch_size, device) if self.groups
+                 else torch.randn(self.batch_size, self.nz, device=device))
+            fake = G(z)
         maps = self.maps(fake)
         total = maps[0].new_zeros(())
-        if weight and self.average:
+        if weight and self.groups:
+            if z is None:
+                raise ValueError("feature matching with latent groups needs the samples' latents")
+            moments = self.grouped_moments(maps, z)
+            self.last = moments.detach()
+            total = total + weight * moments
+        elif weight and self.average:
             surrogate, self.last_averaged, self.last = self.averaged_moments(maps)
             total = total + weight * surrogate
         elif weight:
@@ -305,9 +416,14 @@ class FeatureMatchTerm(GTerm):
         return out if self.last_sliced is None else {**out, "loss_fm_sliced": self.last_sliced}
 
     def state_dict(self) -> dict:
-        if not self.mean_error:
-            return {}
-        return {"mean_error": [a.cpu() for a in self.mean_error], "var_error": [a.cpu() for a in self.var_error]}
+        state = {}
+        if self.mean_error:
+            state.update(mean_error=[a.cpu() for a in self.mean_error], var_error=[a.cpu() for a in self.var_error])
+        if self.groups and self.real_mean:
+            # The clusters' moments: a resumed run keeps its groups even if the clustering would come out
+            # differently (another device's rounding, a changed folder).
+            state.update(group_mean=[a.cpu() for a in self.real_mean], group_var=[a.cpu() for a in self.real_var])
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         # The trainer loads a checkpoint after start(), so the averages join the real statistics' device.
@@ -315,3 +431,12 @@ class FeatureMatchTerm(GTerm):
             device = self.real_mean[0].device if self.real_mean else "cpu"
             self.mean_error = [a.clone().to(device) for a in state["mean_error"]]
             self.var_error = [a.clone().to(device) for a in state["var_error"]]
+        if "group_mean" in state and self.groups:
+            device = self.real_mean[0].device if self.real_mean else "cpu"
+            saved = state["group_mean"]
+            if self.real_mean and [a.shape for a in saved] != [a.shape for a in self.real_mean]:
+                raise ConfigError(f"the checkpoint's feature-matching groups have shapes {[tuple(a.shape) for a in saved]}, "
+                                  f"this run's {[tuple(a.shape) for a in self.real_mean]}: resume with the config the "
+                                  "run was saved with (its config.yaml)")
+            self.real_mean = [a.clone().to(device) for a in saved]
+            self.real_var = [a.clone().to(device) for a in state["group_var"]]

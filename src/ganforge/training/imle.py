@@ -125,7 +125,8 @@ class IMLETerm(GTerm):
         self.latents = candidates[nearest]
 
     # ------------------------------------------------------------------ the term
-    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None) -> torch.Tensor | None:
+    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None,
+                 z: torch.Tensor | None = None) -> torch.Tensor | None:
         weight = 1.0 if step < self.warmup else self.weight
         if self.images is None or not weight:
             self.last = None  # skipped: no reading in the log

@@ -9,7 +9,9 @@ it calls rather than a branch inside it:
 - ``penalties`` extra terms of D's loss (R1, R2, gradient penalty, LeCam, FastGAN's reconstruction),
 - ``g_terms``   extra terms of G's loss (feature matching on a frozen ImageNet network; IMLE's pull of
                 each training image's nearest sample),
-- ``regularise`` L1 weight penalties added to each network's loss.
+- ``regularise`` L1 weight penalties added to each network's loss,
+- ``latents``   how the step draws z (``randn``; in blocks of a few latent groups with
+                ``model.latent_groups``, so each group's share of a batch can be measured).
 
 Before generator step ``g_only_steps`` (``loss.feature_match_warmup``, ``loss.imle_warmup``; 0 by
 default) G learns from its terms alone and D waits: the set is laid out first, cheaply, and the
@@ -64,6 +66,8 @@ class GANStep:
     # How each loss becomes gradients and an update (fp16 sets a GradScaler per network; see speed.py).
     scaling_d: LossScaling = field(default_factory=LossScaling)
     scaling_g: LossScaling = field(default_factory=LossScaling)
+    # How z is drawn: (n, device) -> latents.  None: standard normal.
+    latents: Callable[[int, torch.device], torch.Tensor] | None = None
     # D as the generator step runs it: the same weights, but outside DistributedDataParallel, whose
     # gradient sync would wait for D gradients that the G step never computes.  None: ``D``.
     D_for_g: nn.Module | None = None
@@ -75,6 +79,8 @@ class GANStep:
             self.D_for_g = self.D
 
     def sample_z(self, n: int, device: torch.device) -> torch.Tensor:
+        if self.latents is not None:
+            return self.latents(n, device)
         return torch.randn(n, self.nz, device=device)
 
     def fake_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
@@ -91,7 +97,7 @@ class GANStep:
         y = self.fake_labels(labels)
         z = self.sample_z(real.shape[0], real.device)
         with self.autocast(), torch.set_grad_enabled(keep_fake):
-            fake = self.G(z, y)  # kept with its graph on the last D step: the G step reuses it
+            fake = self.G(z, y)  # kept with its graph on the last D step: the G step reuses it (and its z)
         with self.autocast():
             real_in, fake_in = self.d_input(real, step), self.d_input(fake.detach(), step)
             real_logits = self.D(real_in, y).float()
@@ -107,10 +113,11 @@ class GANStep:
         grad_norm_d = grad_norm(self.d_params)
         self.scaling_d.step(self.opt_d)
         self.d_input.observe(real_logits.detach())
-        return fake, loss_d.detach(), real_logits.detach(), fake_logits.detach(), grad_norm_d
+        return (fake, z), loss_d.detach(), real_logits.detach(), fake_logits.detach(), grad_norm_d
 
-    def g_step(self, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor, step: int):
-        """Update G: maximise log D(G(z)) on the fakes of the last D step, through the updated D."""
+    def g_step(self, fake: torch.Tensor, z: torch.Tensor, real: torch.Tensor, labels: torch.Tensor, step: int):
+        """Update G: maximise log D(G(z)) on the fakes of the last D step (made from ``z``), through the
+        updated D."""
         y = self.fake_labels(labels)
         with self.autocast():
             fake_logits = self.D_for_g(self.d_input(fake, step), y).float()
@@ -118,15 +125,16 @@ class GANStep:
             if self.loss.needs_real_logits_for_g:
                 with torch.no_grad():  # a reference for G's loss: nothing flows back through it
                     real_logits = self.D_for_g(self.d_input(real, step), y).float()
-            loss_g = self.with_g_terms(self.loss.g_loss(fake_logits, real_logits), step, fake)
+            loss_g = self.with_g_terms(self.loss.g_loss(fake_logits, real_logits), step, fake, z)
         grad_norm_g = self.update_g(loss_g)
         return loss_g.detach(), fake_logits.detach(), grad_norm_g
 
-    def with_g_terms(self, loss_g: torch.Tensor, step: int, fake: torch.Tensor | None = None) -> torch.Tensor:
+    def with_g_terms(self, loss_g: torch.Tensor, step: int, fake: torch.Tensor | None = None,
+                     z: torch.Tensor | None = None) -> torch.Tensor:
         """G's loss with its extra terms (feature matching's, IMLE's) and its L1 weight penalty added;
-        ``fake``: the step's batch of samples, with its graph (None in a G-only step)."""
+        ``fake``: the step's batch of samples, with its graph, and ``z`` its latents (None in a G-only step)."""
         for term in self.g_terms:
-            loss_g = self._add(loss_g, term(self.G, step, fake))
+            loss_g = self._add(loss_g, term(self.G, step, fake, z))
         return self._add(loss_g, l1_penalty(self.G, self.l1_g))
 
     def update_g(self, loss_g: torch.Tensor) -> torch.Tensor:
@@ -156,9 +164,9 @@ class GANStep:
         if step < self.g_only_steps:
             return self.g_only_step(step)
         for i, (real, labels) in enumerate(batches):
-            fake, loss_d, real_logits, fake_logits_d, grad_norm_d = self.d_step(
+            (fake, z), loss_d, real_logits, fake_logits_d, grad_norm_d = self.d_step(
                 real, labels, step, d_index=step * len(batches) + i, keep_fake=i == len(batches) - 1)
-        loss_g, fake_logits_g, grad_norm_g = self.g_step(fake, real, labels, step)
+        loss_g, fake_logits_g, grad_norm_g = self.g_step(fake, z, real, labels, step)
         reading = self.loss.reading  # probabilities for BCE-type losses, raw scores for hinge/wgan/lsgan
         return {
             **self.term_readings(),

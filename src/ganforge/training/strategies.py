@@ -139,9 +139,10 @@ class GTerm:
 
     ``start`` runs once when training starts, with the loader's dataset and the device (a term that
     reads the training images reads them there); the step then calls the term once per generator step
-    with G, the number of generator steps before this one and the step's batch of samples (with its
-    graph; None in a step that makes none, where a term that needs samples draws its own), and adds
-    what it returns (a tensor, or None for nothing) to G's loss before the one backward pass.  State
+    with G, the number of generator steps before this one, the step's batch of samples (with its
+    graph) and their latents (both None in a step that makes none, where a term that needs samples
+    draws its own), and adds what it returns (a tensor, or None for nothing) to G's loss before the
+    one backward pass.  State
     goes in ``state_dict``, which the checkpoint stores; ``log`` gives detached tensors for the metrics
     line."""
 
@@ -150,7 +151,8 @@ class GTerm:
     def start(self, dataset, device: torch.device) -> None:
         pass
 
-    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None) -> torch.Tensor | None:
+    def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None,
+                 z: torch.Tensor | None = None) -> torch.Tensor | None:
         return None
 
     def log(self) -> dict:
