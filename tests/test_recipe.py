@@ -22,17 +22,36 @@ def test_recipe_reads_colour_folder(image_folder):
 
 def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(image_folder):
     cfg = auto_config(str(image_folder), ["train.device=cpu"])
-    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v4) for 64 images")
+    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v5) for 64 images")
     assert (cfg.data.image_size, cfg.model.name, cfg.augment.name, cfg.augment.fill) == (32, "fastgan", "diffaugment",
                                                                                         "background")
     assert cfg.ema.enabled and cfg.ema.half_life_images > 0
     # Below 30,000 images auto-v4 makes auto-v2's choices and adds feature matching, saying why.
     v2 = auto_config(str(image_folder), ["train.device=cpu"], recipe="auto-v2")
-    assert v2.loss.feature_match == 0 and cfg.loss.feature_match > 0
-    assert any(n.startswith("loss.feature_match=") and "Lite1" in n for n in cfg.notes)
-    expected = v2.to_dict() | {"preset": "auto", "notes": []}
-    expected["loss"] = expected["loss"] | {"feature_match": cfg.loss.feature_match}
+    v4 = auto_config(str(image_folder), ["train.device=cpu"], recipe="auto-v4")
+    assert v2.loss.feature_match == 0 and v4.loss.feature_match > 0
+    assert any(n.startswith("loss.feature_match=") and "Lite1" in n for n in v4.notes)
+    expected = v2.to_dict() | {"preset": "auto-v4", "notes": []}
+    expected["loss"] = expected["loss"] | {"feature_match": v4.loss.feature_match}
+    assert expected == v4.to_dict() | {"notes": []}
+    # auto-v5 adds, on a CPU, its measured changes for feature matching, each with its measurement.
+    from ganforge.recipe import FEATURE_MATCH_CPU
+    changed = {key: value for key, value, _ in FEATURE_MATCH_CPU}
+    assert cfg.optim.g.lr == changed["optim.g.lr"] != v4.optim.g.lr
+    for key, value in changed.items():
+        assert cfg.get(key) == value and any(n.startswith(f"{key}={value}: ") and "FID-EL0" in n for n in cfg.notes)
+    expected = v4.to_dict() | {"preset": "auto", "notes": []}
+    for key, value in changed.items():
+        section, name = key.split(".", 1)
+        if "." in name:
+            sub, name = name.split(".")
+            expected[section][sub] = expected[section][sub] | {name: value}
+        else:
+            expected[section] = expected[section] | {name: value}
     assert expected == cfg.to_dict() | {"notes": []}
+    # On a GPU auto-v5 is auto-v4: its changes were measured over a CPU's 1,600 steps.
+    from ganforge.recipe import DataFacts, choose, choose_v4
+    assert choose(DataFacts(1_900, 64, 3), "cuda", {}) == choose_v4(DataFacts(1_900, 64, 3), "cuda", {})
     # Every choice is printed with its reason; a key the user gives wins and is marked so.
     assert all(": " in n or n.endswith("(given)") for n in cfg.notes[1:])
     given = auto_config(str(image_folder), ["train.device=cpu", "model.name=dcgan", "model.ngf=16"])
@@ -93,7 +112,7 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
                "train.report=false", "train.tensorboard=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "auto recipe (auto-v4) for 64 images" in out and "model.spectral_norm=true" in out
+    assert "auto recipe (auto-v5) for 64 images" in out and "model.spectral_norm=true" in out
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]
