@@ -53,6 +53,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -185,8 +186,9 @@ def main() -> int:
     ap.add_argument("--peer-python", default="", help="an interpreter with lightweight-gan 1.2.1 installed")
     ap.add_argument("--install-peer", action="store_true", help="make one in --work (pip, from PyPI)")
     ap.add_argument("--tag", default="", help="a word added to the result file's name")
-    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="curve mode: overrides on top of each ganforge system's config (a candidate)")
+    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                    help="curve mode: overrides on top of each ganforge system's config (a candidate); "
+                         "repeat it or give several after one")
     ap.add_argument("--plot", type=Path, nargs="+", help="merge curve result files into a table and plots")
     ap.add_argument("--minutes", type=float, default=12.0, help="training time per run (default 12)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per score (default 1000)")
@@ -428,6 +430,18 @@ def curve_main(args) -> int:
     return 0
 
 
+def system_label(entry: dict) -> str:
+    """A run's system as the plot names it: the recipe's version for ``default`` (the default changes
+    over time), with the run's ``--set`` overrides."""
+    name = entry["system"]
+    notes = entry.get("notes") or [""]
+    found = re.search(r"\((auto-v\d+)\)", notes[0])
+    if name == "default" and found:
+        name = found.group(1)
+    overrides = entry.get("overrides") or []
+    return name + (" + " + " ".join(overrides) if overrides else "")
+
+
 def print_curve_table(files: list[dict]) -> None:
     print(f"\n{'dataset':<8} {'system':<16} {'seed':>4} {'min':>5} {'steps':>7} {'FID-EL0':>8} {'KID-EL0':>8} "
           f"{'FID-EL2':>8} {'KID-EL2':>8}")
@@ -456,7 +470,7 @@ def plot_curves(paths: list[Path], grids: Path) -> int:
         for ds_name, block in res["datasets"].items():
             for e in block["systems"]:
                 if e["points"]:
-                    by_dataset.setdefault(ds_name, {}).setdefault(e["system"], []).append(e["points"])
+                    by_dataset.setdefault(ds_name, {}).setdefault(system_label(e), []).append(e["points"])
     for ds_name, systems in by_dataset.items():
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
         every_minute = sorted({p["minutes"] for runs in systems.values() for run in runs for p in run})

@@ -49,6 +49,9 @@ def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(i
         else:
             expected[section] = expected[section] | {name: value}
     assert expected == cfg.to_dict() | {"notes": []}
+    # 64 images are too few for latent groups: the recipe says so and leaves them out.
+    assert cfg.model.latent_groups == 0 and any(n.startswith("model.latent_groups=0: ") and "too few" in n
+                                                 for n in cfg.notes)
     # On a GPU auto-v5 is auto-v4: its changes were measured over a CPU's 1,600 steps.
     from ganforge.recipe import DataFacts, choose, choose_v4
     assert choose(DataFacts(1_900, 64, 3), "cuda", {}) == choose_v4(DataFacts(1_900, 64, 3), "cuda", {})
@@ -86,6 +89,22 @@ def test_feature_matching_is_left_out_where_it_cannot_work_and_the_recipe_says_w
     assert not any(c.startswith("loss.feature_match") for c in chosen)
     cfg = auto_config(str(image_folder), ["train.device=cpu", "loss.feature_match=0"])
     assert cfg.loss.feature_match == 0 and "loss.feature_match=0 (given)" in cfg.notes
+
+
+def test_latent_groups_are_chosen_for_a_small_set_on_a_cpu_and_left_out_where_they_cannot_work():
+    from ganforge.recipe import DataFacts, choose
+    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {})
+    assert "model.latent_groups=16" in chosen and any(w.startswith("model.latent_groups=16: ") for w in why)
+    for facts, given, reason in ((DataFacts(100, 64, 3), {}, "too few"),
+                                 (DataFacts(1_900, 64, 3), {"data.batch_size": 6}, "data.batch_size >= 8"),
+                                 (DataFacts(1_900, 64, 3), {"model.name": "mlp", "data.image_size": 32}, "mlp"),
+                                 (DataFacts(1_900, 64, 3), {"loss.feature_match_sliced": 1}, "sliced")):
+        chosen, why = choose(facts, "cpu", given)
+        assert not any(c.startswith("model.latent_groups") for c in chosen)
+        assert any(w.startswith("model.latent_groups=0: ") and reason in w for w in why), why
+    # Without feature matching (RGBA) there is nothing for the groups to match.
+    chosen, _ = choose(DataFacts(1_900, 64, 3), "cpu", {"data.channels": 4})
+    assert not any(c.startswith("model.latent_groups") for c in chosen)
 
 
 def test_recipe_reads_grey_images_and_respects_given_keys(tmp_path, fashion_images):
