@@ -190,6 +190,8 @@ def main() -> int:
                     help="curve mode: overrides on top of each ganforge system's config (a candidate); "
                          "repeat it or give several after one")
     ap.add_argument("--plot", type=Path, nargs="+", help="merge curve result files into a table and plots")
+    ap.add_argument("--label", action="append", default=[], metavar="NAME::LABEL",
+                    help="with --plot: call the line NAME (a recipe version and its --set overrides) LABEL")
     ap.add_argument("--minutes", type=float, default=12.0, help="training time per run (default 12)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per score (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="train.seed of every run (the noise between seeds is large)")
@@ -197,7 +199,7 @@ def main() -> int:
     ap.add_argument("--grids", type=Path, default=ROOT.parent / "docs" / "images")
     args = ap.parse_args()
     if args.plot:
-        return plot_curves(args.plot, args.grids)
+        return plot_curves(args.plot, args.grids, dict(item.split("::", 1) for item in args.label))
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -456,7 +458,7 @@ def print_curve_table(files: list[dict]) -> None:
                           f"{p['fid_effnet_lite2']:>8.1f} {p['kid_effnet_lite2']:>8.3f}")
 
 
-def plot_curves(paths: list[Path], grids: Path) -> int:
+def plot_curves(paths: list[Path], grids: Path, labels: dict[str, str] | None = None) -> int:
     """One table of every curve file, and per dataset one plot of FID against training minutes (both
     feature networks), each system's line with its seeds' mean and a marker per run."""
     import matplotlib
@@ -470,7 +472,9 @@ def plot_curves(paths: list[Path], grids: Path) -> int:
         for ds_name, block in res["datasets"].items():
             for e in block["systems"]:
                 if e["points"]:
-                    by_dataset.setdefault(ds_name, {}).setdefault(system_label(e), []).append(e["points"])
+                    label = system_label(e)
+                    label = (labels or {}).get(label, label)
+                    by_dataset.setdefault(ds_name, {}).setdefault(label, []).append(e["points"])
     for ds_name, systems in by_dataset.items():
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
         every_minute = sorted({p["minutes"] for runs in systems.values() for run in runs for p in run})
