@@ -108,6 +108,14 @@ class Picks:
         self.values[key] = value
         self.why.append(f"{key}={value}: {reason}")
 
+    def unless(self, blocker: str | None, key: str, value, reason: str, benefit: str) -> None:
+        """Pick ``key`` unless ``blocker`` says why it cannot work here; then, where the user did not set
+        it, say so instead (``key=0: benefit, but blocker``)."""
+        if blocker is None:
+            self(key, value, reason)
+        elif key not in self.given:
+            self.why.append(f"{key}=0: {benefit}, but {blocker}")
+
     def value(self, key: str, default):
         """The value given, else the one chosen so far, else ``default``."""
         return self.given.get(key, self.values.get(key, default))
@@ -293,12 +301,7 @@ def choose_v4(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
     if facts.count >= AUGMENT_BELOW:
         return chosen, why
     pick = Picks(given)
-    key, value, reason = FEATURE_MATCH
-    blocker = feature_match_blocker(facts, given)
-    if blocker is None:
-        pick(key, value, reason)
-    elif key not in given:
-        pick.why.append(f"{key}=0: feature matching would help small sets, but {blocker}")
+    pick.unless(feature_match_blocker(facts, given), *FEATURE_MATCH, "feature matching would help small sets")
     return chosen + pick.chosen, why + pick.why
 
 
@@ -348,12 +351,7 @@ def choose_v5(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
     pick = Picks(given)
     for key, value, reason in FEATURE_MATCH_CPU:
         pick(key, value, reason)
-    key, value, reason = LATENT_GROUPS
-    blocker = latent_groups_blocker(facts, settings)
-    if blocker is None:
-        pick(key, value, reason)
-    elif key not in given:
-        pick.why.append(f"{key}=0: latent groups would help, but {blocker}")
+    pick.unless(latent_groups_blocker(facts, settings), *LATENT_GROUPS, "latent groups would help")
     return chosen + pick.chosen, why + pick.why
 
 

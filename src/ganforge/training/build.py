@@ -88,7 +88,9 @@ def build_penalties(cfg: Config) -> list[Penalty]:
     return penalties
 
 
-def build_g_terms(cfg: Config) -> list[GTerm]:
+def build_g_terms(cfg: Config, latents: GroupedLatents | None = None) -> list[GTerm]:
+    """G's extra terms; ``latents``: the step's grouped-latent sampler, which feature matching shares
+    (None: built here from ``model.latent_groups``)."""
     l = cfg.loss
     feature_match.check(cfg)
     terms: list[GTerm] = []
@@ -97,7 +99,7 @@ def build_g_terms(cfg: Config) -> list[GTerm]:
                                                     cfg.model.nz, mirror=cfg.data.hflip > 0,
                                                     warmup=l.feature_match_warmup, sliced=l.feature_match_sliced,
                                                     average=l.feature_match_average, every=l.feature_match_every,
-                                                    groups=build_latents(cfg)))
+                                                    groups=latents or build_latents(cfg)))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:
@@ -144,11 +146,12 @@ def build_components(cfg: Config, device: torch.device, world_size: int = 1) -> 
     D.to(device)
     opt_g = build_optimizer(G, cfg.optim.g)
     opt_d = build_optimizer(D, cfg.optim.d)
+    latents = build_latents(cfg)
     step_fn = GANStep(
         G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
         targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
-        g_terms=build_g_terms(cfg), g_only_steps=g_only_steps(cfg),
-        l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes, latents=build_latents(cfg))
+        g_terms=build_g_terms(cfg, latents), g_only_steps=g_only_steps(cfg),
+        l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes, latents=latents)
     images_per_step = cfg.data.batch_size * max(world_size, 1)  # the EMA's half-life counts images
     return Components(G=G, D=D, opt_g=opt_g, opt_d=opt_d, step_fn=step_fn,
                       lr_schedules=build_lr_schedules(cfg, opt_g, opt_d),
