@@ -1,6 +1,7 @@
 """Learning-rate schedules and optimisers per network, and an exact resume with every strategy on (EMA included)."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -81,3 +82,41 @@ def test_resume_is_exact_with_every_strategy_on(tmp_path, image_folder, tiny):
     for loaded, averaged, current in zip(G.parameters(), whole.G_ema.parameters(), whole.G.parameters()):
         assert torch.equal(loaded, averaged)
     assert any(not torch.equal(a, c) for a, c in zip(whole.G_ema.parameters(), whole.G.parameters()))
+
+
+def test_a_time_budget_sets_the_length_from_the_pace_so_far():
+    opt = _opt(0.1)
+    schedules = LRSchedules({"g": opt}, {"g": "linear"}, budget_seconds=100.0)
+    schedules.total_steps = 10_000  # the steps of train.epochs: far longer than the budget holds
+    for _ in range(10):
+        schedules.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 10 / 10_000))  # no pace known yet
+    schedules.pace(10, trained_seconds=20.0)  # 10 steps in 20 s: the 100 s budget holds 50
+    assert schedules.length == 50
+    schedules.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * (1 - 11 / 50))
+    schedules.pace(11, trained_seconds=100.0)  # the budget is spent after 11 steps: the rate ends here
+    schedules.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    again = LRSchedules({"g": _opt(0.1)}, {"g": "linear"}, budget_seconds=100.0)
+    again.load_state_dict(schedules.state_dict())  # a resumed run keeps the estimate until its next log line
+    assert again.paced_steps == 11
+
+
+def test_without_a_time_budget_the_pace_changes_nothing():
+    schedules = LRSchedules({"g": _opt(0.1)}, {"g": "linear"})
+    schedules.total_steps = 100
+    schedules.pace(10, trained_seconds=1.0)
+    assert schedules.length == 100
+
+
+def test_a_linear_schedule_ends_with_the_time_budget(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "train.epochs=100000", "train.max_minutes=0.1", "train.log_every=1",
+               "train.compile=off", "optim.g.schedule=linear", "optim.d.schedule=constant")
+    Trainer(cfg, tmp_path, log_format="quiet").fit()
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "time budget reached"
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lr_g = [l["lr_g"] for l in lines if "lr_g" in l]
+    # 100,000 epochs alone would keep the rate at its start; the 6-second budget brings it near zero.
+    assert len(lr_g) >= 2 and lr_g[-1] < 0.3 * cfg.optim.g.lr
+    assert {l["lr_d"] for l in lines if "lr_d" in l} == {cfg.optim.d.lr}  # D's constant rate is untouched

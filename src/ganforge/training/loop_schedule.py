@@ -56,6 +56,17 @@ class LoopSchedule:
         return (step % t.log_every == 0 or step >= self.total_steps or self.midsave_due(step)
                 or bool(self.eval_every and step % self.eval_every == 0) or self.epoch_over(batch))
 
+    def pace_due(self, step: int) -> bool:
+        """With ``train.max_minutes``: at each log line's step, the learning-rate schedules re-estimate the
+        run's length from the pace so far (:meth:`ganforge.training.schedules.LRSchedules.pace`)."""
+        return bool(self.train.max_minutes) and step % self.train.log_every == 0
+
+    def agreed_seconds(self, trained_seconds: float) -> float:
+        """The training time so far, the same on every rank: the slowest rank's (one small all-reduce)."""
+        if self.world_size == 1:
+            return trained_seconds
+        return distributed.max_over_ranks(round(trained_seconds * 1000)) / 1000
+
     def out_of_time(self, step: int, trained_seconds: float) -> bool:
         """``train.max_minutes`` of training time (summed across resumes) are spent."""
         budget = self.train.max_minutes * 60

@@ -322,6 +322,8 @@ class Trainer:
                     watch.bank(self.progress)
                     self.save_checkpoint()
                     schedule.saved()
+                if schedule.pace_due(step):  # a time budget: linear/cosine rates end when it does
+                    self.lr_schedules.pace(step, schedule.agreed_seconds(self.progress.elapsed + watch.running()))
                 if schedule.out_of_time(step, self.progress.elapsed + watch.running()):
                     status = "time budget reached"
                     break
