@@ -322,9 +322,10 @@ class Trainer:
                     watch.bank(self.progress)
                     self.save_checkpoint()
                     schedule.saved()
+                trained = self.progress.elapsed + watch.running()
                 if schedule.pace_due(step):  # a time budget: linear/cosine rates end when it does
-                    self.lr_schedules.pace(step, schedule.agreed_seconds(self.progress.elapsed + watch.running()))
-                if schedule.out_of_time(step, self.progress.elapsed + watch.running()):
+                    self.lr_schedules.pace(step, schedule.agreed_seconds(trained))
+                if schedule.out_of_time(step, trained):
                     status = "time budget reached"
                     break
                 if schedule.finished(step) or self.stop.check(step):  # a stop signal: save below
