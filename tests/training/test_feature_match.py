@@ -361,7 +361,7 @@ def test_training_with_the_gram_part_lowers_it_logs_it_and_resumes_with_its_clus
     assert len(values) == 30
     assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
     cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=1", "model.latent_groups=4",
-               "train.max_steps=4", "train.midsave_steps=2")
+               "train.max_steps=4", "train.midsave_steps=2", "ema.enabled=true", "ema.decay=0.9")
     fit_whole_and_resumed(cfg, tmp_path / "resume")
     (state,) = safe_load(tmp_path / "resume" / "whole" / "checkpoints" / "step_00000002.pt")["g_terms"]
     _, term = term_on(cfg, tmp_path / "fresh")
