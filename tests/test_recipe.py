@@ -22,7 +22,7 @@ def test_recipe_reads_colour_folder(image_folder):
 
 def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(image_folder):
     cfg = auto_config(str(image_folder), ["train.device=cpu"])
-    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v5) for 64 images")
+    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v6) for 64 images")
     assert (cfg.data.image_size, cfg.model.name, cfg.augment.name, cfg.augment.fill) == (32, "fastgan", "diffaugment",
                                                                                         "background")
     assert cfg.ema.enabled and cfg.ema.half_life_images > 0
@@ -52,7 +52,9 @@ def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(i
     # 64 images are too few for latent groups: the recipe says so and leaves them out.
     assert cfg.model.latent_groups == 0 and any(n.startswith("model.latent_groups=0: ") and "too few" in n
                                                  for n in cfg.notes)
-    # On a GPU auto-v5 is auto-v4: its changes were measured over a CPU's 1,600 steps.
+    # auto-v6 adds its Gram part only with latent groups, which 64 images are too few for.
+    assert cfg.loss.feature_match_gram == 0
+    # On a GPU auto-v5 and auto-v6 are auto-v4: their changes were measured over a CPU's 1,600 steps.
     from ganforge.recipe import DataFacts, choose, choose_v4
     assert choose(DataFacts(1_900, 64, 3), "cuda", {}) == choose_v4(DataFacts(1_900, 64, 3), "cuda", {})
     # Every choice is printed with its reason; a key the user gives wins and is marked so.
@@ -107,6 +109,23 @@ def test_latent_groups_are_chosen_for_a_small_set_on_a_cpu_and_left_out_where_th
     assert not any(c.startswith("model.latent_groups") for c in chosen)
 
 
+def test_the_gram_part_comes_with_the_latent_groups_and_a_given_weight_wins():
+    from ganforge.recipe import FEATURE_MATCH_GRAM, DataFacts, choose, choose_v5
+    key, weight, _ = FEATURE_MATCH_GRAM
+    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {})
+    assert f"{key}={weight}" in chosen and any(w.startswith(f"{key}={weight}: ") and "FID-EL0" in w for w in why)
+    # auto-v6 is auto-v5 plus that one choice.
+    v5_chosen, _ = choose_v5(DataFacts(1_900, 64, 3), "cpu", {})
+    assert chosen == v5_chosen + [f"{key}={weight}"]
+    # Where the groups are left out (too few images, RGBA, a GPU), so is the Gram part.
+    for facts, device in ((DataFacts(100, 64, 3), "cpu"), (DataFacts(1_900, 64, 4), "cpu"),
+                          (DataFacts(1_900, 64, 3), "cuda")):
+        chosen, _ = choose(facts, device, {})
+        assert not any(c.startswith(key) for c in chosen)
+    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {key: 1})
+    assert not any(c.startswith(key) for c in chosen) and f"{key}=1 (given)" in why
+
+
 def test_recipe_reads_grey_images_and_respects_given_keys(tmp_path, fashion_images):
     folder = tmp_path / "grey"
     write_images(folder, fashion_images, 40, rgb=False, size=70)
@@ -131,7 +150,7 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
                "train.report=false", "train.tensorboard=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "auto recipe (auto-v5) for 64 images" in out and "model.spectral_norm=true" in out
+    assert "auto recipe (auto-v6) for 64 images" in out and "model.spectral_norm=true" in out
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]

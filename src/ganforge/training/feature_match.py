@@ -42,7 +42,7 @@ co-occurrence: at every depth, the Gram matrix of its channels over positions (w
 match, Gatys et al. 2016), averaged over the batch (with latent groups, over each group), against the
 real set's average (each cluster's).  Mean and variance per activation are each activation's
 marginals; they say nothing about which features appear *together* in one image (yellow with eyes,
-stripes with a flag's colours).  On auto-v5's finished runs the moments were within 1.06-1.39x of what
+stripes with a flag's colours).  On auto-v5's finished seed-0 run the moments were within 1.02-1.39x of what
 a batch of real images scores against its own cluster, the Gram matrices 1.2-1.9x
 (``benchmarks/feature_match_floor.py``): the moments had little left to teach, co-occurrence more.
 Each depth's error is in units of the real Gram entries' average variance over images, so the depths
