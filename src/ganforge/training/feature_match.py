@@ -142,6 +142,13 @@ def _squared(mean_error: torch.Tensor, var_error: torch.Tensor, scale: torch.Ten
     return mean_error.pow(2).mean() / scale + var_error.pow(2).mean() / scale ** 2
 
 
+def _group_shares(one_hot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a batch's (B, K) one-hot groups: each group's count, and its weight in the term, its share
+    of the batch (0 for a group with fewer than 2 samples: no variance)."""
+    counts = one_hot.sum(0)
+    return counts, torch.where(counts >= 2, counts, torch.zeros_like(counts)) / one_hot.shape[0]
+
+
 def grams(maps: list[torch.Tensor]) -> list[torch.Tensor]:
     """Each image's Gram matrix at each depth (its channels' products averaged over positions), one
     flattened row per image."""
@@ -269,7 +276,6 @@ class FeatureMatchTerm(GTerm):
         counts = torch.zeros(k, dtype=torch.float64, device=device)
         gram_sums: list[torch.Tensor] = []  # per depth, (k, C * C); the whole set's squares for the scale
         gram_squares: list[torch.Tensor] = []
-        gram_counts = torch.zeros(k, dtype=torch.float64, device=device)
         raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
         widths: list[int] = []  # each depth's share of a descriptor
         done = 0
@@ -282,7 +288,7 @@ class FeatureMatchTerm(GTerm):
             maps = self.maps(x)
             rows = [m.flatten(1) for m in maps]
             if self.gram:
-                self._add_grams(grams(maps), group, gram_sums, gram_squares, gram_counts)
+                self._add_grams(grams(maps), group, gram_sums, gram_squares, k)
             if self.sliced:
                 pooled = self.raw_descriptors(maps)
                 raw.append(torch.cat(pooled, 1))
@@ -310,23 +316,21 @@ class FeatureMatchTerm(GTerm):
         if self.sliced:
             self._standardise(torch.cat(raw), widths)
         if self.gram:
-            n = gram_counts.sum()
-            self.real_gram = [(s / gram_counts.clamp_min(1)[:, None]).float() for s in gram_sums]
-            self.gram_scale = [(q / n - (s.sum(0) / n) ** 2).clamp_min(0).mean().float().clamp_min(1e-8)
+            self.real_gram = [(s / c).float() for s in gram_sums]
+            self.gram_scale = [(q / total - (s.sum(0) / total) ** 2).clamp_min(0).mean().float().clamp_min(1e-8)
                                for s, q in zip(gram_sums, gram_squares)]
 
     @staticmethod
     def _add_grams(rows: list[torch.Tensor], group: torch.Tensor, sums: list[torch.Tensor],
-                   squares: list[torch.Tensor], counts: torch.Tensor) -> None:
-        """Add a batch's Gram rows to each group's sums (and the whole set's squares), in float64."""
+                   squares: list[torch.Tensor], k: int) -> None:
+        """Add a batch's Gram rows to each of the ``k`` groups' sums (and the whole set's squares), in
+        float64; the images are counted with the moments."""
         if not sums:
-            k = counts.shape[0]
             sums += [torch.zeros(k, r.shape[1], dtype=torch.float64, device=r.device) for r in rows]
             squares += [torch.zeros(r.shape[1], dtype=torch.float64, device=r.device) for r in rows]
         for s, q, r in zip(sums, squares, rows):
             s.index_add_(0, group, r.double())
             q += r.double().pow(2).sum(0)
-        counts.index_add_(0, group, torch.ones(len(group), dtype=torch.float64, device=counts.device))
 
     def _clusters(self, dataset, device: torch.device, k: int) -> torch.Tensor:
         """Each good image's cluster (in :meth:`_real_images`' order): balanced k-means on what the
@@ -379,8 +383,7 @@ class FeatureMatchTerm(GTerm):
         pass over all groups with a one-hot matrix: no loop over groups, no sync with the host."""
         k = self.groups.groups
         one_hot = F.one_hot(latent_group(z, k), k).to(maps[0].dtype)  # (B, K)
-        counts = one_hot.sum(0)  # (K,)
-        weight = torch.where(counts >= 2, counts, torch.zeros_like(counts)) / one_hot.shape[0]
+        counts, weight = _group_shares(one_hot)
         per_group = maps[0].new_zeros(k)
         for m, real_mean, real_var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
             rows = m.flatten(1)  # (B, D)
@@ -402,8 +405,7 @@ class FeatureMatchTerm(GTerm):
             one_hot = F.one_hot(latent_group(z, k), k).to(maps[0].dtype)
         else:
             one_hot = maps[0].new_ones(maps[0].shape[0], 1)
-        counts = one_hot.sum(0)
-        weight = torch.where(counts >= 2, counts, torch.zeros_like(counts)) / one_hot.shape[0]
+        counts, weight = _group_shares(one_hot)
         per_group = maps[0].new_zeros(k)
         for rows, real, scale in zip(grams(maps), self.real_gram, self.gram_scale):
             mean = one_hot.T @ rows / counts.clamp_min(1)[:, None]
