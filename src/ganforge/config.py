@@ -114,6 +114,7 @@ class LossConfig:
     feature_match_gram: float = 0.0  # weight of matching each depth's channel co-occurrence (Gram matrices; 0: off)
     feature_match_every: int = 1  # the term runs on every k-th generator step only, at k times the weight (lazy)
     feature_match_average: float = 0.0  # decay of moving averages of the moments' errors over steps (0: each batch's own)
+    feature_match_unbiased: bool = False  # batch estimates without their small-batch bias (no pull towards sameness)
 
 
 @dataclass
@@ -507,10 +508,10 @@ def validate(cfg: Config) -> None:
                           f"(model.num_classes={cfg.model.num_classes}); ganforge writes it from the class folders: "
                           "leave it out of configs you write")
     _check_fastgan(cfg)
-    _check_latent_groups(cfg)
+    check_latent_groups(cfg)
 
 
-def _check_latent_groups(cfg: Config) -> None:
+def check_latent_groups(cfg: Config) -> None:
     """model.latent_groups: a generator condition of its own, meaningful only through feature matching."""
     m, l = cfg.model, cfg.loss
     if not m.latent_groups:
@@ -537,6 +538,16 @@ def _check_latent_groups(cfg: Config) -> None:
         raise ConfigError(f"data.batch_size={cfg.data.batch_size} is too small for model.latent_groups: a batch "
                           f"holds {min(m.latent_groups, GROUPS_PER_BATCH)} groups and each needs at least 2 samples "
                           "for a variance; use a larger batch")
+
+
+def latent_groups_refusal(overrides: list[str]) -> str | None:
+    """Why the config of ``overrides`` (``KEY=VALUE``) would be refused for its latent groups (None: it
+    would not): the recipe asks before it chooses them."""
+    try:
+        check_latent_groups(_build(Config, apply_overrides({}, overrides)))
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 #: How many latent groups a training batch holds (model.latent_groups): each group's moments are

@@ -326,19 +326,12 @@ MIN_IMAGES_PER_GROUP = 8
 
 
 def latent_groups_blocker(facts: DataFacts, settings: dict[str, object]) -> str | None:
-    """Why the recipe cannot use latent groups with these settings (None: it can)."""
+    """Why the recipe cannot use latent groups with these settings (None: it can): too few images per
+    group, or what the config's own check would refuse."""
     groups = LATENT_GROUPS[1]
     if facts.count < groups * MIN_IMAGES_PER_GROUP:
         return f"{facts.count:,} images are too few for {groups} groups of at least {MIN_IMAGES_PER_GROUP}"
-    if settings.get("model.name", "fastgan") == "mlp":
-        return "the fully connected model has no conditional form (model.name=mlp)"
-    if int(settings.get("data.batch_size", 32)) < 2 * C.GROUPS_PER_BATCH:
-        return f"a batch holds {C.GROUPS_PER_BATCH} groups of at least 2 samples (data.batch_size >= {2 * C.GROUPS_PER_BATCH})"
-    if int(settings.get("model.nz", 2)) < 2:
-        return "the group is the angle of z's first two components (model.nz >= 2)"
-    if float(settings.get("loss.feature_match_sliced", 0)) or float(settings.get("loss.feature_match_average", 0)):
-        return "the groups match plain moments, not the sliced part or the moving averages"
-    return None
+    return C.latent_groups_refusal([f"{k}={v}" for k, v in settings.items()] + [f"model.latent_groups={groups}"])
 
 
 def choose_v5(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:

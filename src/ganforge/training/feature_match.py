@@ -67,6 +67,17 @@ on a CPU (emoji at 64 px, one thread: 0.47 s a step with the term, 0.36 s withou
 between buy the adversarial loss more steps in the same time.  The warm-up's
 steps (``loss.feature_match_warmup``) are all taken.
 
+With ``loss.feature_match_unbiased`` (true/false) the batch's estimates lose their small-batch bias.
+The squared error of a batch mean is, in expectation, G's true error plus the variance over the batch
+size, so the plain term rewards G for drawing less varied batches, and most for the activations whose
+variance is small against their depth's average (the means' part is in units of that average, the
+variances' in its square, so there the reward outweighs the variances' pull back); the variance of
+n samples is also (n - 1) / n of the true one.  With latent groups a group has about 8 samples in a
+batch, so both are large: a trained G's term was 86% such noise (``benchmarks/feature_match_floor.py``).
+The unbiased estimates divide the variance by n - 1 and subtract each mean's expected sampling part
+(its variance over n), in the moments and in the Gram part alike, so that in expectation the term is
+G's own distance from the real statistics and a batch of real images scores about 0.
+
 With ``model.latent_groups`` (K) the moments are matched group by group.  A mixture of half-faces
 and half-flags can have the whole set's moments at every activation; within a group of similar images
 the moments say much more about each image.  When training starts the real set is split into K
@@ -117,6 +128,12 @@ def check(cfg: Config) -> None:
     for key in ("feature_match", "feature_match_sliced", "feature_match_gram"):
         if getattr(l, key) < 0:
             raise ConfigError(f"loss.{key} must be >= 0 (a weight; 0: off), got {getattr(l, key)}")
+    if l.feature_match_unbiased and not (l.feature_match or l.feature_match_warmup):
+        raise ConfigError("loss.feature_match_unbiased changes how the feature-matching term is measured: set "
+                          "loss.feature_match (for example 1) too, or loss.feature_match_unbiased=false")
+    if l.feature_match_unbiased and l.feature_match_average:
+        raise ConfigError("loss.feature_match_unbiased corrects each batch's own estimates, and "
+                          "loss.feature_match_average replaces them with averages over batches: use one of them")
     if l.feature_match_gram and not (l.feature_match or l.feature_match_warmup):
         raise ConfigError("loss.feature_match_gram is a part of the feature-matching term: set loss.feature_match "
                           "(for example 1) too, or loss.feature_match_gram=0")
@@ -140,6 +157,27 @@ def _squared(mean_error: torch.Tensor, var_error: torch.Tensor, scale: torch.Ten
     """One depth's share of the moments part: the squared errors of the means over the real set's
     average variance, and of the variances over its square."""
     return mean_error.pow(2).mean() / scale + var_error.pow(2).mean() / scale ** 2
+
+
+def _moment_errors(mean: torch.Tensor, spread: torch.Tensor, n: torch.Tensor, real_mean: torch.Tensor,
+                   real_var: torch.Tensor, scale: torch.Tensor, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One depth's share of the moments part, from a batch's (or each group's: one row each) means and
+    sums of squared deviations around them over ``n`` samples, as two parts averaged over activations:
+    the squared error of the means over the real set's average variance, and that of the variances
+    over its square.
+
+    The plain estimates are biased in a small batch: the squared error of a batch mean is, in
+    expectation, the true error plus the variance over n, which rewards G for less spread, and a
+    variance over n samples is (n - 1) / n of the true one.  With ``unbiased`` the variance divides by
+    n - 1 and the means' squared error loses its expected sampling part, so that in expectation both
+    measure G's own distance from the real moments (a batch of real images then scores about 0)."""
+    if unbiased:
+        var = spread / (n - 1).clamp_min(1)
+        mean_error = (mean - real_mean).pow(2) - var / n.clamp_min(1)
+    else:
+        var = spread / n.clamp_min(1)
+        mean_error = (mean - real_mean).pow(2)
+    return mean_error.mean(-1) / scale, (var - real_var).pow(2).mean(-1) / scale ** 2
 
 
 def _group_shares(one_hot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,8 +250,9 @@ class FeatureMatchTerm(GTerm):
 
     def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0,
                  sliced: float = 0.0, average: float = 0.0, every: int = 1, groups: GroupedLatents | None = None,
-                 gram: float = 0.0):
+                 gram: float = 0.0, unbiased: bool = False):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
+        self.unbiased = unbiased  # batch estimates without their small-batch bias (_moment_errors)
         self.groups = groups  # model.latent_groups: how G's step draws grouped latents (None: one set of moments)
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
         self.sliced = sliced  # weight of the per-image distribution (sliced Wasserstein) part
@@ -373,8 +412,12 @@ class FeatureMatchTerm(GTerm):
     def moments(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """The moments part: each depth's means and variances against the real set's."""
         total = maps[0].new_zeros(())
-        for mean_error, var_error, scale in self.errors(maps):
-            total = total + _squared(mean_error, var_error, scale)
+        for m, real_mean, real_var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
+            rows = m.flatten(1)
+            mean = rows.mean(0)
+            n = rows.new_tensor(float(rows.shape[0]))
+            total = total + sum(_moment_errors(mean, (rows - mean).pow(2).sum(0), n, real_mean, real_var, scale,
+                                               self.unbiased))
         return total
 
     def grouped_moments(self, maps: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
@@ -385,13 +428,12 @@ class FeatureMatchTerm(GTerm):
         one_hot = F.one_hot(latent_group(z, k), k).to(maps[0].dtype)  # (B, K)
         counts, weight = _group_shares(one_hot)
         per_group = maps[0].new_zeros(k)
+        n = counts[:, None]
         for m, real_mean, real_var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
             rows = m.flatten(1)  # (B, D)
-            mean = one_hot.T @ rows / counts.clamp_min(1)[:, None]  # (K, D)
-            centred = rows - one_hot @ mean
-            var = one_hot.T @ centred.pow(2) / counts.clamp_min(1)[:, None]
-            per_group = (per_group + (mean - real_mean).pow(2).mean(1) / scale
-                         + (var - real_var).pow(2).mean(1) / scale ** 2)
+            mean = one_hot.T @ rows / n.clamp_min(1)  # (K, D)
+            spread = one_hot.T @ (rows - one_hot @ mean).pow(2)
+            per_group = per_group + sum(_moment_errors(mean, spread, n, real_mean, real_var, scale, self.unbiased))
         return (weight * per_group).sum()
 
     def gram_distance(self, maps: list[torch.Tensor], z: torch.Tensor | None) -> torch.Tensor:
@@ -407,9 +449,14 @@ class FeatureMatchTerm(GTerm):
             one_hot = maps[0].new_ones(maps[0].shape[0], 1)
         counts, weight = _group_shares(one_hot)
         per_group = maps[0].new_zeros(k)
+        n = counts[:, None]
         for rows, real, scale in zip(grams(maps), self.real_gram, self.gram_scale):
-            mean = one_hot.T @ rows / counts.clamp_min(1)[:, None]
-            per_group = per_group + (mean - real).pow(2).mean(1) / scale
+            mean = one_hot.T @ rows / n.clamp_min(1)
+            error = (mean - real).pow(2)
+            if self.unbiased:  # less the mean's expected sampling part, as _moment_errors does
+                spread = one_hot.T @ (rows - one_hot @ mean).pow(2)
+                error = error - spread / ((n - 1).clamp_min(1) * n.clamp_min(1))
+            per_group = per_group + error.mean(1) / scale
         return (weight * per_group).sum()
 
     def errors(self, maps: list[torch.Tensor]):
