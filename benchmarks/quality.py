@@ -31,7 +31,7 @@ no part of training uses.  Systems (``--systems``):
 
 - ``tutorial``: the PyTorch DCGAN tutorial (``dcgan-celeba64`` at the set's size and channels);
 - ``auto-v1``: the previous default recipe (``ganforge train --preset auto-v1``), kept as a baseline;
-- ``auto-v2`` to ``auto-v5``: the later recipes by name (``--preset auto-vN``), baselines once
+- ``auto-v2`` to ``auto-v7``: the later recipes by name (``--preset auto-vN``), baselines once
   a newer one is the default;
 - ``default``: today's default recipe (``ganforge train --data DIR``);
 - ``projected``: today's recipe with the Projected-GAN discriminator (``PROJECTED``), a candidate;
@@ -128,7 +128,9 @@ BUILDERS = {"tutorial": tutorial_config, "auto-v1": auto_v1_config, "default": d
             "auto-v2": lambda *a: default_config(*a, recipe="auto-v2"),
             "auto-v3": lambda *a: default_config(*a, recipe="auto-v3"),
             "auto-v4": lambda *a: default_config(*a, recipe="auto-v4"),
-            "auto-v5": lambda *a: default_config(*a, recipe="auto-v5"), "projected": projected_config}
+            "auto-v5": lambda *a: default_config(*a, recipe="auto-v5"),
+            "auto-v6": lambda *a: default_config(*a, recipe="auto-v6"),
+            "auto-v7": lambda *a: default_config(*a, recipe="auto-v7"), "projected": projected_config}
 FEATURES = ("effnet-lite0", "effnet-lite2")
 
 

@@ -22,7 +22,7 @@ def test_recipe_reads_colour_folder(image_folder):
 
 def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(image_folder):
     cfg = auto_config(str(image_folder), ["train.device=cpu"])
-    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v6) for 64 images")
+    assert cfg.preset == "auto" and cfg.notes[0].startswith("auto recipe (auto-v7) for 64 images")
     assert (cfg.data.image_size, cfg.model.name, cfg.augment.name, cfg.augment.fill) == (32, "fastgan", "diffaugment",
                                                                                         "background")
     assert cfg.ema.enabled and cfg.ema.half_life_images > 0
@@ -52,9 +52,9 @@ def test_current_recipe_picks_the_few_shot_family_for_a_small_set_and_says_why(i
     # 64 images are too few for latent groups: the recipe says so and leaves them out.
     assert cfg.model.latent_groups == 0 and any(n.startswith("model.latent_groups=0: ") and "too few" in n
                                                  for n in cfg.notes)
-    # auto-v6 adds its Gram part only with latent groups, which 64 images are too few for.
-    assert cfg.loss.feature_match_gram == 0
-    # On a GPU auto-v5 and auto-v6 are auto-v4: their changes were measured over a CPU's 1,600 steps.
+    # auto-v6 and auto-v7 add their parts only with latent groups, which 64 images are too few for.
+    assert cfg.loss.feature_match_gram == 0 and not cfg.loss.feature_match_unbiased
+    # On a GPU auto-v5 to auto-v7 are auto-v4: their changes were measured over a CPU's 1,600 steps.
     from ganforge.recipe import DataFacts, choose, choose_v4
     assert choose(DataFacts(1_900, 64, 3), "cuda", {}) == choose_v4(DataFacts(1_900, 64, 3), "cuda", {})
     # Every choice is printed with its reason; a key the user gives wins and is marked so.
@@ -110,7 +110,8 @@ def test_latent_groups_are_chosen_for_a_small_set_on_a_cpu_and_left_out_where_th
 
 
 def test_the_gram_part_comes_with_the_latent_groups_and_a_given_weight_wins():
-    from ganforge.recipe import FEATURE_MATCH_GRAM, DataFacts, choose, choose_v5
+    from ganforge.recipe import FEATURE_MATCH_GRAM, DataFacts, choose_v5
+    from ganforge.recipe import choose_v6 as choose
     key, weight, _ = FEATURE_MATCH_GRAM
     chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {})
     assert f"{key}={weight}" in chosen and any(w.startswith(f"{key}={weight}: ") and "FID-EL0" in w for w in why)
@@ -150,7 +151,7 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
                "train.report=false", "train.tensorboard=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "auto recipe (auto-v6) for 64 images" in out and "model.spectral_norm=true" in out
+    assert "auto recipe (auto-v7) for 64 images" in out and "model.spectral_norm=true" in out
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]
@@ -164,3 +165,23 @@ def test_epochs_follow_the_batch_size_the_recipe_chose(image_folder):
     assert any(n.startswith(f"train.epochs={cfg.train.epochs}: about 5,000 steps of 32") for n in cfg.notes)
     given = auto_config(str(image_folder), ["train.device=cpu", "data.batch_size=16"])
     assert given.train.epochs == -(-5_000 * 16 // 64)
+
+
+def test_the_unbiased_estimates_come_with_the_latent_groups_and_a_given_value_wins():
+    from ganforge.recipe import FEATURE_MATCH_UNBIASED, DataFacts, choose, choose_v6
+    key, value, _ = FEATURE_MATCH_UNBIASED
+    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {})
+    assert f"{key}={value}" in chosen and any(w.startswith(f"{key}={value}: ") and "FID-EL0" in w for w in why)
+    # auto-v7 is auto-v6 plus that one choice, and the config it gives is valid.
+    v6_chosen, _ = choose_v6(DataFacts(1_900, 64, 3), "cpu", {})
+    assert chosen == v6_chosen + [f"{key}={value}"]
+    from ganforge import config as C
+    cfg = C.from_dict(C.apply_overrides({}, chosen))
+    assert cfg.loss.feature_match_unbiased and cfg.model.latent_groups == 16
+    # Where the groups are left out (too few images, RGBA, a GPU), so are the unbiased estimates.
+    for facts, device in ((DataFacts(100, 64, 3), "cpu"), (DataFacts(1_900, 64, 4), "cpu"),
+                          (DataFacts(1_900, 64, 3), "cuda")):
+        chosen, _ = choose(facts, device, {})
+        assert not any(c.startswith(key) for c in chosen)
+    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {key: False})
+    assert not any(c.startswith(key) for c in chosen) and f"{key}=False (given)" in why

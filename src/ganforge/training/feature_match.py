@@ -67,16 +67,17 @@ on a CPU (emoji at 64 px, one thread: 0.47 s a step with the term, 0.36 s withou
 between buy the adversarial loss more steps in the same time.  The warm-up's
 steps (``loss.feature_match_warmup``) are all taken.
 
-With ``loss.feature_match_unbiased`` (true/false) the batch's estimates lose their small-batch bias.
-The squared error of a batch mean is, in expectation, G's true error plus the variance over the batch
-size, so the plain term rewards G for drawing less varied batches, and most for the activations whose
-variance is small against their depth's average (the means' part is in units of that average, the
-variances' in its square, so there the reward outweighs the variances' pull back); the variance of
-n samples is also (n - 1) / n of the true one.  With latent groups a group has about 8 samples in a
-batch, so both are large: a trained G's term was 86% such noise (``benchmarks/feature_match_floor.py``).
-The unbiased estimates divide the variance by n - 1 and subtract each mean's expected sampling part
-(its variance over n), in the moments and in the Gram part alike, so that in expectation the term is
-G's own distance from the real statistics and a batch of real images scores about 0.
+With ``loss.feature_match_unbiased`` (true/false) the batch's estimates lose their small-batch bias,
+which favours less varied samples.  The squared error of a batch mean is, in expectation, G's true
+error plus the variance over the batch size; the squared error of a batch variance is the true error
+plus that variance's own sampling variance (for normal data 2 var^2 / (n - 1)), so the variances' part
+alone is smallest where G has (n - 1) / (n + 1) of the real variance.  With latent groups a group has
+about 8 samples in a batch, so the pull is strong: a trained G's groups showed 0.57-0.95 of their
+clusters' spread in the network's features, real batches 1.0 (``benchmarks/feature_match_floor.py``).
+The unbiased parts are U-statistics, averages over distinct samples (pairs for the means, two disjoint
+pairs for the variances; :func:`_variance_error`), in the moments and in the Gram part alike: in
+expectation the term is G's own squared distance from the real statistics, and a batch of real images
+scores 0.
 
 With ``model.latent_groups`` (K) the moments are matched group by group.  A mixture of half-faces
 and half-flags can have the whole set's moments at every activation; within a group of similar images
