@@ -1,6 +1,7 @@
 """The default recipe looks at the data and says what it chose and why."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from ganforge.cli import main
@@ -109,22 +110,29 @@ def test_latent_groups_are_chosen_for_a_small_set_on_a_cpu_and_left_out_where_th
     assert not any(c.startswith("model.latent_groups") for c in chosen)
 
 
-def test_the_gram_part_comes_with_the_latent_groups_and_a_given_weight_wins():
-    from ganforge.recipe import FEATURE_MATCH_GRAM, DataFacts, choose_v5
-    from ganforge.recipe import choose_v6 as choose
-    key, weight, _ = FEATURE_MATCH_GRAM
+@pytest.mark.parametrize("recipe, earlier, choice, given", [("auto-v6", "auto-v5", "FEATURE_MATCH_GRAM", 1),
+                                                           ("auto-v7", "auto-v6", "FEATURE_MATCH_UNBIASED", False)])
+def test_each_later_part_comes_with_the_latent_groups_and_a_given_value_wins(recipe, earlier, choice, given):
+    """auto-v6's Gram part and auto-v7's unbiased estimates: each recipe is the one before plus its one
+    choice, made only where the latent groups are."""
+    from ganforge import config as C
+    from ganforge import recipe as R
+    from ganforge.recipe import RECIPES, DataFacts
+    choose = RECIPES[recipe]
+    key, value, _ = getattr(R, choice)
     chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {})
-    assert f"{key}={weight}" in chosen and any(w.startswith(f"{key}={weight}: ") and "FID-EL0" in w for w in why)
-    # auto-v6 is auto-v5 plus that one choice.
-    v5_chosen, _ = choose_v5(DataFacts(1_900, 64, 3), "cpu", {})
-    assert chosen == v5_chosen + [f"{key}={weight}"]
-    # Where the groups are left out (too few images, RGBA, a GPU), so is the Gram part.
+    assert f"{key}={value}" in chosen and any(w.startswith(f"{key}={value}: ") and "FID-EL0" in w for w in why)
+    earlier_chosen, _ = RECIPES[earlier](DataFacts(1_900, 64, 3), "cpu", {})
+    assert chosen == earlier_chosen + [f"{key}={value}"]
+    cfg = C.from_dict(C.apply_overrides({}, chosen))  # and the config it gives is valid
+    assert cfg.get(key) and cfg.model.latent_groups == 16
+    # Where the groups are left out (too few images, RGBA, a GPU), so is the part.
     for facts, device in ((DataFacts(100, 64, 3), "cpu"), (DataFacts(1_900, 64, 4), "cpu"),
                           (DataFacts(1_900, 64, 3), "cuda")):
         chosen, _ = choose(facts, device, {})
         assert not any(c.startswith(key) for c in chosen)
-    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {key: 1})
-    assert not any(c.startswith(key) for c in chosen) and f"{key}=1 (given)" in why
+    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {key: given})
+    assert not any(c.startswith(key) for c in chosen) and f"{key}={given} (given)" in why
 
 
 def test_recipe_reads_grey_images_and_respects_given_keys(tmp_path, fashion_images):
@@ -165,23 +173,3 @@ def test_epochs_follow_the_batch_size_the_recipe_chose(image_folder):
     assert any(n.startswith(f"train.epochs={cfg.train.epochs}: about 5,000 steps of 32") for n in cfg.notes)
     given = auto_config(str(image_folder), ["train.device=cpu", "data.batch_size=16"])
     assert given.train.epochs == -(-5_000 * 16 // 64)
-
-
-def test_the_unbiased_estimates_come_with_the_latent_groups_and_a_given_value_wins():
-    from ganforge.recipe import FEATURE_MATCH_UNBIASED, DataFacts, choose, choose_v6
-    key, value, _ = FEATURE_MATCH_UNBIASED
-    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {})
-    assert f"{key}={value}" in chosen and any(w.startswith(f"{key}={value}: ") and "FID-EL0" in w for w in why)
-    # auto-v7 is auto-v6 plus that one choice, and the config it gives is valid.
-    v6_chosen, _ = choose_v6(DataFacts(1_900, 64, 3), "cpu", {})
-    assert chosen == v6_chosen + [f"{key}={value}"]
-    from ganforge import config as C
-    cfg = C.from_dict(C.apply_overrides({}, chosen))
-    assert cfg.loss.feature_match_unbiased and cfg.model.latent_groups == 16
-    # Where the groups are left out (too few images, RGBA, a GPU), so are the unbiased estimates.
-    for facts, device in ((DataFacts(100, 64, 3), "cpu"), (DataFacts(1_900, 64, 4), "cpu"),
-                          (DataFacts(1_900, 64, 3), "cuda")):
-        chosen, _ = choose(facts, device, {})
-        assert not any(c.startswith(key) for c in chosen)
-    chosen, why = choose(DataFacts(1_900, 64, 3), "cpu", {key: False})
-    assert not any(c.startswith(key) for c in chosen) and f"{key}=False (given)" in why

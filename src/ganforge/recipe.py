@@ -360,12 +360,18 @@ FEATURE_MATCH_GRAM: tuple[str, float, str] = (
 def choose_v6(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
     """The sixth recipe (``--preset auto-v6``): auto-v5, and where its latent groups are on, the Gram
     part of feature matching (``FEATURE_MATCH_GRAM``)."""
-    chosen, why = choose_v5(facts, device_type, given)
+    return _where_groups_are_on(*choose_v5(facts, device_type, given), given, FEATURE_MATCH_GRAM)
+
+
+def _where_groups_are_on(chosen: list[str], why: list[str], given: dict[str, object],
+                         choice: tuple[str, object, str]) -> tuple[list[str], list[str]]:
+    """An earlier recipe's ``chosen`` and ``why``, with ``choice`` (key, value, reason) added where they
+    (or the user) turned latent groups on: the later recipes' additions were measured only with them."""
     settings = {**dict(c.split("=", 1) for c in chosen), **given}
     if not int(settings.get("model.latent_groups", 0)):
         return chosen, why
     pick = Picks(given)
-    pick(*FEATURE_MATCH_GRAM)
+    pick(*choice)
     return chosen + pick.chosen, why + pick.why
 
 
@@ -382,13 +388,7 @@ FEATURE_MATCH_UNBIASED: tuple[str, str, str] = (
 def choose_v7(facts: DataFacts, device_type: str, given: dict[str, object]) -> tuple[list[str], list[str]]:
     """The current default recipe (``auto``, also ``--preset auto-v7``): auto-v6, and where its latent
     groups are on, the feature-matching term's unbiased estimates (``FEATURE_MATCH_UNBIASED``)."""
-    chosen, why = choose_v6(facts, device_type, given)
-    settings = {**dict(c.split("=", 1) for c in chosen), **given}
-    if not int(settings.get("model.latent_groups", 0)):
-        return chosen, why
-    pick = Picks(given)
-    pick(*FEATURE_MATCH_UNBIASED)
-    return chosen + pick.chosen, why + pick.why
+    return _where_groups_are_on(*choose_v6(facts, device_type, given), given, FEATURE_MATCH_UNBIASED)
 
 
 #: Recipes by name: ``auto`` is the current one; earlier ones stay reachable as baselines.
