@@ -124,7 +124,7 @@ def floor_of(run: Path, batches: int) -> dict:
     dataset = open_source(cfg)
     term.start(dataset, torch.device("cpu"))
     clusters = term._clusters(dataset, torch.device("cpu"), k)  # the same seeded clustering as start()'s
-    good = torch.stack([x for batch in term._real_images(dataset, torch.device("cpu")) for x in batch])
+    good = torch.stack([x for batch, _ in term._real_images(dataset, torch.device("cpu")) for x in batch])
     sampler = GroupedLatents(cfg.model.nz, k)
     b = cfg.data.batch_size
     gen = torch.Generator().manual_seed(0)

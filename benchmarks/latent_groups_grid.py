@@ -36,7 +36,7 @@ def main() -> int:
     dataset = open_source(cfg)
     term.start(dataset, torch.device("cpu"))  # loads the network; the clusters come next, as training made them
     clusters = term._clusters(dataset, torch.device("cpu"), k)
-    good = [x for batch in term._real_images(dataset, torch.device("cpu")) for x in batch]
+    good = [x for batch, _ in term._real_images(dataset, torch.device("cpu")) for x in batch]
     torch.manual_seed(0)
     sampler = GroupedLatents(cfg.model.nz, k)
     rows = []

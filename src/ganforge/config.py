@@ -50,6 +50,13 @@ class ModelConfig:
     projected_size: int = 0  # projected D: the size its feature network sees (0: data.image_size)
     projected_pixels: int = 0  # projected D: also judge the raw pixels at this size (0: no pixel head)
     latent_groups: int = 0  # >0: z's angle picks one of K groups G conditions on; feature matching fits each to a cluster
+    latent_groups_in_d: bool = False  # D is conditioned on the groups too: reals on their cluster, fakes on their group
+
+    @property
+    def d_classes(self) -> int:
+        """How many conditions D's projection term has: the classes, or the latent groups when D sees
+        them (model.latent_groups_in_d); 0: an unconditional D."""
+        return self.num_classes or (self.latent_groups if self.latent_groups_in_d else 0)
 
 
 @dataclass
@@ -514,6 +521,9 @@ def validate(cfg: Config) -> None:
 def check_latent_groups(cfg: Config) -> None:
     """model.latent_groups: a generator condition of its own, meaningful only through feature matching."""
     m, l = cfg.model, cfg.loss
+    if m.latent_groups_in_d and not m.latent_groups:
+        raise ConfigError("model.latent_groups_in_d conditions D on the latent groups, and there are none: set "
+                          "model.latent_groups (for example 16), or model.latent_groups_in_d=false")
     if not m.latent_groups:
         return
     if m.latent_groups == 1:
@@ -534,6 +544,10 @@ def check_latent_groups(cfg: Config) -> None:
         raise ConfigError("model.latent_groups matches each group's moments batch by batch; the sliced part and the "
                           "moving averages are for one set of statistics: set loss.feature_match_sliced=0 and "
                           "loss.feature_match_average=0, or model.latent_groups=0")
+    if m.latent_groups_in_d and l.name == "wgan-gp":
+        raise ConfigError("model.latent_groups_in_d conditions D on a real image's cluster and a sample's group, which "
+                          "differ, and the gradient penalty of loss.name=wgan-gp judges mixtures of the two: use "
+                          "another loss (rpgan, hinge), or model.latent_groups_in_d=false")
     if cfg.data.batch_size < 2 * min(m.latent_groups, GROUPS_PER_BATCH):
         raise ConfigError(f"data.batch_size={cfg.data.batch_size} is too small for model.latent_groups: a batch "
                           f"holds {min(m.latent_groups, GROUPS_PER_BATCH)} groups and each needs at least 2 samples "

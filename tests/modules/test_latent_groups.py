@@ -70,6 +70,9 @@ def test_latent_groups_are_refused_where_they_mean_nothing(image_folder, tiny):
          "loss.feature_match_sliced=0"),
         (["model.latent_groups=4", "loss.feature_match=1", "data.batch_size=6"], "data.batch_size=6 is too small"),
         (["model.latent_groups=-2"], "model.latent_groups must be"),
+        (["model.latent_groups_in_d=true"], "there are none: set model.latent_groups"),
+        (["model.latent_groups=4", "loss.feature_match=1", "model.latent_groups_in_d=true", "loss.name=wgan-gp"],
+         "loss.name=wgan-gp judges mixtures"),
     ]:
         with pytest.raises(ConfigError, match=message):
             tiny(image_folder, *overrides)

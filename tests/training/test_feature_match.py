@@ -462,3 +462,86 @@ def test_the_unbiased_estimates_need_the_term_and_refuse_the_moving_averages(tmp
     with pytest.raises(ConfigError, match="feature_match_unbiased.*feature_match_average.*one of them"):
         Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_unbiased=true",
                      "loss.feature_match_average=0.9"), tmp_path, log_format="quiet")
+
+
+def test_with_groups_in_d_every_image_is_labelled_with_its_cluster_and_the_labels_resume(tmp_path, image_folder,
+                                                                                         tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4", "model.latent_groups_in_d=true")
+    trainer, term = term_on(cfg, tmp_path)
+    dataset = term.dataset
+    clusters = term._clusters(open_source(cfg), trainer.device, 4)
+    labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
+    assert torch.equal(labels, clusters)  # every image of the 64 was clustered, in index order
+    assert torch.equal(term.image_groups, clusters)
+    # The checkpoint holds the labels with the clusters' moments; a resumed run relabels its dataset with
+    # them even where its own clustering would differ, and refuses labels for another number of images.
+    state = term.state_dict()
+    state["image_groups"] = (state["image_groups"] + 1) % 4
+    _, resumed = term_on(cfg, tmp_path / "resumed")
+    resumed.load_state_dict(state)
+    assert [resumed.dataset[i][1] for i in range(len(resumed.dataset))] == state["image_groups"].tolist()
+    state["image_groups"] = state["image_groups"][:10]
+    with pytest.raises(ConfigError, match="labels 10 training images.*the set now has 64"):
+        resumed.load_state_dict(state)
+
+
+def test_with_groups_in_d_a_set_larger_than_the_sample_labels_the_rest_by_the_nearest_cluster(
+        tmp_path, image_folder, tiny, monkeypatch):
+    import ganforge.training.feature_match as fm
+    monkeypatch.setattr(fm, "MAX_IMAGES", 32)  # the 64 images are clustered on every second one
+    cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4", "model.latent_groups_in_d=true")
+    trainer, term = term_on(cfg, tmp_path)
+    dataset = term.dataset
+    clusters = term._clusters(open_source(cfg), trainer.device, 4)
+    labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
+    assert torch.equal(labels[::2], clusters)  # the clustered half keeps its balanced clusters
+    # The other half goes to the nearest centre of the clusters' rows: worked out here from the images.
+    parts = [torch.cat(p) for p in zip(*(term._cluster_parts(x) for x, _ in term._real_images(dataset, trainer.device,
+                                                                                          range(64))))]
+    sample = [p[::2] for p in parts]
+    centre = [p.mean(0) for p in sample]
+    spread = [p.std(0).clamp_min(1e-6) * p.shape[1] ** 0.5 for p in sample]
+    rows = torch.cat([(p - c) / s for p, c, s in zip(parts, centre, spread)], 1)
+    centres = torch.stack([rows[::2][clusters == c].mean(0) for c in range(4)])
+    assert torch.equal(labels[1::2], torch.cdist(rows[1::2], centres).argmin(1))
+    assert len(labels[1::2].unique()) > 1
+
+
+def test_training_with_groups_in_d_judges_reals_by_cluster_and_fakes_by_group(tmp_path, image_folder, tiny):
+    from ganforge import nets
+    from ganforge.modules.latent_groups import latent_group
+    cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4", "model.latent_groups_in_d=true",
+               "train.max_steps=3", "train.epochs=100", "loss.name=rpgan", "loss.r1_gamma=1", "loss.r2_gamma=1")
+    trainer = Trainer(cfg, tmp_path, log_format="quiet")
+    (term,) = trainer.step_fn.g_terms
+    G, D = trainer.step_fn.G, trainer.step_fn.D
+    assert D.projection is not None and D.projection.embed.num_embeddings == 4
+    assert nets.architecture_id(cfg)["latent_groups_in_d"] is True
+    latents, judged = [], []
+    G.register_forward_pre_hook(lambda module, args: latents.append(args[0].detach().clone()))
+    D.register_forward_pre_hook(lambda module, args: judged.append((args[0].detach().clone(), args[1])))
+    trainer.fit()
+    images = all_images(cfg)
+
+    def index_of(x: torch.Tensor) -> int | None:
+        hit = ((images - x).abs().amax(dim=(1, 2, 3)) < 1e-6).nonzero()
+        return int(hit[0]) if len(hit) else None
+
+    reals = fakes = 0
+    for x, y in judged:
+        which = [index_of(im) for im in x]
+        if all(i is not None for i in which):  # a real batch: each image under its cluster
+            assert y.tolist() == term.image_groups[which].tolist()
+            reals += 1
+        else:  # a fake batch: each sample under its latent's group
+            assert any(len(z) == len(y) and torch.equal(y, latent_group(z, 4)) for z in latents)
+            fakes += 1
+    # Per step: reals and fakes in D's step and in G's (rpgan's reference), R1 on reals, R2 on fakes.
+    assert reals >= 3 * 2 and fakes >= 3 * 2
+    assert trainer.state_dict()["g_terms"][0]["image_groups"].tolist() == term.image_groups.tolist()
+    # A run resumed from its midsave on disk continues exactly: the same images under the same clusters.
+    cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4", "model.latent_groups_in_d=true",
+               "train.max_steps=4", "train.midsave_steps=2", "loss.name=rpgan", "loss.r1_gamma=1",
+               "ema.enabled=true", "ema.decay=0.9")
+    (tmp_path / "resume").mkdir()
+    fit_whole_and_resumed(cfg, tmp_path / "resume")

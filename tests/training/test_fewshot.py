@@ -14,6 +14,7 @@ from ganforge.training.augment import Fill, cutout, translation
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.losses import RelativisticPairingLoss
 from ganforge.training.penalties import LeCamPenalty, R1Penalty, R2Penalty, ReconstructionLoss
+from ganforge.training.strategies import DLabels
 from ganforge.training.build import augment_fill, build_penalties
 
 
@@ -35,8 +36,8 @@ def test_r2_is_r1_on_the_fake_batch_and_lazy_scaling_keeps_its_average(real_batc
     fake = torch.rand_like(real) * 2 - 1
     r2 = R2Penalty(gamma=2.0, every=4)
     expected = 4 * R1Penalty(gamma=2.0).penalty(D, fake)
-    assert torch.allclose(r2(D, real, fake, None, 0), expected)
-    assert r2(D, real, fake, None, 1) is None  # lazy: only every 4th D step
+    assert torch.allclose(r2(D, real, fake, DLabels(), 0), expected)
+    assert r2(D, real, fake, DLabels(), 1) is None  # lazy: only every 4th D step
     assert not torch.allclose(expected, 4 * R1Penalty(gamma=2.0).penalty(D, real))  # not the reals'
 
 
@@ -60,7 +61,7 @@ def test_reconstruction_reuses_the_forward_features_and_trains_the_decoders(real
     logits = D(real)
     calls = []
     D.stem.register_forward_hook(lambda *a: calls.append(1))
-    loss = ReconstructionLoss("mse", 1.0)(D, real, None, None, 0, logits, None)
+    loss = ReconstructionLoss("mse", 1.0)(D, real, None, DLabels(), 0, logits, None)
     assert calls == []  # the features of the forward pass on this batch were reused, not recomputed
     loss.backward()
     assert D.decoder_whole.to_image[0].weight.grad.abs().sum() > 0

@@ -5,6 +5,7 @@ import torch
 
 from ganforge.nets.dcgan import DCGANDiscriminator
 from ganforge.training.penalties import GradientPenalty, R1Penalty
+from ganforge.training.strategies import DLabels
 
 
 def small_critic() -> DCGANDiscriminator:
@@ -63,6 +64,6 @@ def test_lazy_r1_applies_every_k_steps_scaled_by_k(real_batches):
     real = real_batches(1, channels=1)[0][0][:2].double()
     lazy = R1Penalty(gamma=1.0, every=4)
     full = R1Penalty(gamma=1.0).penalty(D, real)
-    values = [lazy(D, real, None, None, step) for step in range(9)]
+    values = [lazy(D, real, None, DLabels(), step) for step in range(9)]
     assert [v is not None for v in values] == [True, False, False, False, True, False, False, False, True]
     assert torch.allclose(values[0], 4 * full)

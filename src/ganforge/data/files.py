@@ -59,6 +59,11 @@ class ImageFileSource(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def relabel(self, labels: torch.Tensor) -> None:
+        """Give image i the label ``labels[i]`` from now on (training's own labels: the clusters that
+        ``model.latent_groups_in_d`` conditions D on)."""
+        self.labels = [int(v) for v in labels.tolist()]
+
     def name(self, i: int) -> str:
         return self.files[i]
 

@@ -40,6 +40,11 @@ class TensorSource(torch.utils.data.Dataset):
         i = key[0] if isinstance(key, tuple) else key
         return self.images[i], int(self.labels_t[i]), -1
 
+    def relabel(self, labels: torch.Tensor) -> None:
+        """Give image i the label ``labels[i]`` from now on (training's own labels: the clusters that
+        ``model.latent_groups_in_d`` conditions D on)."""
+        self.labels_t = labels.long().to(self.labels_t.device)
+
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[indices], self.labels_t[indices]
 

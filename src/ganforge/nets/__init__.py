@@ -69,7 +69,8 @@ def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
 
 #: Model keys that change the layers (and so the state dict); the others (init, upsample) do not.
 _ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "g_hidden", "d_hidden", "spectral_norm", "spectral_norm_g",
-                      "d_batchnorm", "attention", "num_classes", "hierarchical_z", "latent_groups")
+                      "d_batchnorm", "attention", "num_classes", "hierarchical_z", "latent_groups",
+                      "latent_groups_in_d")
 
 
 def architecture_id(cfg: Config) -> dict:

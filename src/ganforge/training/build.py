@@ -31,7 +31,8 @@ from ganforge.training.optim import build_optimizer
 from ganforge.training.penalties import GradientPenalty, LeCamPenalty, R1Penalty, R2Penalty, ReconstructionLoss
 from ganforge.training.schedules import LRSchedules, build_lr_schedules
 from ganforge.training.step import GANStep
-from ganforge.training.strategies import DInput, DInputChain, GTerm, InstanceNoise, Penalty, build_targets  # noqa: F401
+from ganforge.training.strategies import (ClassConditions, Conditions, DInput, DInputChain, GroupConditions,  # noqa: F401
+                                         GTerm, InstanceNoise, Penalty, build_targets)
 
 
 def build_d_input(cfg: Config) -> DInput:
@@ -100,7 +101,8 @@ def build_g_terms(cfg: Config, latents: GroupedLatents | None = None) -> list[GT
                                                     warmup=l.feature_match_warmup, sliced=l.feature_match_sliced,
                                                     average=l.feature_match_average, every=l.feature_match_every,
                                                     groups=latents or build_latents(cfg), gram=l.feature_match_gram,
-                                                    unbiased=l.feature_match_unbiased))
+                                                    unbiased=l.feature_match_unbiased,
+                                                    label_images=cfg.model.latent_groups_in_d))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:
@@ -112,6 +114,16 @@ def build_g_terms(cfg: Config, latents: GroupedLatents | None = None) -> list[GT
                           f"got {l.imle_size}: 16 compares the layout of the images")
     return terms + [IMLETerm(l.imle, l.imle_pool, l.imle_every, l.imle_size, cfg.model.nz, cfg.data.batch_size,
                              conditional=cfg.model.num_classes > 0, warmup=l.imle_warmup)]
+
+
+def build_conditions(cfg: Config) -> Conditions:
+    """What G and D condition on: the classes (``model.num_classes``), D on the latent groups
+    (``model.latent_groups_in_d``), or nothing."""
+    if cfg.model.num_classes:
+        return ClassConditions()
+    if cfg.model.latent_groups_in_d:
+        return GroupConditions(cfg.model.latent_groups)
+    return Conditions()
 
 
 def build_latents(cfg: Config) -> GroupedLatents | None:
@@ -152,7 +164,7 @@ def build_components(cfg: Config, device: torch.device, world_size: int = 1) -> 
         G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
         targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
         g_terms=build_g_terms(cfg, latents), g_only_steps=g_only_steps(cfg),
-        l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, num_classes=cfg.model.num_classes, latents=latents)
+        l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, conditions=build_conditions(cfg), latents=latents)
     images_per_step = cfg.data.batch_size * max(world_size, 1)  # the EMA's half-life counts images
     return Components(G=G, D=D, opt_g=opt_g, opt_d=opt_d, step_fn=step_fn,
                       lr_schedules=build_lr_schedules(cfg, opt_g, opt_d),

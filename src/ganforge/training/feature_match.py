@@ -220,18 +220,19 @@ def grams(maps: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _good_images(dataset, picks, batch_size: int):
-    """The images of ``picks`` that decode, in lists of up to ``batch_size``."""
-    batch = []
+    """The images of ``picks`` that decode, in lists of up to ``batch_size``, each with its indices."""
+    batch, indices = [], []
     for i in picks:
         image, _, bad = dataset[i]
         if bad == i:  # file i is broken; the source handed over the next good one, already counted
             continue
         batch.append(image)
+        indices.append(i)
         if len(batch) == batch_size:
-            yield batch
-            batch = []
+            yield batch, indices
+            batch, indices = [], []
     if batch:
-        yield batch
+        yield batch, indices
 
 
 def balanced_kmeans(rows: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> torch.Tensor:
@@ -276,8 +277,13 @@ class FeatureMatchTerm(GTerm):
 
     def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0,
                  sliced: float = 0.0, average: float = 0.0, every: int = 1, groups: GroupedLatents | None = None,
-                 gram: float = 0.0, unbiased: bool = False):
+                 gram: float = 0.0, unbiased: bool = False, label_images: bool = False):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
+        # model.latent_groups_in_d: each training image's cluster becomes its label in the dataset, which
+        # the loader hands the step with the batch (D judges a real image under its cluster).
+        self.label_images = label_images
+        self.image_groups: torch.Tensor | None = None  # the cluster of each training image, by index
+        self.dataset = None  # the dataset so labelled
         self.unbiased = unbiased  # batch estimates without their small-batch bias (_moment_errors)
         self.groups = groups  # model.latent_groups: how G's step draws grouped latents (None: one set of moments)
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
@@ -323,11 +329,13 @@ class FeatureMatchTerm(GTerm):
         rows = torch.cat(self.raw_descriptors(maps), 1)
         return (rows - self.descriptor_mean) * self.descriptor_scale
 
-    def _real_images(self, dataset, device: torch.device):
-        """Batches of the good images (a spread sample of ``MAX_IMAGES`` of a larger set), in [-1, 1]."""
+    def _real_images(self, dataset, device: torch.device, picks=None):
+        """Batches of the good images of ``picks`` (default: a spread sample of ``MAX_IMAGES`` of a larger
+        set), in [-1, 1], each with the images' indices in ``dataset``."""
         n = len(dataset)
-        for batch in _good_images(dataset, range(0, n, max(1, n // MAX_IMAGES)), 128):
-            yield torch.stack(batch).to(device).float() / 127.5 - 1.0
+        picks = range(0, n, max(1, n // MAX_IMAGES)) if picks is None else picks
+        for batch, indices in _good_images(dataset, picks, 128):
+            yield torch.stack(batch).to(device).float() / 127.5 - 1.0, indices
 
     @torch.no_grad()
     def start(self, dataset, device: torch.device) -> None:
@@ -344,7 +352,7 @@ class FeatureMatchTerm(GTerm):
         raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
         widths: list[int] = []  # each depth's share of a descriptor
         done = 0
-        for x in self._real_images(dataset, device):
+        for x, _ in self._real_images(dataset, device):
             group = (cluster[done:done + len(x)] if cluster is not None
                      else torch.zeros(len(x), dtype=torch.long, device=device))
             done += len(x)
@@ -400,17 +408,63 @@ class FeatureMatchTerm(GTerm):
     def _clusters(self, dataset, device: torch.device, k: int) -> torch.Tensor:
         """Each good image's cluster (in :meth:`_real_images`' order): balanced k-means on what the
         image shows (the deepest depth averaged over positions) and how it looks (its colours at 4x4),
-        each part standardised and weighing alike."""
-        deep, colour = [], []
-        for x in self._real_images(dataset, device):
-            deep.append(self.maps(x)[-1].mean((2, 3)))
-            colour.append(F.adaptive_avg_pool2d(x, 4).flatten(1))
-        parts = [torch.cat(deep).double().cpu(), torch.cat(colour).double().cpu()]
-        rows = torch.cat([(p - p.mean(0)) / p.std(0).clamp_min(1e-6) / p.shape[1] ** 0.5 for p in parts], 1)
+        each part standardised and weighing alike.  With ``label_images`` every image of the set also
+        gets its cluster as its label (:meth:`_label_images`)."""
+        raw, indices = [], []
+        for x, picked in self._real_images(dataset, device):
+            raw.append(self._cluster_parts(x))
+            indices += picked
+        parts = [torch.cat(p) for p in zip(*raw)]
+        centre = [p.mean(0) for p in parts]
+        spread = [p.std(0).clamp_min(1e-6) * p.shape[1] ** 0.5 for p in parts]
+
+        def standardise(x_parts: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([(p - c) / s for p, c, s in zip(x_parts, centre, spread)], 1)
+
+        rows = standardise(parts)
         if len(rows) < 2 * k:
             raise ConfigError(f"model.latent_groups={k} needs at least 2 training images per group, and the set "
                               f"has {len(rows)}: use fewer groups (at most {len(rows) // 2})")
-        return balanced_kmeans(rows, k).to(device)
+        labels = balanced_kmeans(rows, k)
+        if self.label_images:
+            self._label_images(dataset, device, labels, indices, rows, standardise)
+        return labels.to(device)
+
+    def _cluster_parts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """What clustering compares of each image in ``x``: its deepest features averaged over positions,
+        and its colours at 4x4 (float64, on the CPU)."""
+        return [self.maps(x)[-1].mean((2, 3)).double().cpu(), F.adaptive_avg_pool2d(x, 4).flatten(1).double().cpu()]
+
+    def _label_images(self, dataset, device: torch.device, labels: torch.Tensor, indices: list[int],
+                      rows: torch.Tensor, standardise) -> None:
+        """Every image's cluster as its label in ``dataset``, which the loader then hands the step (D
+        judges a real image under its cluster: ``model.latent_groups_in_d``).  The clustered images keep
+        their own; in a set larger than ``MAX_IMAGES``, clustered on a spread sample, every other image
+        goes to the nearest cluster centre, at the cost of one pass over those images."""
+        k = int(labels.max()) + 1
+        groups = torch.zeros(len(dataset), dtype=torch.long)  # broken files are never served: 0 is never read
+        groups[torch.tensor(indices, dtype=torch.long)] = labels
+        clustered = set(indices)
+        rest = [i for i in range(len(dataset)) if i not in clustered]
+        if rest:
+            centres = torch.stack([rows[labels == c].mean(0) for c in range(k)])
+            for x, picked in self._real_images(dataset, device, rest):
+                groups[torch.tensor(picked, dtype=torch.long)] = torch.cdist(standardise(self._cluster_parts(x)),
+                                                                            centres).argmin(1)
+        self.image_groups = groups
+        self._relabel(dataset)
+
+    def _relabel(self, dataset) -> None:
+        if not hasattr(dataset, "relabel"):
+            raise ConfigError(f"model.latent_groups_in_d labels each training image with its cluster, and this "
+                              f"source ({type(dataset).__name__}) cannot be relabelled: use a folder, a zip or a "
+                              "prepared dataset, or model.latent_groups_in_d=false")
+        if len(self.image_groups) != len(dataset):
+            raise ConfigError(f"the checkpoint labels {len(self.image_groups)} training images with their clusters, "
+                              f"and the set now has {len(dataset)}: resume with the images the run was trained on, "
+                              "or start a new run")
+        dataset.relabel(self.image_groups)
+        self.dataset = dataset
 
     def _standardise(self, raw: torch.Tensor, widths: list[int]) -> None:
         """Keep the real descriptors standardised, and how to standardise a sample's the same way."""
@@ -569,6 +623,8 @@ class FeatureMatchTerm(GTerm):
             state.update(group_mean=[a.cpu() for a in self.real_mean], group_var=[a.cpu() for a in self.real_var])
             if self.real_gram:
                 state.update(group_gram=[a.cpu() for a in self.real_gram])
+        if self.image_groups is not None:  # the images' labels go with their clusters' moments
+            state.update(image_groups=self.image_groups.clone())
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -588,3 +644,7 @@ class FeatureMatchTerm(GTerm):
             self.real_var = [a.clone().to(device) for a in state["group_var"]]
             if "group_gram" in state and self.gram:
                 self.real_gram = [a.clone().to(device) for a in state["group_gram"]]
+        if "image_groups" in state and self.label_images:
+            self.image_groups = state["image_groups"].clone()
+            if self.dataset is not None:
+                self._relabel(self.dataset)

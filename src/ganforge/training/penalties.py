@@ -55,7 +55,7 @@ class R1Penalty(Penalty):
         """``step``: the number of discriminator steps before this one (lazy: every ``every``-th)."""
         if step % self.every:
             return None
-        return self.every * self.penalty(D, real, labels)
+        return self.every * self.penalty(D, real, labels.real)
 
 
 class R2Penalty(R1Penalty):
@@ -64,7 +64,7 @@ class R2Penalty(R1Penalty):
     def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
         if step % self.every:
             return None
-        return self.every * self.penalty(D, fake.detach(), labels)
+        return self.every * self.penalty(D, fake.detach(), labels.fake)
 
 
 class GradientPenalty(Penalty):
@@ -83,7 +83,9 @@ class GradientPenalty(Penalty):
         return self.weight * ((norm - 1.0) ** 2).mean()
 
     def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
-        return self.penalty(D, self.interpolate(real, fake), labels)
+        # A mixture of a real and a fake image is judged under the real one's label: with class
+        # conditioning the two are the same (the config refuses this penalty where they differ).
+        return self.penalty(D, self.interpolate(real, fake), labels.real)
 
 
 class LeCamPenalty(Penalty):

@@ -3,6 +3,7 @@
 This is the tutorial's algorithm (pytorch/examples dcgan/main.py), with every strategy a piece that
 it calls rather than a branch inside it:
 
+- ``conditions`` what G and D condition on (nothing; the real batch's classes; D on latent groups),
 - ``targets``   what D's loss aims at for reals and fakes (label smoothing / flipping),
 - ``d_input``   what D sees of an image (instance noise, differentiable augmentation),
 - ``loss``      the GAN loss on logits,
@@ -31,7 +32,7 @@ import torch.nn as nn
 
 from ganforge.training.losses import Loss
 from ganforge.training.speed import LossScaling
-from ganforge.training.strategies import DInput, GTerm, Penalty, Targets
+from ganforge.training.strategies import Conditions, DInput, GTerm, Penalty, Targets
 
 
 def l1_penalty(module: nn.Module, strength: float) -> torch.Tensor | None:
@@ -61,7 +62,7 @@ class GANStep:
     g_only_steps: int = 0
     l1_g: float = 0.0
     l1_d: float = 0.0
-    num_classes: int = 0
+    conditions: Conditions = field(default_factory=Conditions)
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     # How each loss becomes gradients and an update (fp16 sets a GradScaler per network; see speed.py).
     scaling_d: LossScaling = field(default_factory=LossScaling)
@@ -83,10 +84,6 @@ class GANStep:
             return self.latents(n, device)
         return torch.randn(n, self.nz, device=device)
 
-    def fake_labels(self, labels: torch.Tensor) -> torch.Tensor | None:
-        # Conditional models generate the classes of the real batch, so D compares like with like.
-        return labels if self.num_classes else None
-
     @staticmethod
     def _add(total: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         return total if extra is None else total + extra
@@ -94,18 +91,18 @@ class GANStep:
     def d_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, d_index: int, keep_fake: bool):
         """Update D on one real batch and one fake batch: maximise log D(x) + log(1 - D(G(z))).
         ``d_index``: discriminator steps done before this one (lazy penalties count them)."""
-        y = self.fake_labels(labels)
         z = self.sample_z(real.shape[0], real.device)
+        y, d_labels = self.conditions(labels, z)
         with self.autocast(), torch.set_grad_enabled(keep_fake):
             fake = self.G(z, y)  # kept with its graph on the last D step: the G step reuses it (and its z)
         with self.autocast():
             real_in, fake_in = self.d_input(real, step), self.d_input(fake.detach(), step)
-            real_logits = self.D(real_in, y).float()
-            fake_logits = self.D(fake_in, y).float()
+            real_logits = self.D(real_in, d_labels.real).float()
+            fake_logits = self.D(fake_in, d_labels.fake).float()
             real_target, fake_target = self.targets(real.shape[0], real.device)
             loss_d = self.loss.d_loss(real_logits, fake_logits, real_target, fake_target)
             for penalty in self.penalties:
-                loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, y, d_index, real_logits, fake_logits))
+                loss_d = self._add(loss_d, penalty(self.D, real_in, fake_in, d_labels, d_index, real_logits, fake_logits))
             loss_d = self._add(loss_d, l1_penalty(self.D, self.l1_d))
         self.opt_d.zero_grad(set_to_none=True)
         self.scaling_d.backward(loss_d)
@@ -118,13 +115,13 @@ class GANStep:
     def g_step(self, fake: torch.Tensor, z: torch.Tensor, real: torch.Tensor, labels: torch.Tensor, step: int):
         """Update G: maximise log D(G(z)) on the fakes of the last D step (made from ``z``), through the
         updated D."""
-        y = self.fake_labels(labels)
+        _, d_labels = self.conditions(labels, z)
         with self.autocast():
-            fake_logits = self.D_for_g(self.d_input(fake, step), y).float()
+            fake_logits = self.D_for_g(self.d_input(fake, step), d_labels.fake).float()
             real_logits = None
             if self.loss.needs_real_logits_for_g:
                 with torch.no_grad():  # a reference for G's loss: nothing flows back through it
-                    real_logits = self.D_for_g(self.d_input(real, step), y).float()
+                    real_logits = self.D_for_g(self.d_input(real, step), d_labels.real).float()
             loss_g = self.with_g_terms(self.loss.g_loss(fake_logits, real_logits), step, fake, z)
         grad_norm_g = self.update_g(loss_g)
         return loss_g.detach(), fake_logits.detach(), grad_norm_g

@@ -1,4 +1,5 @@
-"""Small, separate pieces the training step calls: label targets, D-input transforms, penalties, G terms.
+"""Small, separate pieces the training step calls: conditions, label targets, D-input transforms, penalties,
+G terms.
 
 Each piece is a callable with a no-op default, so the step in :mod:`ganforge.training.step` reads like
 the tutorial and every strategy can be read (and tested) on its own.  :mod:`ganforge.training.build`
@@ -13,10 +14,48 @@ turns the config into pieces; the pieces with more to them live in their own mod
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 
 from ganforge.config import Config
+from ganforge.modules.latent_groups import latent_group
+
+
+class DLabels(NamedTuple):
+    """What D conditions on for the real batch and for the fake batch (None: nothing)."""
+    real: torch.Tensor | None = None
+    fake: torch.Tensor | None = None
+
+
+class Conditions:
+    """What a step conditions G and D on, given the real batch's labels and the fakes' latents z:
+    ``(G's labels, D's labels)``.  By default nothing: an unconditional model."""
+
+    def __call__(self, labels: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor | None, DLabels]:
+        return None, DLabels()
+
+
+class ClassConditions(Conditions):
+    """``model.num_classes``: G draws the classes of the real batch, so D compares like with like."""
+
+    def __call__(self, labels, z):
+        return labels, DLabels(labels, labels)
+
+
+class GroupConditions(Conditions):
+    """``model.latent_groups_in_d`` (Self-Conditioned GAN, Liu et al. 2020): G's group is a function of its
+    own z, so G takes no labels; D judges each sample under its latent group and each real image under
+    its cluster, which the loader hands over as the batch's labels (feature matching clusters the set
+    when training starts and relabels the dataset).  A D that knows which cluster an image should look
+    like can tell a flag-coloured blob from a flag, which the whole set's statistics cannot."""
+
+    def __init__(self, groups: int):
+        self.groups = groups
+
+    def __call__(self, labels, z):
+        return None, DLabels(labels, latent_group(z, self.groups))
 
 
 class Targets:
@@ -118,12 +157,12 @@ class DInputChain(DInput):
 class Penalty:
     """Extra terms of D's loss (R1, R2, gradient penalty, LeCam, reconstruction); zero by default.
 
-    Called once per discriminator step with D, its real and fake inputs as the step built them, the
-    labels, the number of D steps before this one (lazy penalties count them) and D's logits on both
+    Called once per discriminator step with D, its real and fake inputs as the step built them, what D
+    conditions on for each (:class:`DLabels`), the number of D steps before this one (lazy penalties count them) and D's logits on both
     batches.  A penalty that keeps state (LeCam's moving averages) saves it in ``state_dict``, which
     the checkpoint stores, so a resumed run continues with the same state."""
 
-    def __call__(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels, step: int,
+    def __call__(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels: DLabels, step: int,
                  real_logits: torch.Tensor, fake_logits: torch.Tensor):
         return None
 
