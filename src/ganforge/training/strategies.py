@@ -158,9 +158,10 @@ class Penalty:
     """Extra terms of D's loss (R1, R2, gradient penalty, LeCam, reconstruction); zero by default.
 
     Called once per discriminator step with D, its real and fake inputs as the step built them, what D
-    conditions on for each (:class:`DLabels`), the number of D steps before this one (lazy penalties count them) and D's logits on both
-    batches.  A penalty that keeps state (LeCam's moving averages) saves it in ``state_dict``, which
-    the checkpoint stores, so a resumed run continues with the same state."""
+    conditions on for each (:class:`DLabels`), the number of D steps before this one (lazy penalties
+    count them) and D's logits on both batches.  A penalty that keeps state (LeCam's moving averages)
+    saves it in ``state_dict``, which the checkpoint stores, so a resumed run continues with the same
+    state."""
 
     def __call__(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels: DLabels, step: int,
                  real_logits: torch.Tensor, fake_logits: torch.Tensor):
