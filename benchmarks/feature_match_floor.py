@@ -123,7 +123,7 @@ def floor_of(run: Path, batches: int) -> dict:
     (term,) = [t for t in build_g_terms(cfg) if t.name == "feature_match"]
     dataset = open_source(cfg)
     term.start(dataset, torch.device("cpu"))
-    clusters = term._clusters(dataset, torch.device("cpu"), k)  # the same seeded clustering as start()'s
+    clusters = term.clusters  # start()'s seeded clustering, as training made it
     good = torch.stack([x for batch, _ in term._real_images(dataset, torch.device("cpu")) for x in batch])
     sampler = GroupedLatents(cfg.model.nz, k)
     b = cfg.data.batch_size

@@ -34,8 +34,8 @@ def main() -> int:
     cfg.data.num_workers = 0
     (term,) = [t for t in build_g_terms(cfg) if t.name == "feature_match"]
     dataset = open_source(cfg)
-    term.start(dataset, torch.device("cpu"))  # loads the network; the clusters come next, as training made them
-    clusters = term._clusters(dataset, torch.device("cpu"), k)
+    term.start(dataset, torch.device("cpu"))  # the network and the clusters, as training made them (seeded)
+    clusters = term.clusters
     good = [x for batch, _ in term._real_images(dataset, torch.device("cpu")) for x in batch]
     torch.manual_seed(0)
     sampler = GroupedLatents(cfg.model.nz, k)

@@ -235,8 +235,7 @@ def test_balanced_kmeans_finds_separated_clusters_and_splits_a_crowded_one_evenl
 
 def grouped_term(cfg, tmp_path):
     trainer, term = term_on(cfg, tmp_path)
-    clusters = term._clusters(open_source(cfg), trainer.device, cfg.model.latent_groups)
-    return trainer, term, clusters
+    return trainer, term, term.clusters
 
 
 def test_with_latent_groups_each_cluster_of_equal_size_has_its_own_statistics(tmp_path, image_folder, tiny):
@@ -469,7 +468,11 @@ def test_with_groups_in_d_every_image_is_labelled_with_its_cluster_and_the_label
     cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4", "model.latent_groups_in_d=true")
     trainer, term = term_on(cfg, tmp_path)
     dataset = term.dataset
-    clusters = term._clusters(open_source(cfg), trainer.device, 4)
+    fresh = open_source(cfg)
+    before = [fresh[i][1] for i in range(len(fresh))]
+    clusters = term.cluster(fresh, trainer.device, 4).labels  # seeded: start()'s clusters again
+    assert torch.equal(clusters, term.clusters)
+    assert [fresh[i][1] for i in range(len(fresh))] == before  # clustering alone labels nothing
     labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
     assert torch.equal(labels, clusters)  # every image of the 64 was clustered, in index order
     assert torch.equal(term.image_groups, clusters)
@@ -492,7 +495,7 @@ def test_with_groups_in_d_a_set_larger_than_the_sample_labels_the_rest_by_the_ne
     cfg = tiny(image_folder, "loss.feature_match=1", "model.latent_groups=4", "model.latent_groups_in_d=true")
     trainer, term = term_on(cfg, tmp_path)
     dataset = term.dataset
-    clusters = term._clusters(open_source(cfg), trainer.device, 4)
+    clusters = term.clusters
     labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
     assert torch.equal(labels[::2], clusters)  # the clustered half keeps its balanced clusters
     # The other half goes to the nearest centre of the clusters' rows: worked out here from the images.

@@ -98,6 +98,8 @@ but the moving averages and the latent groups' cluster moments (checkpointed).
 """
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -115,6 +117,15 @@ MAX_IMAGES = 10_000
 DESCRIPTOR_GRID = 2
 #: Random directions the sliced term projects on at each step.
 SLICES = 128
+
+
+class Clustering(NamedTuple):
+    """How :meth:`FeatureMatchTerm.cluster` split the real set, and what the labelling of further images
+    needs from it."""
+    labels: torch.Tensor  # each clustered image's cluster, in the order of ``indices``
+    indices: list[int]  # the clustered images' indices in the dataset (the good images of the sample)
+    rows: torch.Tensor  # the clustered images' standardised rows (what the clusters were found on)
+    standardise: Callable[[list[torch.Tensor]], torch.Tensor]  # an image's parts -> a row in the same space
 
 
 def check(cfg: Config) -> None:
@@ -284,6 +295,7 @@ class FeatureMatchTerm(GTerm):
         self.label_images = label_images
         self.image_groups: torch.Tensor | None = None  # the cluster of each training image, by index
         self.dataset = None  # the dataset so labelled
+        self.clusters: torch.Tensor | None = None  # with groups, start()'s clusters of the good images, in order
         self.unbiased = unbiased  # batch estimates without their small-batch bias (_moment_errors)
         self.groups = groups  # model.latent_groups: how G's step draws grouped latents (None: one set of moments)
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
@@ -343,7 +355,12 @@ class FeatureMatchTerm(GTerm):
         and its mirror when the loader mirrors; with latent groups, each cluster's."""
         self.net = FeatureStages(TRAINING_VARIANT).to(device)
         k = self.groups.groups if self.groups else 1
-        cluster = self._clusters(dataset, device, k) if self.groups else None
+        cluster = None
+        if self.groups:
+            clustering = self.cluster(dataset, device, k)
+            if self.label_images:
+                self._label_images(dataset, device, clustering)
+            cluster = self.clusters = clustering.labels.to(device)
         sums: list[torch.Tensor] | None = None
         squares: list[torch.Tensor] = []
         counts = torch.zeros(k, dtype=torch.float64, device=device)
@@ -405,11 +422,11 @@ class FeatureMatchTerm(GTerm):
             s.index_add_(0, group, r.double())
             q += r.double().pow(2).sum(0)
 
-    def _clusters(self, dataset, device: torch.device, k: int) -> torch.Tensor:
-        """Each good image's cluster (in :meth:`_real_images`' order): balanced k-means on what the
-        image shows (the deepest depth averaged over positions) and how it looks (its colours at 4x4),
-        each part standardised and weighing alike.  With ``label_images`` every image of the set also
-        gets its cluster as its label (:meth:`_label_images`)."""
+    def cluster(self, dataset, device: torch.device, k: int) -> Clustering:
+        """The good images (in :meth:`_real_images`' order) split into ``k`` clusters: balanced k-means on
+        what each image shows (the deepest depth averaged over positions) and how it looks (its colours
+        at 4x4), each part standardised and weighing alike.  Seeded: the same images, the same clusters.
+        :meth:`start` keeps the labels in ``clusters``; this changes nothing on the term or the data."""
         raw, indices = [], []
         for x, picked in self._real_images(dataset, device):
             raw.append(self._cluster_parts(x))
@@ -425,22 +442,19 @@ class FeatureMatchTerm(GTerm):
         if len(rows) < 2 * k:
             raise ConfigError(f"model.latent_groups={k} needs at least 2 training images per group, and the set "
                               f"has {len(rows)}: use fewer groups (at most {len(rows) // 2})")
-        labels = balanced_kmeans(rows, k)
-        if self.label_images:
-            self._label_images(dataset, device, labels, indices, rows, standardise)
-        return labels.to(device)
+        return Clustering(balanced_kmeans(rows, k), indices, rows, standardise)
 
     def _cluster_parts(self, x: torch.Tensor) -> list[torch.Tensor]:
         """What clustering compares of each image in ``x``: its deepest features averaged over positions,
         and its colours at 4x4 (float64, on the CPU)."""
         return [self.maps(x)[-1].mean((2, 3)).double().cpu(), F.adaptive_avg_pool2d(x, 4).flatten(1).double().cpu()]
 
-    def _label_images(self, dataset, device: torch.device, labels: torch.Tensor, indices: list[int],
-                      rows: torch.Tensor, standardise) -> None:
+    def _label_images(self, dataset, device: torch.device, clustering: Clustering) -> None:
         """Every image's cluster as its label in ``dataset``, which the loader then hands the step (D
         judges a real image under its cluster: ``model.latent_groups_in_d``).  The clustered images keep
         their own; in a set larger than ``MAX_IMAGES``, clustered on a spread sample, every other image
         goes to the nearest cluster centre, at the cost of one pass over those images."""
+        labels, indices, rows, standardise = clustering
         k = int(labels.max()) + 1
         groups = torch.zeros(len(dataset), dtype=torch.long)  # broken files are never served: 0 is never read
         groups[torch.tensor(indices, dtype=torch.long)] = labels
