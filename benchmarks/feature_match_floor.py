@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ganforge.data import open_source
 from ganforge.modules.latent_groups import GroupedLatents, latent_group
-from ganforge.sampling import generate, load_generator
-from ganforge.training.build import build_g_terms
+from ganforge.sampling import generate
 from ganforge.training.feature_match import grams
+from grouped_run import open_grouped_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: A statistic the term does not match, measured the same way: each image's channel co-occurrence
@@ -115,16 +113,8 @@ def gram_parts(maps: list[torch.Tensor], z: torch.Tensor, k: int, means, scales)
 
 @torch.no_grad()
 def floor_of(run: Path, batches: int) -> dict:
-    G, cfg = load_generator(run)
+    G, cfg, term, good, clusters = open_grouped_run(run)
     k = cfg.model.latent_groups
-    if not k:
-        sys.exit(f"{run} was trained without model.latent_groups")
-    cfg.data.num_workers = 0
-    (term,) = [t for t in build_g_terms(cfg) if t.name == "feature_match"]
-    dataset = open_source(cfg)
-    term.start(dataset, torch.device("cpu"))
-    clusters = term.clusters  # start()'s seeded clustering, as training made it
-    good = torch.stack([x for batch, _ in term._real_images(dataset, torch.device("cpu")) for x in batch])
     sampler = GroupedLatents(cfg.model.nz, k)
     b = cfg.data.batch_size
     gen = torch.Generator().manual_seed(0)

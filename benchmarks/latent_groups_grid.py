@@ -10,15 +10,13 @@ group g's sector (right).  Writes one PNG:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from ganforge.data import open_source
 from ganforge.modules.latent_groups import GroupedLatents
-from ganforge.sampling import generate, load_generator, save_grid
-from ganforge.training.build import build_g_terms
+from ganforge.sampling import generate, save_grid
+from grouped_run import open_grouped_run
 
 
 def main() -> int:
@@ -27,21 +25,13 @@ def main() -> int:
     ap.add_argument("--per-group", type=int, default=6, help="real images and samples per group (default 6)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    G, cfg = load_generator(args.run)
+    G, cfg, _, good, clusters = open_grouped_run(args.run)
     k = cfg.model.latent_groups
-    if not k:
-        sys.exit(f"{args.run} was trained without model.latent_groups")
-    cfg.data.num_workers = 0
-    (term,) = [t for t in build_g_terms(cfg) if t.name == "feature_match"]
-    dataset = open_source(cfg)
-    term.start(dataset, torch.device("cpu"))  # the network and the clusters, as training made them (seeded)
-    clusters = term.clusters
-    good = [x for batch, _ in term._real_images(dataset, torch.device("cpu")) for x in batch]
     torch.manual_seed(0)
     sampler = GroupedLatents(cfg.model.nz, k)
     rows = []
     for g in range(k):
-        reals = torch.stack([good[i] for i in (clusters == g).nonzero().squeeze(1)[:args.per_group].tolist()])
+        reals = good[(clusters == g).nonzero().squeeze(1)[:args.per_group]]
         z = sampler.sample(torch.full((args.per_group,), g))
         fakes = generate(G, z)
         rows.append(torch.cat([reals, fakes]))
