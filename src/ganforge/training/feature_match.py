@@ -295,7 +295,9 @@ class FeatureMatchTerm(GTerm):
         self.label_images = label_images
         self.image_groups: torch.Tensor | None = None  # the cluster of each training image, by index
         self.dataset = None  # the dataset so labelled
-        self.clusters: torch.Tensor | None = None  # with groups, start()'s clusters of the good images, in order
+        # With groups, start()'s clustering of the good images, in order (a resumed run's moments and
+        # labels then come from its checkpoint, which a changed folder could make differ from these).
+        self.clusters: torch.Tensor | None = None
         self.unbiased = unbiased  # batch estimates without their small-batch bias (_moment_errors)
         self.groups = groups  # model.latent_groups: how G's step draws grouped latents (None: one set of moments)
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
