@@ -78,6 +78,9 @@ class DataConfig:
     max_bad_fraction: float = 0.05  # stop before training if more of the files are broken than this
     on_gpu: bool = False  # hold a prepared dataset on the GPU whole
     index_cache: str = "~/.cache/ganforge/index"  # where folder/zip name indexes are cached ("": no cache)
+    # Each real batch in blocks of a few latent groups' clusters, and each fake drawn in the group of the
+    # real image it is paired with (model.latent_groups): real i and fake i are of one kind.
+    group_batches: bool = False
 
 
 @dataclass
@@ -524,6 +527,9 @@ def check_latent_groups(cfg: Config) -> None:
     if m.latent_groups_in_d and not m.latent_groups:
         raise ConfigError("model.latent_groups_in_d conditions D on the latent groups, and there are none: set "
                           "model.latent_groups (for example 16), or model.latent_groups_in_d=false")
+    if cfg.data.group_batches and not m.latent_groups:
+        raise ConfigError("data.group_batches draws each real batch in blocks of the latent groups' clusters, and "
+                          "there are none: set model.latent_groups (for example 16), or data.group_batches=false")
     if not m.latent_groups:
         return
     if m.latent_groups == 1:

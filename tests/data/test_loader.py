@@ -117,3 +117,61 @@ def test_a_damaged_zip_member_is_caught_by_its_crc(image_folder, tmp_path, tiny)
     loader = build_loader(tiny(archive), CPU)
     assert loader.drain_errors() == [("img_00003.jpg", "zip member is damaged (size or CRC mismatch)")]
     assert sum(x.shape[0] for x, _ in loader.epoch(0)) == 64
+
+
+GROUPED = ("data.group_batches=true", "model.latent_groups=4", "loss.feature_match=1", "data.hflip=0")
+
+
+@pytest.mark.parametrize("kind", ["folder", "in memory"])
+def test_grouped_batches_come_in_blocks_of_one_label_each(image_folder, tiny, kind):
+    """data.group_batches: each batch is 4 blocks of 4, each block of one label, the labels distinct; the
+    images labelled -1 (broken, in no cluster) never drawn; the order seeded and resumable."""
+    source = {"folder": image_folder, "in memory": "fashion-mnist"}[kind]
+    cfg = tiny(source, *GROUPED, "data.limit=64", channels=1 if kind == "in memory" else 3)
+    loader = build_loader(cfg, CPU)
+    labels = torch.arange(64) % 6 - 1  # labels -1 .. 4: 5 kinds drawn, 11 images never
+    loader.dataset.relabel(labels)
+    loader.sampler.set_epoch(0)
+    order = loader.sampler.indices()
+    assert len(order) == loader.batches_per_epoch * 16 == 64
+    assert (labels[order] >= 0).all()
+    batches = _epoch(loader, 0)
+    for (_, y), indices in zip(batches, order.split(16)):
+        assert torch.equal(y, labels[indices])  # the loader hands over the drawn images' labels
+        blocks = y.split(4)
+        assert all(len(b.unique()) == 1 for b in blocks)
+        assert len({int(b[0]) for b in blocks}) == 4
+    # Blocks of one label repeat a label's images only once all of them were drawn.
+    for k in range(5):
+        drawn = order[labels[order] == k].tolist()
+        members = int((labels == k).sum())
+        assert len(set(drawn[:members])) == min(members, len(drawn))
+    same = build_loader(cfg, CPU)
+    same.dataset.relabel(labels)
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(batches, _epoch(same, 0)))
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(batches[2:], _epoch(same, 0, start=2)))
+    assert not torch.equal(torch.cat([y for _, y in batches]), torch.cat([y for _, y in _epoch(same, 1)]))
+
+
+def test_grouped_batches_go_to_ranks_whole_and_refuse_a_source_without_labels(image_folder, tiny):
+    cfg = tiny(image_folder, *GROUPED, "data.batch_size=8")
+    labels = torch.arange(64) % 4
+    ranks = [build_loader(cfg, CPU, rank, 2) for rank in (0, 1)]
+    for loader in ranks:
+        loader.dataset.relabel(labels)
+        loader.sampler.set_epoch(0)
+    # Each rank's batches: 4 blocks of 2, one label each; together the two ranks draw every image once.
+    orders = [loader.sampler.indices() for loader in ranks]
+    for order in orders:
+        assert len(order) == 32
+        assert all(len({int(labels[b[0]]) for b in batch.split(2)}) == 4 for batch in order.split(8))
+        assert all(len(labels[b].unique()) == 1 for batch in order.split(8) for b in batch.split(2))
+    assert sorted(torch.cat(orders).tolist()) == list(range(64))
+
+    class Unlabelled(torch.utils.data.Dataset):
+        def __len__(self):
+            return 64
+
+    from ganforge.data.loader import BatchLoader
+    with pytest.raises(DataError, match="data.group_batches.*Unlabelled.*data.group_batches=false"):
+        BatchLoader(Unlabelled(), cfg, CPU)

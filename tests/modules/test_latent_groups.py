@@ -45,6 +45,16 @@ def test_the_training_sampler_draws_a_few_groups_in_blocks_each_in_its_own_secto
     assert sorted(GroupedLatents(nz=4, groups=2, per_batch=4).groups_for(8).unique().tolist()) == [0, 1]
 
 
+def test_paired_latents_follow_the_real_batchs_clusters_and_unpaired_ones_ignore_them():
+    torch.manual_seed(0)
+    clusters = torch.tensor([5, 5, 5, 9, 9, 9, 0, 0])
+    paired = GroupedLatents(nz=10, groups=16, per_batch=4, paired=True)
+    assert torch.equal(latent_group(paired(8, "cpu", clusters), 16), clusters)
+    assert len(latent_group(paired(8, "cpu"), 16).unique()) == 4  # no real batch (a G-only step): its own groups
+    unpaired = GroupedLatents(nz=10, groups=16, per_batch=4)
+    assert not any(torch.equal(latent_group(unpaired(8, "cpu", clusters), 16), clusters) for _ in range(5))
+
+
 @pytest.mark.parametrize("family", ["dcgan", "dcgan-upsample", "resnet", "fastgan"])
 def test_every_conditional_family_conditions_on_its_latents_group(image_folder, tiny, family):
     cfg = tiny(image_folder, f"model.name={family}", "model.latent_groups=4", "loss.feature_match=1",

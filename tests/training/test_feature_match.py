@@ -548,3 +548,44 @@ def test_training_with_groups_in_d_judges_reals_by_cluster_and_fakes_by_group(tm
                "ema.enabled=true", "ema.decay=0.9")
     (tmp_path / "resume").mkdir()
     fit_whole_and_resumed(cfg, tmp_path / "resume")
+
+
+def test_with_grouped_batches_each_fake_is_drawn_in_the_cluster_of_the_real_it_is_paired_with(
+        tmp_path, image_folder, tiny):
+    """data.group_batches: the real batch comes in blocks of clusters and fake i in real i's group, so
+    rpgan's pairs D(real i) - D(fake i) compare like with like; D stays unconditional; resume is exact."""
+    from ganforge.modules.latent_groups import latent_group
+    grouped = ("loss.feature_match=1", "model.latent_groups=4", "data.group_batches=true", "loss.name=rpgan",
+               "loss.r1_gamma=1", "loss.r2_gamma=1")
+    cfg = tiny(image_folder, *grouped, "train.max_steps=3", "train.epochs=100")
+    trainer = Trainer(cfg, tmp_path, log_format="quiet")
+    (term,) = trainer.step_fn.g_terms
+    step, D = trainer.step_fn, trainer.step_fn.D
+    assert D.projection is None  # nothing in D changes
+    pairs, judged = [], []
+    d_step = step.d_step
+
+    def recorded_d_step(real, labels, *args, **kwargs):  # the real step, its batch's labels and z kept
+        out = d_step(real, labels, *args, **kwargs)
+        pairs.append((real.clone(), labels.clone(), out[0][1].detach().clone()))
+        return out
+
+    step.d_step = recorded_d_step
+    trainer.fit()
+    images = all_images(cfg)
+    assert len(pairs) == 3
+    for real, labels, z in pairs:
+        which = [int(((images - im).abs().amax(dim=(1, 2, 3)) < 1e-6).nonzero()[0]) for im in real]
+        assert torch.equal(labels, term.image_groups[which])  # each real image under its cluster
+        assert all(len(block.unique()) == 1 for block in labels.split(4)) and len(labels.unique()) == 4
+        assert torch.equal(latent_group(z, 4), labels)  # fake i drawn in real i's cluster
+    assert trainer.state_dict()["g_terms"][0]["image_groups"].tolist() == term.image_groups.tolist()
+    (tmp_path / "resume").mkdir()
+    fit_whole_and_resumed(tiny(image_folder, *grouped, "train.max_steps=4", "train.midsave_steps=2",
+                               "ema.enabled=true", "ema.decay=0.9"),
+                          tmp_path / "resume")
+
+
+def test_grouped_batches_need_latent_groups(tmp_path, image_folder, tiny):
+    with pytest.raises(ConfigError, match="data.group_batches.*set model.latent_groups.*data.group_batches=false"):
+        tiny(image_folder, "data.group_batches=true")

@@ -45,6 +45,10 @@ class TensorSource(torch.utils.data.Dataset):
         ``model.latent_groups_in_d`` conditions D on)."""
         self.labels_t = labels.long().to(self.labels_t.device)
 
+    def image_labels(self) -> torch.Tensor:
+        """Every image's label, by index (the loader's ``data.group_batches`` groups the batches by them)."""
+        return self.labels_t.cpu()
+
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[indices], self.labels_t[indices]
 

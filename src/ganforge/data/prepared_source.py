@@ -84,6 +84,10 @@ class PreparedSource(torch.utils.data.Dataset):
         ``model.latent_groups_in_d`` conditions D on)."""
         self.labels_t = labels.long().to(self.labels_t.device)
 
+    def image_labels(self) -> torch.Tensor:
+        """Every image's label, by index (the loader's ``data.group_batches`` groups the batches by them)."""
+        return self.labels_t.cpu()
+
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.on_device is not None:
             return self.on_device[indices.to(self.on_device.device)], self.labels_t[indices]

@@ -102,7 +102,7 @@ def build_g_terms(cfg: Config, latents: GroupedLatents | None = None) -> list[GT
                                                     average=l.feature_match_average, every=l.feature_match_every,
                                                     groups=latents or build_latents(cfg), gram=l.feature_match_gram,
                                                     unbiased=l.feature_match_unbiased,
-                                                    label_images=cfg.model.latent_groups_in_d))
+                                                    label_images=cfg.model.latent_groups_in_d or cfg.data.group_batches))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
     if not l.imle and not l.imle_warmup:
@@ -127,10 +127,11 @@ def build_conditions(cfg: Config) -> Conditions:
 
 
 def build_latents(cfg: Config) -> GroupedLatents | None:
-    """How the step draws z: in blocks of latent groups with ``model.latent_groups`` (None: randn)."""
+    """How the step draws z: in blocks of latent groups with ``model.latent_groups``, in the real batch's
+    clusters with ``data.group_batches`` (None: randn)."""
     if not cfg.model.latent_groups:
         return None
-    return GroupedLatents(cfg.model.nz, cfg.model.latent_groups, GROUPS_PER_BATCH)
+    return GroupedLatents(cfg.model.nz, cfg.model.latent_groups, GROUPS_PER_BATCH, paired=cfg.data.group_batches)
 
 
 def g_only_steps(cfg: Config) -> int:

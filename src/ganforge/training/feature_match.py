@@ -290,8 +290,9 @@ class FeatureMatchTerm(GTerm):
                  sliced: float = 0.0, average: float = 0.0, every: int = 1, groups: GroupedLatents | None = None,
                  gram: float = 0.0, unbiased: bool = False, label_images: bool = False):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
-        # model.latent_groups_in_d: each training image's cluster becomes its label in the dataset, which
-        # the loader hands the step with the batch (D judges a real image under its cluster).
+        # model.latent_groups_in_d, data.group_batches: each training image's cluster becomes its label in
+        # the dataset, which the loader hands the step with the batch (D judges a real image under its
+        # cluster; the loader draws batches in blocks of clusters, the fakes in the same groups).
         self.label_images = label_images
         self.image_groups: torch.Tensor | None = None  # the cluster of each training image, by index
         self.dataset = None  # the dataset so labelled
@@ -453,12 +454,15 @@ class FeatureMatchTerm(GTerm):
 
     def _label_images(self, dataset, device: torch.device, clustering: Clustering) -> None:
         """Every image's cluster as its label in ``dataset``, which the loader then hands the step (D
-        judges a real image under its cluster: ``model.latent_groups_in_d``).  The clustered images keep
-        their own; in a set larger than ``MAX_IMAGES``, clustered on a spread sample, every other image
-        goes to the nearest cluster centre, at the cost of one pass over those images."""
+        judges a real image under its cluster: ``model.latent_groups_in_d``; batches come in blocks of
+        clusters: ``data.group_batches``).  The clustered images keep their own; in a set larger than
+        ``MAX_IMAGES``, clustered on a spread sample, every other image goes to the nearest cluster
+        centre, at the cost of one pass over those images."""
         labels, indices, rows, standardise = clustering
         k = int(labels.max()) + 1
-        groups = torch.zeros(len(dataset), dtype=torch.long)  # broken files are never served: 0 is never read
+        # Broken files, in no cluster, get -1: they are never served (the loader hands the next good
+        # file instead), and data.group_batches draws no block from them.
+        groups = torch.full((len(dataset),), -1, dtype=torch.long)
         groups[torch.tensor(indices, dtype=torch.long)] = labels
         clustered = set(indices)
         rest = [i for i in range(len(dataset)) if i not in clustered]
@@ -472,9 +476,9 @@ class FeatureMatchTerm(GTerm):
 
     def _relabel(self, dataset) -> None:
         if not hasattr(dataset, "relabel"):
-            raise ConfigError(f"model.latent_groups_in_d labels each training image with its cluster, and this "
-                              f"source ({type(dataset).__name__}) cannot be relabelled: use a folder, a zip or a "
-                              "prepared dataset, or model.latent_groups_in_d=false")
+            raise ConfigError(f"model.latent_groups_in_d and data.group_batches label each training image with its "
+                              f"cluster, and this source ({type(dataset).__name__}) cannot be relabelled: use a "
+                              "folder, a zip or a prepared dataset, or set both to false")
         if len(self.image_groups) != len(dataset):
             raise ConfigError(f"the checkpoint labels {len(self.image_groups)} training images with their clusters, "
                               f"and the set now has {len(dataset)}: resume with the images the run was trained on, "

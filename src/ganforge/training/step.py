@@ -12,7 +12,8 @@ it calls rather than a branch inside it:
                 each training image's nearest sample),
 - ``regularise`` L1 weight penalties added to each network's loss,
 - ``latents``   how the step draws z (``randn``; in blocks of a few latent groups with
-                ``model.latent_groups``, so each group's share of a batch can be measured).
+                ``model.latent_groups``, so each group's share of a batch can be measured; with
+                ``data.group_batches`` in the real batch's clusters, fake i of real i's kind).
 
 Before generator step ``g_only_steps`` (``loss.feature_match_warmup``, ``loss.imle_warmup``; 0 by
 default) G learns from its terms alone and D waits: the set is laid out first, cheaply, and the
@@ -67,8 +68,8 @@ class GANStep:
     # How each loss becomes gradients and an update (fp16 sets a GradScaler per network; see speed.py).
     scaling_d: LossScaling = field(default_factory=LossScaling)
     scaling_g: LossScaling = field(default_factory=LossScaling)
-    # How z is drawn: (n, device) -> latents.  None: standard normal.
-    latents: Callable[[int, torch.device], torch.Tensor] | None = None
+    # How z is drawn: (n, device, the real batch's labels) -> latents.  None: standard normal.
+    latents: Callable[[int, torch.device, torch.Tensor | None], torch.Tensor] | None = None
     # D as the generator step runs it: the same weights, but outside DistributedDataParallel, whose
     # gradient sync would wait for D gradients that the G step never computes.  None: ``D``.
     D_for_g: nn.Module | None = None
@@ -79,9 +80,11 @@ class GANStep:
         if self.D_for_g is None:
             self.D_for_g = self.D
 
-    def sample_z(self, n: int, device: torch.device) -> torch.Tensor:
+    def sample_z(self, n: int, device: torch.device, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` latents for a batch of fakes; ``labels``: the real batch's, which grouped latents may
+        follow (``data.group_batches``)."""
         if self.latents is not None:
-            return self.latents(n, device)
+            return self.latents(n, device, labels)
         return torch.randn(n, self.nz, device=device)
 
     @staticmethod
@@ -91,7 +94,7 @@ class GANStep:
     def d_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, d_index: int, keep_fake: bool):
         """Update D on one real batch and one fake batch: maximise log D(x) + log(1 - D(G(z))).
         ``d_index``: discriminator steps done before this one (lazy penalties count them)."""
-        z = self.sample_z(real.shape[0], real.device)
+        z = self.sample_z(real.shape[0], real.device, labels)
         y, d_labels = self.conditions(labels, z)
         with self.autocast(), torch.set_grad_enabled(keep_fake):
             fake = self.G(z, y)  # kept with its graph on the last D step: the G step reuses it (and its z)
