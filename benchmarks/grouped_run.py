@@ -37,5 +37,5 @@ def open_grouped_run(run: Path) -> GroupedRun:
     dataset = open_source(cfg)
     cpu = torch.device("cpu")
     term.start(dataset, cpu)
-    good = torch.cat([x for x, _ in term._real_images(dataset, cpu)])
+    good = torch.cat([x for x, _ in term.real_images(dataset, cpu)])
     return GroupedRun(G, cfg, term, good, term.clusters)

@@ -499,7 +499,7 @@ def test_with_groups_in_d_a_set_larger_than_the_sample_labels_the_rest_by_the_ne
     labels = torch.tensor([dataset[i][1] for i in range(len(dataset))])
     assert torch.equal(labels[::2], clusters)  # the clustered half keeps its balanced clusters
     # The other half goes to the nearest centre of the clusters' rows: worked out here from the images.
-    parts = [torch.cat(p) for p in zip(*(term._cluster_parts(x) for x, _ in term._real_images(dataset, trainer.device,
+    parts = [torch.cat(p) for p in zip(*(term._cluster_parts(x) for x, _ in term.real_images(dataset, trainer.device,
                                                                                           range(64))))]
     sample = [p[::2] for p in parts]
     centre = [p.mean(0) for p in sample]

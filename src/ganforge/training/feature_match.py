@@ -344,7 +344,7 @@ class FeatureMatchTerm(GTerm):
         rows = torch.cat(self.raw_descriptors(maps), 1)
         return (rows - self.descriptor_mean) * self.descriptor_scale
 
-    def _real_images(self, dataset, device: torch.device, picks=None):
+    def real_images(self, dataset, device: torch.device, picks=None):
         """Batches of the good images of ``picks`` (default: a spread sample of ``MAX_IMAGES`` of a larger
         set), in [-1, 1], each with the images' indices in ``dataset``."""
         n = len(dataset)
@@ -372,7 +372,7 @@ class FeatureMatchTerm(GTerm):
         raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
         widths: list[int] = []  # each depth's share of a descriptor
         done = 0
-        for x, _ in self._real_images(dataset, device):
+        for x, _ in self.real_images(dataset, device):
             group = (cluster[done:done + len(x)] if cluster is not None
                      else torch.zeros(len(x), dtype=torch.long, device=device))
             done += len(x)
@@ -426,12 +426,12 @@ class FeatureMatchTerm(GTerm):
             q += r.double().pow(2).sum(0)
 
     def cluster(self, dataset, device: torch.device, k: int) -> Clustering:
-        """The good images (in :meth:`_real_images`' order) split into ``k`` clusters: balanced k-means on
+        """The good images (in :meth:`real_images`' order) split into ``k`` clusters: balanced k-means on
         what each image shows (the deepest depth averaged over positions) and how it looks (its colours
         at 4x4), each part standardised and weighing alike.  Seeded: the same images, the same clusters.
         :meth:`start` keeps the labels in ``clusters``; this changes nothing on the term or the data."""
         raw, indices = [], []
-        for x, picked in self._real_images(dataset, device):
+        for x, picked in self.real_images(dataset, device):
             raw.append(self._cluster_parts(x))
             indices += picked
         parts = [torch.cat(p) for p in zip(*raw)]
@@ -468,7 +468,7 @@ class FeatureMatchTerm(GTerm):
         rest = [i for i in range(len(dataset)) if i not in clustered]
         if rest:
             centres = torch.stack([rows[labels == c].mean(0) for c in range(k)])
-            for x, picked in self._real_images(dataset, device, rest):
+            for x, picked in self.real_images(dataset, device, rest):
                 groups[torch.tensor(picked, dtype=torch.long)] = torch.cdist(standardise(self._cluster_parts(x)),
                                                                             centres).argmin(1)
         self.image_groups = groups
