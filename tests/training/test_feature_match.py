@@ -562,7 +562,7 @@ def test_with_grouped_batches_each_fake_is_drawn_in_the_cluster_of_the_real_it_i
     (term,) = trainer.step_fn.g_terms
     step, D = trainer.step_fn, trainer.step_fn.D
     assert D.projection is None  # nothing in D changes
-    pairs, judged = [], []
+    pairs = []
     d_step = step.d_step
 
     def recorded_d_step(real, labels, *args, **kwargs):  # the real step, its batch's labels and z kept

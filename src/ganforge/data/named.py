@@ -16,6 +16,7 @@ from ganforge.config import Config
 from ganforge.data.decode import resize_crop
 from ganforge.data.errors import DataError
 from ganforge.data.files import FolderSource, ZipSource
+from ganforge.data.labels import TensorLabels
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -23,7 +24,7 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 MNIST_CLASSES = [str(d) for d in range(10)]
 
 
-class TensorSource(torch.utils.data.Dataset):
+class TensorSource(TensorLabels, torch.utils.data.Dataset):
     """A dataset already decoded into one uint8 tensor (N, C, S, S): Fashion-MNIST, MNIST, CIFAR-10."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, name: str, classes: list[str]):
@@ -39,15 +40,6 @@ class TensorSource(torch.utils.data.Dataset):
     def __getitem__(self, key):
         i = key[0] if isinstance(key, tuple) else key
         return self.images[i], int(self.labels_t[i]), -1
-
-    def relabel(self, labels: torch.Tensor) -> None:
-        """Give image i the label ``labels[i]`` from now on (training's own labels: the clusters that
-        ``model.latent_groups_in_d`` conditions D on)."""
-        self.labels_t = labels.long().to(self.labels_t.device)
-
-    def image_labels(self) -> torch.Tensor:
-        """Every image's label, by index (the loader's ``data.group_batches`` groups the batches by them)."""
-        return self.labels_t.cpu()
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[indices], self.labels_t[indices]

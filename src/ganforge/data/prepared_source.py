@@ -14,6 +14,7 @@ import torch
 
 from ganforge.config import Config
 from ganforge.data.errors import DataError
+from ganforge.data.labels import TensorLabels
 
 FORMAT = "ganforge-prepared-1"
 MANIFEST = "manifest.json"
@@ -32,7 +33,7 @@ def read_manifest(path: Path) -> dict:
     return json.loads((Path(path) / MANIFEST).read_text())
 
 
-class PreparedSource(torch.utils.data.Dataset):
+class PreparedSource(TensorLabels, torch.utils.data.Dataset):
     """A prepared dataset, memory-mapped; ``get_batch`` reads a batch of rows in one go."""
 
     def __init__(self, path: Path, cfg: Config):
@@ -78,15 +79,6 @@ class PreparedSource(torch.utils.data.Dataset):
     def __getitem__(self, key):
         i = key[0] if isinstance(key, tuple) else key
         return torch.from_numpy(np.array(self.array[i])), int(self.labels_t[i]), -1
-
-    def relabel(self, labels: torch.Tensor) -> None:
-        """Give image i the label ``labels[i]`` from now on (training's own labels: the clusters that
-        ``model.latent_groups_in_d`` conditions D on)."""
-        self.labels_t = labels.long().to(self.labels_t.device)
-
-    def image_labels(self) -> torch.Tensor:
-        """Every image's label, by index (the loader's ``data.group_batches`` groups the batches by them)."""
-        return self.labels_t.cpu()
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.on_device is not None:
