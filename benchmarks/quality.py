@@ -411,7 +411,9 @@ def curve_main(args) -> int:
         reals = real_images(tutorial_config(source, spec["size"], spec["channels"], common))
         block = {"source": source, "real_images": int(reals.shape[0]), "systems": []}
         for system in systems:
-            label = (args.tag or system) if args.set else system  # a candidate (--set) is named by its tag
+            # A candidate (--set) is named by its tag; a plain system by its name and the tag, so that two
+            # runs of one system into one --grids folder do not overwrite each other's grids.
+            label = (args.tag or system) if args.set else "_".join(filter(None, [system, args.tag]))
             prefix = f"quality_curve_{ds_name}_{label}" + (f"_seed{args.seed}" if args.seed else "")
             t = time.time()
             try:
