@@ -7,7 +7,7 @@ disagree, and prints it or (``--write``) puts it in place of the page's summary 
 
     python benchmarks/quality_table.py docs/quality.md --write
 
-Rows whose system is not in ``ORDER`` (a candidate measured once) are left out of the summary; they stay
+Rows whose system is not in ``SYSTEMS`` (a candidate measured once) are left out of the summary; they stay
 in the per-run table and in their own sections.
 """
 from __future__ import annotations
@@ -17,26 +17,19 @@ import re
 import statistics
 from pathlib import Path
 
-#: Systems in the summary, in the order shown, each with the name the summary gives it.
-ORDER = {
-    "default (auto-v7)": "**default (auto-v7)**",
-    "default (auto-v7), alone, 2 threads": "default (auto-v7), alone on the machine, 2 threads",
-    "auto-v6": "auto-v6",
-    "auto-v5": "auto-v5",
-    "auto-v4": "auto-v4",
-    "auto-v4, Lite1 folded": "auto-v4, Lite1 folded",
-    "auto-v3": "auto-v3",
-    "first recipe (auto-v1)": "first recipe (auto-v1)",
-    "first recipe (auto-v1), four runs on the 2 cores": "first recipe (auto-v1), four runs on the 2 cores",
-    "tutorial (dcgan-celeba64 at 64 px)": "tutorial (dcgan-celeba64 at 64 px)",
-    "lightweight-gan 1.2.1": "lightweight-gan 1.2.1",
-}
+#: The systems in the summary, in the order shown, named as the per-run table names them; the default's
+#: rows are shown in bold.
+SYSTEMS = ("default (auto-v7)", "default (auto-v7), alone, 2 threads", "auto-v6", "auto-v5", "auto-v4",
+           "auto-v4, Lite1 folded", "auto-v3", "first recipe (auto-v1)",
+           "first recipe (auto-v1), four runs on the 2 cores", "tutorial (dcgan-celeba64 at 64 px)",
+           "lightweight-gan 1.2.1")
+DEFAULT = SYSTEMS[0]
 ROW = re.compile(r"^\| ([A-Z]+) \| (.+?) \| (\d+) \| (\d+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$")
 SCORES = ("FID-EL0", "KID-EL0", "FID-EL2", "KID-EL2")
-
-
 #: The heading of the section whose table holds every run.
 SECTION = "## Every emoji run"
+#: The summary table's header row, by which ``--write`` finds the table to replace.
+HEADER = "| system | minutes | runs (seeds) | steps | FID-EL0 | KID-EL0 | FID-EL2 | KID-EL2 |"
 
 
 def runs(page: str) -> list[dict]:
@@ -64,7 +57,8 @@ def spread(values: list[float], digits: int) -> str:
 
 def summary(rows: list[dict]) -> str:
     lines = [HEADER, "|---|---|---|---|---|---|---|---|"]
-    for system, shown in ORDER.items():
+    for system in SYSTEMS:
+        shown = f"**{system}**" if system == DEFAULT else system
         mine = [r for r in rows if r["system"] == system]
         for minutes in sorted({r["minutes"] for r in mine}):
             at = [r for r in mine if r["minutes"] == minutes]
@@ -74,9 +68,6 @@ def summary(rows: list[dict]) -> str:
             step_range = f"{min(steps):,}" if min(steps) == max(steps) else f"{min(steps):,}-{max(steps):,}"
             lines.append(f"| {shown} | {minutes} | {len(at)} ({seeds}) | {step_range} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-HEADER = "| system | minutes | runs (seeds) | steps | FID-EL0 | KID-EL0 | FID-EL2 | KID-EL2 |"
 
 
 def replace_summary(page: str, table: str) -> str:
