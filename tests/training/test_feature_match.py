@@ -1,4 +1,4 @@
-"""The feature-matching term in G's loss (``loss.feature_match``, ``loss.feature_match_sliced``): the real
+"""The feature-matching term in G's loss (``loss.feature_match``, its sliced, Gram and nearest parts): the real
 set's statistics and descriptors, the term's value, training with it, its warm-up, exact resume and its
 refusals; on real image files."""
 from __future__ import annotations
@@ -117,6 +117,51 @@ def test_training_with_the_sliced_part_lowers_it(tmp_path, image_folder, tiny):
     assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
 
 
+def test_the_nearest_part_is_zero_on_the_real_images_and_large_on_noise(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_nearest=1", "data.hflip=0")
+    _, term = term_on(cfg, tmp_path)
+    x = all_images(cfg)
+    with torch.no_grad():
+        distance = lambda images: term.nearest_distance(term.descriptors(term.maps(images))).item()
+        on_reals = distance(x)  # each real image's nearest is itself
+        on_noise = distance(torch.rand_like(x) * 2 - 1)
+        shifted = distance(torch.roll(x, shifts=16, dims=3))  # real images half out of place
+    assert on_reals < 1e-3
+    assert on_noise > 1.0  # two random real images are about 2 apart (per depth, standardised)
+    assert 0.1 < shifted < on_noise
+
+
+def test_with_latent_groups_the_nearest_part_looks_only_in_the_samples_cluster(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=1", "loss.feature_match_nearest=1", "model.latent_groups=4",
+               "data.hflip=0")
+    _, term, clusters = grouped_term(cfg, tmp_path)
+    x = all_images(cfg)
+    sampler = term.groups
+    assert torch.equal(term.descriptor_groups, clusters)  # the descriptors keep the images' order
+    with torch.no_grad():
+        d = term.descriptors(term.maps(x))
+        own = term.nearest_distance(d, sampler.sample(clusters)).item()
+        other = term.nearest_distance(d, sampler.sample((clusters + 1) % 4)).item()
+        # Each image's distance to the nearest image of the next cluster, worked out by hand.
+        real = term.real_descriptors
+        want = torch.stack([(d[i] - real[clusters == (clusters[i] + 1) % 4]).pow(2).sum(1).min()
+                            for i in range(len(x))]).mean() / term.depths
+    assert own < 1e-3  # each image is in its own cluster
+    assert other == pytest.approx(want.item(), rel=1e-4)
+    assert other > 0.1
+
+
+def test_training_with_the_nearest_part_lowers_it(tmp_path, image_folder, tiny):
+    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_nearest=10", "train.max_steps=30",
+               "train.epochs=100", "train.log_every=1", "optim.g.lr=2e-3")
+    Trainer(cfg, tmp_path, log_format="quiet").fit()
+    records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "loss_g" in r]
+    assert not any("loss_fm" in r for r in records)  # the moments are off at weight 0
+    values = [r["loss_fm_nearest"] for r in records]
+    assert len(values) == 30
+    assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
+
+
 @pytest.mark.parametrize("variant", [[], ["loss.feature_match_unbiased=true", "model.latent_groups=4"]],
                          ids=["plain", "unbiased-groups"])
 def test_training_with_the_term_lowers_it(tmp_path, image_folder, tiny, variant):
@@ -200,6 +245,8 @@ def test_bad_settings_are_refused_with_the_key_and_fix_named(tmp_path, image_fol
         Trainer(tiny(image_folder, "loss.feature_match=-1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_sliced must be >= 0"):
         Trainer(tiny(image_folder, "loss.feature_match_sliced=-1"), tmp_path, log_format="quiet")
+    with pytest.raises(ConfigError, match="loss.feature_match_nearest must be >= 0"):
+        Trainer(tiny(image_folder, "loss.feature_match_nearest=-1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="loss.feature_match_gram must be >= 0"):
         Trainer(tiny(image_folder, "loss.feature_match=1", "loss.feature_match_gram=-1"), tmp_path, log_format="quiet")
     with pytest.raises(ConfigError, match="feature_match_gram is a part.*set loss.feature_match"):

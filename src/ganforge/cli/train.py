@@ -14,8 +14,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "(for example train.epochs=10 model.nz=128).")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--preset", help="a preset shipped with ganforge (ganforge describe --list shows them); "
-                                    "'auto' (the default with --data) chooses from the data; 'auto-v1' to "
-                                    "'auto-v6' are the earlier recipes, kept as baselines")
+                                    "'auto' (the default with --data) chooses from the data with the current recipe; "
+                                    "'auto-v1', 'auto-v2', ... name each recipe by version, the earlier ones kept "
+                                    "as baselines")
     p.add_argument("--config", help="a YAML config file")
     p.add_argument("--data", help="images to train on: a folder, a zip (zip:inner/dir), a prepared dataset, "
                                   "or a named dataset (same as data.source=...)")

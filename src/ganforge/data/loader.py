@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ganforge.config import GROUPS_PER_BATCH, Config
+from ganforge.config import GROUPS_PER_BATCH, Config, group_block_sizes
 from ganforge.data.errors import DataError
 from ganforge.data.sources import check_decodable, open_source
 
@@ -86,7 +86,7 @@ class GroupedEpochSampler(EpochSampler):
         members = [(labels == k).nonzero().flatten() for k in kinds]
         queues: list[list[int]] = [[] for _ in kinds]
         per = min(self.per_batch, len(kinds), self.batch_size)
-        sizes = [len(block) for block in torch.arange(self.batch_size).tensor_split(per)]
+        sizes = group_block_sizes(self.batch_size, per)
 
         def take(k: int, size: int) -> list[int]:
             out: list[int] = []

@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from ganforge.config import group_block_sizes
+
 
 def latent_group(z: torch.Tensor, groups: int) -> torch.Tensor:
     """The group (0 .. ``groups`` - 1) of each latent in ``z`` (shape ``(B, nz)``, nz >= 2)."""
@@ -43,7 +45,7 @@ class GroupedLatents:
     def groups_for(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """The group of each of ``n`` samples: ``per_batch`` random groups in even blocks."""
         picked = torch.randperm(self.groups, device=device)[:min(self.per_batch, n)]
-        sizes = [len(block) for block in torch.arange(n).tensor_split(len(picked))]
+        sizes = group_block_sizes(n, len(picked))
         return picked.repeat_interleave(torch.tensor(sizes, device=device))
 
     def sample(self, group_of_each: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from typing import Callable
 import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
+from ganforge.modules import ClassProjection
 from ganforge.nets import dcgan, dcgan_upsample, fastgan, mlp, projected, resnet
 from ganforge.storage import CheckpointError
 
@@ -64,6 +65,9 @@ def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     G, D = REGISTRY[cfg.model.name](cfg)
     if cfg.model.discriminator == "projected":
         D = projected.build_discriminator(cfg)
+    for module in D.modules():  # every family's conditional D, and each head of the projected one
+        if isinstance(module, ClassProjection):
+            module.scale = cfg.model.projection_scale
     return G, D
 
 

@@ -95,13 +95,13 @@ def build_g_terms(cfg: Config, latents: GroupedLatents | None = None) -> list[GT
     l = cfg.loss
     feature_match.check(cfg)
     terms: list[GTerm] = []
-    if l.feature_match or l.feature_match_warmup or l.feature_match_sliced:
+    if l.feature_match or l.feature_match_warmup or l.feature_match_sliced or l.feature_match_nearest:
         terms.append(feature_match.FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size,
                                                     cfg.model.nz, mirror=cfg.data.hflip > 0,
                                                     warmup=l.feature_match_warmup, sliced=l.feature_match_sliced,
                                                     average=l.feature_match_average, every=l.feature_match_every,
                                                     groups=latents or build_latents(cfg), gram=l.feature_match_gram,
-                                                    unbiased=l.feature_match_unbiased,
+                                                    unbiased=l.feature_match_unbiased, nearest=l.feature_match_nearest,
                                                     label_images=cfg.model.latent_groups_in_d or cfg.data.group_batches))
     if l.imle < 0 or l.imle_warmup < 0:
         raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")

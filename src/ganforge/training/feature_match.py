@@ -37,6 +37,16 @@ projections are pulled to the real projections' quantiles, a sliced Wasserstein 
 et al. 2018 train a generator with it alone).  The real descriptors are worked out at the start with
 the statistics.
 
+With ``loss.feature_match_nearest`` (a weight; 0: off) the term also pulls each sample's descriptor (the
+sliced part's: every depth pooled to a 2x2 grid, standardised) to the nearest real image's, with latent
+groups the nearest in the sample's own cluster.  Every other part is a statistic of the batch or of a
+group: each can be right for samples none of which is an image of anything (moments of half-faces and
+half-flags).  This part is one signal per sample, "look like some image of the set", which is what a
+person asks of a sample before naming it.  It is the reverse of IMLE's pull (each training image pulls
+its nearest sample, for coverage); the moments keep the spread.  The distance is per depth (divided by
+the depths' count), so two random real images are about 2 apart.  Nearest in the pooled features is not
+nearest in pixels; the copy ratio says whether samples turn into copies (docs/quality.md).
+
 With ``loss.feature_match_gram`` (a weight; 0: off) the term also matches each image's channel
 co-occurrence: at every depth, the Gram matrix of its channels over positions (what style losses
 match, Gatys et al. 2016), averaged over the batch (with latent groups, over each group), against the
@@ -137,7 +147,7 @@ def check(cfg: Config) -> None:
     if not 0 <= l.feature_match_average < 1:
         raise ConfigError(f"loss.feature_match_average is a moving average's decay, in [0, 1) (0: off; 0.9 averages "
                           f"about 10 batches), got {l.feature_match_average}")
-    for key in ("feature_match", "feature_match_sliced", "feature_match_gram"):
+    for key in ("feature_match", "feature_match_sliced", "feature_match_gram", "feature_match_nearest"):
         if getattr(l, key) < 0:
             raise ConfigError(f"loss.{key} must be >= 0 (a weight; 0: off), got {getattr(l, key)}")
     if l.feature_match_unbiased and not (l.feature_match or l.feature_match_warmup):
@@ -149,7 +159,7 @@ def check(cfg: Config) -> None:
     if l.feature_match_gram and not (l.feature_match or l.feature_match_warmup):
         raise ConfigError("loss.feature_match_gram is a part of the feature-matching term: set loss.feature_match "
                           "(for example 1) too, or loss.feature_match_gram=0")
-    if not l.feature_match and not l.feature_match_warmup and not l.feature_match_sliced:
+    if not (l.feature_match or l.feature_match_warmup or l.feature_match_sliced or l.feature_match_nearest):
         return
     if l.feature_match_warmup < 0:
         raise ConfigError(f"loss.feature_match_warmup must be >= 0 (0: none), got {l.feature_match_warmup}")
@@ -288,7 +298,7 @@ class FeatureMatchTerm(GTerm):
 
     def __init__(self, weight: float, size: int, batch_size: int, nz: int, mirror: bool, warmup: int = 0,
                  sliced: float = 0.0, average: float = 0.0, every: int = 1, groups: GroupedLatents | None = None,
-                 gram: float = 0.0, unbiased: bool = False, label_images: bool = False):
+                 gram: float = 0.0, unbiased: bool = False, label_images: bool = False, nearest: float = 0.0):
         self.weight, self.size, self.batch_size, self.nz, self.mirror = weight, size, batch_size, nz, mirror
         # model.latent_groups_in_d, data.group_batches: each training image's cluster becomes its label in
         # the dataset, which the loader hands the step with the batch (D judges a real image under its
@@ -304,6 +314,7 @@ class FeatureMatchTerm(GTerm):
         self.warmup = warmup  # generator steps in which the moments are G's whole loss, at weight 1
         self.sliced = sliced  # weight of the per-image distribution (sliced Wasserstein) part
         self.gram = gram  # weight of the channel co-occurrence (Gram matrix) part
+        self.nearest = nearest  # weight of the pull of each sample's descriptor to the nearest real one
         self.every = every  # the term runs on every k-th generator step, at k times the weight
         self.average = average  # decay of the moving averages of the moments' errors (0: each batch's own)
         self.mean_error: list[torch.Tensor] = []  # per depth, moving averages of the batch's errors
@@ -315,12 +326,15 @@ class FeatureMatchTerm(GTerm):
         self.real_gram: list[torch.Tensor] = []  # per depth, (groups or 1, C * C): the mean Gram matrices
         self.gram_scale: list[torch.Tensor] = []  # per depth, the real Gram entries' average variance
         self.real_descriptors: torch.Tensor | None = None  # one standardised row per real image (and mirror)
+        self.descriptor_groups: torch.Tensor | None = None  # with latent groups, each real descriptor's cluster
+        self.depths = 0  # how many depths a descriptor has (the nearest part's distance is per depth)
         self.descriptor_mean: torch.Tensor | None = None
         self.descriptor_scale: torch.Tensor | None = None
         self.last: torch.Tensor | None = None
         self.last_sliced: torch.Tensor | None = None
         self.last_averaged: torch.Tensor | None = None
         self.last_gram: torch.Tensor | None = None
+        self.last_nearest: torch.Tensor | None = None
 
     def maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The activations of ``x`` (images in [-1, 1]) depth by depth: the image at ``PIXEL_SIZE`` px,
@@ -370,6 +384,7 @@ class FeatureMatchTerm(GTerm):
         gram_sums: list[torch.Tensor] = []  # per depth, (k, C * C); the whole set's squares for the scale
         gram_squares: list[torch.Tensor] = []
         raw: list[torch.Tensor] = []  # the real images' descriptors, before standardising
+        raw_groups: list[torch.Tensor] = []  # and their clusters
         widths: list[int] = []  # each depth's share of a descriptor
         done = 0
         for x, _ in self.real_images(dataset, device):
@@ -382,9 +397,10 @@ class FeatureMatchTerm(GTerm):
             rows = [m.flatten(1) for m in maps]
             if self.gram:
                 self._add_grams(grams(maps), group, gram_sums, gram_squares, k)
-            if self.sliced:
+            if self.sliced or self.nearest:
                 pooled = self.raw_descriptors(maps)
                 raw.append(torch.cat(pooled, 1))
+                raw_groups.append(group)
                 widths = [p.shape[1] for p in pooled]
             # Sums in float64: the variance is a difference of two large sums.
             if sums is None:
@@ -406,8 +422,9 @@ class FeatureMatchTerm(GTerm):
         variances = [(q / c - (s / c) ** 2).clamp_min(0).float() for s, q in zip(sums, squares)]
         self.real_mean = means if self.groups else [m[0] for m in means]
         self.real_var = variances if self.groups else [v[0] for v in variances]
-        if self.sliced:
+        if self.sliced or self.nearest:
             self._standardise(torch.cat(raw), widths)
+            self.descriptor_groups = torch.cat(raw_groups) if self.groups else None
         if self.gram:
             self.real_gram = [(s / c).float() for s in gram_sums]
             self.gram_scale = [(q / total - (s.sum(0) / total) ** 2).clamp_min(0).mean().float().clamp_min(1e-8)
@@ -494,6 +511,7 @@ class FeatureMatchTerm(GTerm):
         # deepest depth's 1,280 numbers do not drown the colours' 12.
         block = torch.cat([torch.full((w,), w ** -0.5, device=raw.device) for w in widths])
         self.descriptor_scale = scale * block
+        self.depths = len(widths)
         self.real_descriptors = (raw - self.descriptor_mean) * self.descriptor_scale
 
     def sliced_distance(self, fake_descriptors: torch.Tensor) -> torch.Tensor:
@@ -508,6 +526,22 @@ class FeatureMatchTerm(GTerm):
         quantiles = real_projected.sort(0).values[ranks]
         fake_sorted = (fake_descriptors @ directions).sort(0).values
         return ((fake_sorted - quantiles) / real_projected.std(0).clamp_min(1e-6)).pow(2).mean()
+
+    def nearest_distance(self, fake_descriptors: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean over the batch of each sample's squared distance to the nearest real descriptor, per
+        depth; with latent groups (``z`` given) the nearest of its group's cluster.  The nearest is
+        chosen without gradient; the gradient pulls each sample towards it."""
+        real = self.real_descriptors
+        with torch.no_grad():
+            distance = (fake_descriptors.pow(2).sum(1, keepdim=True) - 2 * fake_descriptors @ real.T
+                        + real.pow(2).sum(1)[None])
+            if self.groups and self.descriptor_groups is not None:
+                if z is None:
+                    raise ValueError("the nearest part with latent groups needs the samples' latents")
+                own = latent_group(z, self.groups.groups)[:, None] == self.descriptor_groups[None]
+                distance = distance.masked_fill(~own, float("inf"))
+            nearest = distance.argmin(1)
+        return (fake_descriptors - real[nearest]).pow(2).sum(1).mean() / max(self.depths, 1)
 
     def moments(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """The moments part: each depth's means and variances against the real set's."""
@@ -585,7 +619,7 @@ class FeatureMatchTerm(GTerm):
 
     def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None,
                  z: torch.Tensor | None = None) -> torch.Tensor | None:
-        self.last = self.last_sliced = self.last_averaged = self.last_gram = None
+        self.last = self.last_sliced = self.last_averaged = self.last_gram = self.last_nearest = None
         lazy = step >= self.warmup and self.every > 1
         if lazy and step % self.every:
             return None
@@ -593,7 +627,8 @@ class FeatureMatchTerm(GTerm):
         weight = 1.0 if step < self.warmup else self.weight * every
         sliced_weight = self.sliced * every
         gram_weight = self.gram * every
-        if not self.real_mean or not (weight or sliced_weight or gram_weight):
+        nearest_weight = self.nearest * every
+        if not self.real_mean or not (weight or sliced_weight or gram_weight or nearest_weight):
             return None
         if fake is None:  # a G-only step has no batch of its own
             device = self.real_mean[0].device
@@ -623,6 +658,10 @@ class FeatureMatchTerm(GTerm):
             sliced = self.sliced_distance(self.descriptors(maps))
             self.last_sliced = sliced.detach()
             total = total + sliced_weight * sliced
+        if nearest_weight:
+            nearest = self.nearest_distance(self.descriptors(maps), z)
+            self.last_nearest = nearest.detach()
+            total = total + nearest_weight * nearest
         return total
 
     def log(self) -> dict:
@@ -631,6 +670,8 @@ class FeatureMatchTerm(GTerm):
             out["loss_fm_averaged"] = self.last_averaged
         if self.last_gram is not None:
             out["loss_fm_gram"] = self.last_gram
+        if self.last_nearest is not None:
+            out["loss_fm_nearest"] = self.last_nearest
         return out if self.last_sliced is None else {**out, "loss_fm_sliced": self.last_sliced}
 
     def state_dict(self) -> dict:
