@@ -106,13 +106,14 @@ def test_the_sliced_distance_is_small_on_real_images_and_large_on_noise_or_one_i
     assert on_one_image > 10 * max(on_reals, 0.01)  # every projection at one value, far from the spread
 
 
-def test_training_with_the_sliced_part_lowers_it(tmp_path, image_folder, tiny):
-    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_sliced=10", "train.max_steps=30",
+@pytest.mark.parametrize("part", ["sliced", "nearest"])
+def test_training_with_a_per_image_part_alone_lowers_it(tmp_path, image_folder, tiny, part):
+    cfg = tiny(image_folder, "loss.feature_match=0", f"loss.feature_match_{part}=10", "train.max_steps=30",
                "train.epochs=100", "train.log_every=1", "optim.g.lr=2e-3")
     Trainer(cfg, tmp_path, log_format="quiet").fit()
     records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "loss_g" in r]
     assert not any("loss_fm" in r for r in records)  # the moments are off at weight 0
-    values = [r["loss_fm_sliced"] for r in records]
+    values = [r[f"loss_fm_{part}"] for r in records]
     assert len(values) == 30
     assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
 
@@ -149,17 +150,6 @@ def test_with_latent_groups_the_nearest_part_looks_only_in_the_samples_cluster(t
     assert own < 1e-3  # each image is in its own cluster
     assert other == pytest.approx(want.item(), rel=1e-4)
     assert other > 0.1
-
-
-def test_training_with_the_nearest_part_lowers_it(tmp_path, image_folder, tiny):
-    cfg = tiny(image_folder, "loss.feature_match=0", "loss.feature_match_nearest=10", "train.max_steps=30",
-               "train.epochs=100", "train.log_every=1", "optim.g.lr=2e-3")
-    Trainer(cfg, tmp_path, log_format="quiet").fit()
-    records = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "loss_g" in r]
-    assert not any("loss_fm" in r for r in records)  # the moments are off at weight 0
-    values = [r["loss_fm_nearest"] for r in records]
-    assert len(values) == 30
-    assert sum(values[-5:]) / 5 < 0.7 * sum(values[:5]) / 5
 
 
 @pytest.mark.parametrize("variant", [[], ["loss.feature_match_unbiased=true", "model.latent_groups=4"]],

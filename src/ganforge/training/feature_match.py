@@ -533,9 +533,8 @@ class FeatureMatchTerm(GTerm):
         chosen without gradient; the gradient pulls each sample towards it."""
         real = self.real_descriptors
         with torch.no_grad():
-            distance = (fake_descriptors.pow(2).sum(1, keepdim=True) - 2 * fake_descriptors @ real.T
-                        + real.pow(2).sum(1)[None])
-            if self.groups and self.descriptor_groups is not None:
+            distance = torch.cdist(fake_descriptors, real)
+            if self.descriptor_groups is not None:  # latent groups: only the sample's own cluster
                 if z is None:
                     raise ValueError("the nearest part with latent groups needs the samples' latents")
                 own = latent_group(z, self.groups.groups)[:, None] == self.descriptor_groups[None]
@@ -654,12 +653,13 @@ class FeatureMatchTerm(GTerm):
             gram = self.gram_distance(maps, z)
             self.last_gram = gram.detach()
             total = total + gram_weight * gram
+        descriptors = self.descriptors(maps) if sliced_weight or nearest_weight else None
         if sliced_weight:
-            sliced = self.sliced_distance(self.descriptors(maps))
+            sliced = self.sliced_distance(descriptors)
             self.last_sliced = sliced.detach()
             total = total + sliced_weight * sliced
         if nearest_weight:
-            nearest = self.nearest_distance(self.descriptors(maps), z)
+            nearest = self.nearest_distance(descriptors, z)
             self.last_nearest = nearest.detach()
             total = total + nearest_weight * nearest
         return total
