@@ -432,11 +432,24 @@ def auto_config(source: str, overrides: list[str] | None = None, device: str = "
         given[".".join(path)] = value
     from ganforge.devices import pick_device
     device_type = pick_device(str(given.get("train.device", device))).type
-    facts = inspect(source)
+    return resolve(inspect(source), device_type, source, overrides, recipe, class_folder_hint(source, given))
+
+
+def resolve(facts: DataFacts, device_type: str, source: str, overrides: list[str] | None = None,
+            recipe: str = "auto", hint: str | None = None) -> C.Config:
+    """The config ``recipe`` makes for data with these ``facts`` on a ``device_type`` (``cpu``, ``cuda``),
+    with ``overrides`` taking precedence; reasons (and ``hint``) in ``notes``.  Reads no data."""
+    if recipe not in RECIPES:
+        raise C.ConfigError(f"unknown recipe '{recipe}'; recipes: {', '.join(sorted(RECIPES))}")
+    overrides = list(overrides or [])
+    given = {}
+    for text in overrides:
+        path, value = C.parse_override(text)
+        given[".".join(path)] = value
     chosen, why = RECIPES[recipe](facts, device_type, given)
     version = CURRENT if recipe == "auto" else recipe
     notes = [f"auto recipe ({version}) for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
              f"{'grey' if facts.channels == 1 else 'colour'}) on {device_type}:"] + why
-    notes += [hint] if (hint := class_folder_hint(source, given)) else []
+    notes += [hint] if hint else []
     data = C.apply_overrides({"preset": recipe, "notes": notes}, [f"data.source={source}", *chosen, *overrides])
     return C.from_dict(data)
