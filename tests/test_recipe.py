@@ -100,8 +100,7 @@ def test_latent_groups_are_chosen_for_a_small_set_on_a_cpu_and_left_out_where_th
     assert "model.latent_groups=16" in chosen and any(w.startswith("model.latent_groups=16: ") for w in why)
     for facts, given, reason in ((DataFacts(100, 64, 3), {}, "too few"),
                                  (DataFacts(1_900, 64, 3), {"data.batch_size": 6}, "data.batch_size=6 is too small"),
-                                 (DataFacts(1_900, 64, 3), {"model.name": "mlp", "data.image_size": 32}, "mlp"),
-                                 (DataFacts(1_900, 64, 3), {"loss.feature_match_sliced": 1}, "sliced")):
+                                 (DataFacts(1_900, 64, 3), {"model.name": "mlp", "data.image_size": 32}, "mlp")):
         chosen, why = choose(facts, "cpu", given)
         assert not any(c.startswith("model.latent_groups") for c in chosen)
         assert any(w.startswith("model.latent_groups=0: ") and reason in w for w in why), why

@@ -50,14 +50,6 @@ class ModelConfig:
     projected_size: int = 0  # projected D: the size its feature network sees (0: data.image_size)
     projected_pixels: int = 0  # projected D: also judge the raw pixels at this size (0: no pixel head)
     latent_groups: int = 0  # >0: z's angle picks one of K groups G conditions on; feature matching fits each to a cluster
-    latent_groups_in_d: bool = False  # D is conditioned on the groups too: reals on their cluster, fakes on their group
-    projection_scale: float = 1.0  # a conditional D's projection term is multiplied by this (1: as published)
-
-    @property
-    def d_classes(self) -> int:
-        """How many conditions D's projection term has: the classes, or the latent groups when D sees
-        them (model.latent_groups_in_d); 0: an unconditional D."""
-        return self.num_classes or (self.latent_groups if self.latent_groups_in_d else 0)
 
 
 @dataclass
@@ -79,9 +71,6 @@ class DataConfig:
     max_bad_fraction: float = 0.05  # stop before training if more of the files are broken than this
     on_gpu: bool = False  # hold a prepared dataset on the GPU whole
     index_cache: str = "~/.cache/ganforge/index"  # where folder/zip name indexes are cached ("": no cache)
-    # Each real batch in blocks of a few latent groups' clusters, and each fake drawn in the group of the
-    # real image it is paired with (model.latent_groups): real i and fake i are of one kind.
-    group_batches: bool = False
 
 
 @dataclass
@@ -113,19 +102,9 @@ class LossConfig:
     lecam: float = 0.0  # LeCam regularisation weight: D's outputs tied to their moving averages (0: off)
     recon: Literal["none", "l1", "mse"] = "mse"  # fastgan: D's reconstruction loss on reals (self-supervision)
     recon_weight: float = 1.0
-    imle: float = 0.0  # weight of IMLE's term in G's loss: each training image pulls its nearest sample (0: off)
-    imle_pool: int = 2  # candidate latents per training image at each matching
-    imle_every: int = 120  # generator steps between matchings
-    imle_size: int = 16  # images and samples are compared at this size when matching
-    imle_warmup: int = 0  # the first N generator steps train G on the IMLE term alone; D waits
     feature_match: float = 0.0  # weight of the feature-matching term in G's loss: ImageNet-feature statistics (0: off)
     feature_match_size: int = 64  # the images reach the feature network at this size (a multiple of 32)
-    feature_match_warmup: int = 0  # the first N generator steps train G on the feature-matching term alone; D waits
-    feature_match_sliced: float = 0.0  # weight of matching the distribution of each image's features (sliced Wasserstein; 0: off)
-    feature_match_nearest: float = 0.0  # weight of pulling each sample's features to the nearest real image's (0: off)
     feature_match_gram: float = 0.0  # weight of matching each depth's channel co-occurrence (Gram matrices; 0: off)
-    feature_match_every: int = 1  # the term runs on every k-th generator step only, at k times the weight (lazy)
-    feature_match_average: float = 0.0  # decay of moving averages of the moments' errors over steps (0: each batch's own)
     feature_match_unbiased: bool = False  # batch estimates without their small-batch bias (no pull towards sameness)
 
 
@@ -307,11 +286,24 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+#: Keys measured, not taken and removed (docs/quality.md, "Rejected"), each with its off value: a saved run's
+#: config.yaml that holds one at that value still loads; any other value is refused, naming the option.
+RETIRED = {"loss.imle": 0.0, "loss.imle_pool": 2, "loss.imle_every": 120, "loss.imle_size": 16, "loss.imle_warmup": 0,
+           "loss.feature_match_warmup": 0, "loss.feature_match_sliced": 0.0, "loss.feature_match_nearest": 0.0,
+           "loss.feature_match_every": 1, "loss.feature_match_average": 0.0, "model.latent_groups_in_d": False,
+           "model.projection_scale": 1.0, "data.group_batches": False}
+
+
 def _build(cls: type, data: dict, prefix: str = "") -> Any:
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for k, v in data.items():
+        if prefix + k in RETIRED and k not in names:
+            if v == RETIRED[prefix + k]:
+                continue  # off, as every run saved before the option was removed has it
+            raise ConfigError(f"{prefix}{k} was measured, not taken and removed from ganforge (docs/quality.md, "
+                              f"\"Rejected\", names the commit that removed it): leave it out of the config")
         if k not in names:
             raise ConfigError(f"unknown config key '{prefix}{k}'{_closest(k, names)}")
         kwargs[k] = _coerce(v, hints[k], prefix + k)
@@ -521,23 +513,11 @@ def validate(cfg: Config) -> None:
                           "leave it out of configs you write")
     _check_fastgan(cfg)
     check_latent_groups(cfg)
-    if cfg.model.projection_scale <= 0:
-        raise ConfigError(f"model.projection_scale must be > 0 (1: the projection discriminator's own term), "
-                          f"got {cfg.model.projection_scale}")
-    if cfg.model.projection_scale != 1 and not cfg.model.d_classes:
-        raise ConfigError("model.projection_scale weighs a conditional D's projection term, and this D has none: "
-                          "set model.num_classes or model.latent_groups_in_d=true, or leave model.projection_scale at 1")
 
 
 def check_latent_groups(cfg: Config) -> None:
     """model.latent_groups: a generator condition of its own, meaningful only through feature matching."""
     m, l = cfg.model, cfg.loss
-    if m.latent_groups_in_d and not m.latent_groups:
-        raise ConfigError("model.latent_groups_in_d conditions D on the latent groups, and there are none: set "
-                          "model.latent_groups (for example 16), or model.latent_groups_in_d=false")
-    if cfg.data.group_batches and not m.latent_groups:
-        raise ConfigError("data.group_batches draws each real batch in blocks of the latent groups' clusters, and "
-                          "there are none: set model.latent_groups (for example 16), or data.group_batches=false")
     if not m.latent_groups:
         return
     if m.latent_groups == 1:
@@ -551,17 +531,9 @@ def check_latent_groups(cfg: Config) -> None:
     if m.nz < 2:
         raise ConfigError(f"model.latent_groups reads the angle of z's first two components: model.nz must be >= 2, "
                           f"got {m.nz}")
-    if not (l.feature_match or l.feature_match_warmup):
+    if not l.feature_match:
         raise ConfigError("model.latent_groups gets its meaning from feature matching, which fits each group to one "
                           "cluster of the real set: set loss.feature_match (for example 1), or model.latent_groups=0")
-    if l.feature_match_sliced or l.feature_match_average:
-        raise ConfigError("model.latent_groups matches each group's moments batch by batch; the sliced part and the "
-                          "moving averages are for one set of statistics: set loss.feature_match_sliced=0 and "
-                          "loss.feature_match_average=0, or model.latent_groups=0")
-    if m.latent_groups_in_d and l.name == "wgan-gp":
-        raise ConfigError("model.latent_groups_in_d conditions D on a real image's cluster and a sample's group, which "
-                          "differ, and the gradient penalty of loss.name=wgan-gp judges mixtures of the two: use "
-                          "another loss (rpgan, hinge), or model.latent_groups_in_d=false")
     if cfg.data.batch_size < 2 * min(m.latent_groups, GROUPS_PER_BATCH):
         raise ConfigError(f"data.batch_size={cfg.data.batch_size} is too small for model.latent_groups: a batch "
                           f"holds {min(m.latent_groups, GROUPS_PER_BATCH)} groups and each needs at least 2 samples "
@@ -581,14 +553,6 @@ def latent_groups_refusal(overrides: list[str]) -> str | None:
 #: How many latent groups a training batch holds (model.latent_groups): each group's moments are
 #: measured on its share of the batch, so few groups per batch, several samples each.
 GROUPS_PER_BATCH = 4
-
-
-def group_block_sizes(n: int, blocks: int) -> list[int]:
-    """How a batch of ``n`` is split between ``blocks`` groups, as evenly as possible (the first
-    ``n % blocks`` one larger).  G's grouped latents and the loader's grouped real batches
-    (``data.group_batches``) both split this way, so a fake's block and the real block it is paired
-    with have the same size."""
-    return [n // blocks + (i < n % blocks) for i in range(blocks)]
 
 
 def _check_fastgan(cfg: Config) -> None:

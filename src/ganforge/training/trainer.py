@@ -346,7 +346,7 @@ class Trainer:
         self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         self._record_class_names()
-        for term in self.step_fn.g_terms:  # G terms that read the training images (IMLE) read them now
+        for term in self.step_fn.g_terms:  # G terms that read the training images (feature matching) read them now
             term.start(self.loader.dataset, self.device)
         if getattr(self, "_resume_state", None) is not None:
             self.load_state_dict(self._resume_state)
@@ -435,7 +435,7 @@ class Trainer:
 
     def _log_record(self, pending: list[dict[str, torch.Tensor]], images_per_s: float) -> dict[str, Any]:
         # One host sync per log line: stack the steps' tensors and average them (a reading a piece gave
-        # in only some of the window's steps, such as loss_imle around the end of a warm-up, over those).
+        # in only some of the window's steps, over those).
         keys = pending[-1].keys()
         means = torch.stack([torch.stack([p[k].float() for p in pending if k in p]).mean() for k in keys]).tolist()
         record: dict[str, Any] = {"step": self.progress.step, "epoch": self.progress.epoch + 1}
