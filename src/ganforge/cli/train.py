@@ -14,9 +14,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "(for example train.epochs=10 model.nz=128).")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--preset", help="a preset shipped with ganforge (ganforge describe --list shows them); "
-                                    "'auto' (the default with --data) chooses from the data with the current recipe; "
-                                    "'auto-v1', 'auto-v2', ... name each recipe by version, the earlier ones kept "
-                                    "as baselines")
+                                    "'auto' (the default with --data) chooses from the data with the recipe "
+                                    "(docs/recipe.md)")
     p.add_argument("--config", help="a YAML config file")
     p.add_argument("--data", help="images to train on: a folder, a zip (zip:inner/dir), a prepared dataset, "
                                   "or a named dataset (same as data.source=...)")
@@ -107,10 +106,11 @@ def run(args) -> int:
             # The main job: nothing says what to train on (no preset, config, --data or data.source=).
             main_job = not (args.preset or args.config or args.data
                             or any(o.startswith("data.source=") for o in overrides))
-            if args.preset in RECIPES or (args.data and not args.preset and not args.config) or main_job:
-                # Your own images and no preset: the recipe looks at the data and chooses (auto-v1: the
-                # first recipe, kept as a baseline).  With nothing at all: the recipe on the bundled
-                # Fashion-MNIST for MAIN_JOB_MINUTES, the first thing a new user sees.
+            recipe = args.preset in RECIPES or (args.preset or "").startswith("auto-v")  # auto-v1: says where it went
+            if recipe or (args.data and not args.preset and not args.config) or main_job:
+                # Your own images and no preset: the recipe looks at the data and chooses.  With nothing
+                # at all: the recipe on the bundled Fashion-MNIST for MAIN_JOB_MINUTES, the first thing a
+                # new user sees.
                 recipe_overrides = [o for o in overrides if not o.startswith("data.source=")]
                 if main_job and not any(o.startswith("train.max_minutes=") for o in overrides):
                     recipe_overrides.append(f"train.max_minutes={MAIN_JOB_MINUTES}")
