@@ -141,7 +141,7 @@ def test_cli_train_with_data_uses_recipe(tmp_path, image_folder, capsys):
                "train.report=false", "train.tensorboard=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "auto recipe (auto-v7) for 64 images" in out and "model.spectral_norm=true" in out
+    assert "auto recipe (auto-v7) for 64 images" in out and "spectral_norm=true" in out
     run = next((tmp_path / "runs").iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["preset"] == "auto" and saved["model"]["ngf"] == 8 and saved["notes"]
@@ -177,3 +177,33 @@ def test_auto_resolves_to_the_snapshot(case_id, facts, device, given):
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"the snapshot assumes the 'projected' extra's weights: {e}")
     assert resolved(facts, device, given) == json.loads(SNAPSHOT.read_text())[case_id]
+
+
+def _recipe_block(out: str) -> list[str]:
+    """The lines ganforge train printed for the recipe: from its first line to the line before the next
+    ``ganforge:`` line."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ganforge: auto recipe"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("ganforge:")), len(lines))
+    return lines[start:end]
+
+
+@pytest.mark.slow
+def test_train_on_emoji_prints_the_recipe_on_one_screen_and_explain_gives_every_reason(tmp_path, emoji_dir, capsys):
+    quick = ["--runs-dir", str(tmp_path / "runs"), "train.max_steps=1", "data.num_workers=0", "train.report=false",
+             "train.tensorboard=false"]
+    assert main(["train", "--data", str(emoji_dir), *quick]) == 0
+    block = _recipe_block(capsys.readouterr().out)
+    assert len(block) <= 12, "\n".join(block)
+    assert block[0].startswith("ganforge: auto recipe (auto-v7) for 64 images")
+    groups = [line.split(":", 1)[0].strip() for line in block[1:-1]]
+    assert groups[:3] == ["data", "architecture", "loss"] and {"augmentation", "feature matching", "length"} <= set(groups)
+    assert "name=fastgan" in block[2] and "feature_match=1.0" in "\n".join(block)
+    assert "docs/recipe.md" in block[-1] and "--explain" in block[-1]
+    assert all(len(line) <= 120 for line in block) and not any("FID" in line for line in block)
+    # --explain prints every choice with its reason, as the run's config.yaml records them.
+    assert main(["train", "--data", str(emoji_dir), "--explain", *quick, "loss.feature_match=0"]) == 0
+    explained = _recipe_block(capsys.readouterr().out)
+    assert len(explained) > 20
+    assert any(line.strip().startswith("model.name=fastgan: ") for line in explained)
+    assert any(line.strip() == "loss.feature_match=0 (given)" for line in explained)

@@ -266,6 +266,28 @@ def choose(facts: DataFacts, device_type: str, given: dict[str, object]) -> tupl
     return chosen, why
 
 
+def summary(notes: list[str]) -> list[str]:
+    """The recipe's ``notes`` (a config's) in one short line per group of choices, under the first note
+    (what the recipe saw), with a pointer to the reasons: what ``ganforge train`` prints."""
+    lines: dict[str, list[str]] = {group: [] for group in GROUPS_SHOWN}
+    other = []
+    for note in notes[1:]:
+        key, _, rest = note.partition("=")
+        if key not in GROUP_OF:
+            other.append(note)  # the class-folder hint
+            continue
+        name = key.split(".", 1)[1]
+        if rest.endswith(" (given)"):
+            lines[GROUP_OF[key]].append(f"{name}={rest[:-len(' (given)')]} (given)")
+        elif ": it would help, but " in rest:
+            lines[GROUP_OF[key]].append(f"no {name} ({rest.split(': it would help, but ', 1)[1]})")
+        else:
+            lines[GROUP_OF[key]].append(f"{name}={rest.split(': ', 1)[0]}")
+    shown = [f"  {group}: {', '.join(items)}" for group, items in lines.items() if items]
+    return [notes[0], *shown, *(f"  {n}" for n in other),
+            "  every reason: ganforge train --explain (or --dry-run); why these rules: docs/recipe.md"]
+
+
 #: Recipe names ``ganforge train --preset`` and :func:`auto_config` take.
 RECIPES = {"auto": choose, CURRENT: choose}
 

@@ -34,6 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="same as train.seed=N (data order, initial weights, fixed noise)")
     p.add_argument("--device", help="auto (the default: a GPU when there is one), cpu, cuda, cuda:N or mps; "
                                     "same as train.device=D")
+    p.add_argument("--explain", action="store_true",
+                   help="with the recipe: print every choice with its reason, not the one-screen summary")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the resolved config, the models' parameters and FLOPs, the "
                         "images found and what the run would write; train nothing, write nothing")
@@ -102,7 +104,7 @@ def run(args) -> int:
             run_dir = start(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
                             world_size=launch.world_size, name=args.name)
         else:
-            from ganforge.recipe import RECIPES, auto_config
+            from ganforge.recipe import RECIPES, auto_config, summary
             # The main job: nothing says what to train on (no preset, config, --data or data.source=).
             main_job = not (args.preset or args.config or args.data
                             or any(o.startswith("data.source=") for o in overrides))
@@ -116,8 +118,9 @@ def run(args) -> int:
                     recipe_overrides.append(f"train.max_minutes={MAIN_JOB_MINUTES}")
                 cfg = auto_config(args.data or C.load(overrides=overrides).data.source, recipe_overrides,
                                   recipe=args.preset or "auto")
-                if log_format != "quiet" and launch.rank == 0:
-                    print("ganforge: " + "\n  ".join(cfg.notes), flush=True)
+                if log_format != "quiet" and launch.rank == 0 and not args.dry_run:  # --dry-run prints every reason
+                    lines = cfg.notes if args.explain else summary(cfg.notes)
+                    print("ganforge: " + "\n  ".join(line.removeprefix("  ") for line in lines), flush=True)
             else:
                 preset = args.preset or (None if args.config else "quickstart")
                 cfg = C.load(preset=preset, file=args.config, overrides=overrides)
