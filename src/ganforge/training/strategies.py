@@ -162,8 +162,9 @@ class Penalty:
 class GTerm:
     """Extra terms of G's loss that need more than D's logits (feature matching); none by default.
 
-    ``start`` runs once when training starts, with the loader's dataset and the device (a term that
-    reads the training images reads them there); the step then calls the term once per generator step
+    ``start`` runs once when training starts, with the loader's dataset, the device and the latent
+    groups' clusters of the images (None without groups; a term that reads the training images reads
+    them there); the step then calls the term once per generator step
     with G, the number of generator steps before this one, the step's batch of samples (with its
     graph) and their latents (both None in a step that makes none, where a term that needs samples
     draws its own), and adds what it returns (a tensor, or None for nothing) to G's loss before the
@@ -173,7 +174,7 @@ class GTerm:
 
     name = "term"
 
-    def start(self, dataset, device: torch.device) -> None:
+    def start(self, dataset, device: torch.device, clusters: torch.Tensor | None = None) -> None:
         pass
 
     def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None,

@@ -29,6 +29,7 @@ from ganforge.sampling import generate, save_grid
 from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load
 from ganforge.training import distributed
 from ganforge.training.build import Components, build_components
+from ganforge.training.clusters import latent_clusters
 from ganforge.training.context import Hooks, RunContext
 from ganforge.training.guard import Recovery
 from ganforge.training.loop_schedule import LoopSchedule
@@ -346,8 +347,11 @@ class Trainer:
         self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         self._record_class_names()
-        for term in self.step_fn.g_terms:  # G terms that read the training images (feature matching) read them now
-            term.start(self.loader.dataset, self.device)
+        # The latent groups' clusters of the training images, then the G terms that read the images
+        # (feature matching: each cluster's statistics).
+        clusters = latent_clusters(cfg, self.loader.dataset, self.device)
+        for term in self.step_fn.g_terms:
+            term.start(self.loader.dataset, self.device, clusters)
         if getattr(self, "_resume_state", None) is not None:
             self.load_state_dict(self._resume_state)
             self._resume_state = None
