@@ -140,7 +140,12 @@ def latent_groups_blocker(s: Situation) -> str | None:
     group, or what the config's own check would refuse."""
     if s.facts.count < GROUPS * MIN_IMAGES_PER_GROUP:
         return f"{s.facts.count:,} images are too few for {GROUPS} groups of at least {MIN_IMAGES_PER_GROUP}"
-    return C.latent_groups_refusal([f"{k}={v}" for k, v in s.settings.items()] + [f"model.latent_groups={GROUPS}"])
+    overrides = [f"{k}={v}" for k, v in s.settings.items()] + [f"model.latent_groups={GROUPS}"]
+    try:  # the config's own check of the groups, on the settings so far (the rest is checked at the end)
+        C.check_latent_groups(C.from_dict(C.apply_overrides({}, overrides), check=False))
+    except C.ConfigError as e:
+        return str(e)
+    return None
 
 
 def _epochs(s: Situation) -> int:
