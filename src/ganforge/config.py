@@ -180,6 +180,7 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics.jsonl lines
     midsave_steps: int = 0  # also checkpoint every N steps (0: off)
     midsave_minutes: float = 0.0  # also checkpoint every N minutes (0: off)
+    save_every_minutes: float = 0.0  # epoch ends save (checkpoint, grid, report) only N minutes after the last (0: each)
     keep_checkpoints: int = 3  # keep the last K step checkpoints (the best is kept too)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     compile: Literal["auto", "off", "on"] = "auto"
@@ -468,7 +469,7 @@ def validate(cfg: Config) -> None:
               "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every", "train.world_size",
               "loss.r1_every", "augment.ada_interval")
     _positive(cfg, "train.epochs", "train.max_steps", "train.sample_every", "train.midsave_steps",
-              "train.midsave_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
+              "train.midsave_minutes", "train.save_every_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
               "optim.g.l1", "optim.d.l1", "noise.std", "loss.r1_gamma", "loss.gp_weight", "loss.r2_gamma",
               "loss.lecam", "loss.recon_weight", "ema.half_life_images", "ema.rampup", "model.fastgan_decoder",
               "model.num_classes", "model.latent_groups", "eval.every", "train.keep_checkpoints", "model.attention",

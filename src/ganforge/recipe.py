@@ -420,9 +420,10 @@ def class_folder_hint(source: str, given: dict[str, object]) -> str | None:
 
 
 def auto_config(source: str, overrides: list[str] | None = None, device: str = "auto",
-                recipe: str = "auto") -> C.Config:
+                recipe: str = "auto", gpu=None) -> C.Config:
     """The recipe's config for ``source``, with ``overrides`` taking precedence; reasons in ``notes``.
-    ``recipe``: ``auto`` (the current one), or an earlier one by name (``auto-v1``) as a baseline."""
+    ``recipe``: ``auto`` (the current one), or an earlier one by name (``auto-v1``) as a baseline.
+    ``gpu``: a :class:`ganforge.gpu_plan.GpuFacts` for a CUDA device (default: the device's own)."""
     if recipe not in RECIPES:
         raise C.ConfigError(f"unknown recipe '{recipe}'; recipes: {', '.join(sorted(RECIPES))}")
     overrides = list(overrides or [])
@@ -431,9 +432,13 @@ def auto_config(source: str, overrides: list[str] | None = None, device: str = "
         path, value = C.parse_override(text)
         given[".".join(path)] = value
     from ganforge.devices import pick_device
-    device_type = pick_device(str(given.get("train.device", device))).type
+    chosen_device = pick_device(str(given.get("train.device", device)))
+    device_type = chosen_device.type
     facts = inspect(source)
     chosen, why = RECIPES[recipe](facts, device_type, given)
+    if device_type == "cuda":  # the GPU's own choices: mixed precision, saving by time, a batch that fits
+        from ganforge import gpu_plan
+        chosen, why = gpu_plan.on_gpu(chosen, why, given, gpu or gpu_plan.read_gpu(chosen_device), facts.count)
     version = CURRENT if recipe == "auto" else recipe
     notes = [f"auto recipe ({version}) for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
              f"{'grey' if facts.channels == 1 else 'colour'}) on {device_type}:"] + why
