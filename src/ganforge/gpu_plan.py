@@ -156,8 +156,8 @@ def on_gpu(chosen: list[str], why: list[str], given: dict[str, object], gpu: Gpu
     cfg = C.from_dict(C.apply_overrides({}, [f"{k}={v}" for k, v in settings.items()]))
     amp, reason = amp_for(gpu)
     picks.append(("train.amp", amp, reason))
-    if "train.amp" in given and given["train.amp"] != "auto":
-        amp = str(given["train.amp"])
+    if "train.amp" in given and cfg.train.amp != "auto":
+        amp = cfg.train.amp
     picks.append(("train.save_every_minutes", SAVE_EVERY_MINUTES,
                   f"a GPU trains a short epoch in seconds: a checkpoint, a grid and a report refresh at every "
                   f"epoch end would leave it idle, so epoch ends save at most every {SAVE_EVERY_MINUTES} minutes "
@@ -185,7 +185,8 @@ def on_gpu(chosen: list[str], why: list[str], given: dict[str, object], gpu: Gpu
     why.append(f"on {gpu}:")
     for key, value, reason in picks:
         if key in given:
-            why.append(f"{key}={given[key]} (given)")
+            why.append(f"{key}={cfg.get(key):g} (given)" if isinstance(cfg.get(key), float) else
+                       f"{key}={cfg.get(key)} (given)")  # as the config reads it: train.amp=off, not False
         else:
             chosen.append(f"{key}={value}")
             why.append(f"{key}={value}: {reason}")
