@@ -77,6 +77,11 @@ def test_on_a_gpu_given_keys_win(image_folder):
     assert {"train.amp=off (given)", "data.batch_size=32 (given)", "train.save_every_minutes=0 (given)"} <= set(cfg.notes)
     # The fit is judged at the given batch and precision.
     assert any(n.startswith("memory: ") and "per step (off)" in n and "data.batch_size=32 fits" in n for n in cfg.notes)
+    # A given batch that does not fit is kept, the networks under it too, and the printout warns.
+    chosen, why = gpu_plan.on_gpu(["model.ngf=16", "model.ndf=16", "train.epochs=5"], [], {"data.batch_size": 64},
+                                  GpuFacts("none", (8, 6), 1), images=64)
+    assert "model.ngf=16" in chosen and not any(c.startswith(("model.ngf=8", "data.batch_size")) for c in chosen)
+    assert any(n.startswith("memory: a training step needs about") for n in why)
 
 
 def test_without_a_gpu_a_cuda_recipe_is_refused_clearly(image_folder):

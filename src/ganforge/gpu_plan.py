@@ -124,14 +124,17 @@ def fit(cfg: C.Config, gpu: GpuFacts, amp: str, fixed: set[str] = frozenset(),
         measure=training_memory) -> Fit:
     """The largest batch up to ``cfg``'s (halving it) whose step fits ``gpu`` with the headroom; below
     ``MIN_BATCH`` the networks are halved in width instead.  Keys in ``fixed`` (given by the user) are
-    not changed.  ``measure(cfg)`` gives a config's :class:`TrainingMemory`."""
+    not changed, and a given batch leaves the widths alone too.  ``measure(cfg)`` gives a config's
+    :class:`TrainingMemory`."""
     batch, ngf, ndf = cfg.data.batch_size, cfg.model.ngf, cfg.model.ndf
     memory: TrainingMemory = measure(cfg)
     while True:
         predicted = memory.per_step(batch, amp)
         if fits(predicted, gpu.total_memory):
             return Fit(batch, ngf, ndf, predicted, True)
-        if "data.batch_size" not in fixed and batch // 2 >= MIN_BATCH:
+        if "data.batch_size" in fixed:  # the user's batch: say it does not fit, change no network under it
+            return Fit(batch, ngf, ndf, predicted, False)
+        if batch // 2 >= MIN_BATCH:
             batch //= 2
             continue
         narrower = {k for k in ("model.ngf", "model.ndf") if k not in fixed and cfg.get(k) // 2 >= MIN_WIDTH}
