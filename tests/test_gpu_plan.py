@@ -96,3 +96,18 @@ def test_memory_warnings():
     assert gpu_plan.memory_warning(GiB, 2 * GiB, "the GPU") is None
     assert "may run out of memory" in gpu_plan.memory_warning(int(1.5 * GiB), 2 * GiB, "the GPU")
     assert "would run out of memory" in gpu_plan.memory_warning(3 * GiB, 2 * GiB, "the GPU")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_real_gpu_the_recipe_and_the_dry_run_read_it(tmp_path, image_folder, capsys):
+    import torch
+
+    from ganforge.cli import main
+    gpu = gpu_plan.read_gpu()
+    assert gpu.capability == torch.cuda.get_device_capability() and gpu.total_memory > 0
+    cfg = auto_config(str(image_folder), ["train.device=cuda"])
+    assert cfg.train.amp == amp_for(gpu)[0] and f"on {gpu}:" in cfg.notes
+    assert main(["train", "--dry-run", "--data", str(image_folder), "--runs-dir", str(tmp_path / "runs"),
+                 "train.device=cuda", "data.num_workers=0"]) == 0
+    out = capsys.readouterr().out
+    assert "memory per step on cuda: about " in out and f"in the GPU ({gpu.name})" in out and "warning:" not in out

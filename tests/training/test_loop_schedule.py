@@ -1,6 +1,9 @@
 """When the loop logs, samples, saves, checks the guard and stops (training/loop_schedule.py)."""
 from __future__ import annotations
 
+import pytest
+
+from ganforge.config import ConfigError
 from ganforge.training.loop_schedule import LoopSchedule
 
 
@@ -39,6 +42,8 @@ def test_epoch_ends_save_by_time_with_save_every_minutes(tiny):
     s.last_save = time.monotonic() - 10 * 60  # the last checkpoint was 10 minutes ago
     assert s.epoch_end_save_due(8, last=False)
     assert LoopSchedule(tiny("unused"), batches_per_epoch=4).epoch_end_save_due(4, last=False)  # 0: every epoch end
+    with pytest.raises(ConfigError, match="train.save_every_minutes must be >= 0, got -1"):
+        tiny("unused", "train.save_every_minutes=-1")
 
 
 class _EpochEnds:
