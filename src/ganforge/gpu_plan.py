@@ -171,7 +171,8 @@ def on_gpu(chosen: list[str], why: list[str], given: dict[str, object], gpu: Gpu
     batch, epochs = chosen_fit.batch, cfg.train.epochs
     on = f"{format_bytes(chosen_fit.predicted)} per step ({amp}) of the {format_bytes(gpu.total_memory)} of {gpu.name}"
     if batch != cfg.data.batch_size:
-        epochs = max(5, math.ceil(cfg.train.epochs * batch / cfg.data.batch_size))
+        if "train.epochs" not in given:
+            epochs = max(5, math.ceil(cfg.train.epochs * batch / cfg.data.batch_size))
         picks.append(("data.batch_size", batch, f"the largest batch up to {cfg.data.batch_size} whose step fits: {on}, "
                                                 f"under {HEADROOM:.0%}" if chosen_fit.fits else
                                                 f"as small as the plan goes, and still {on}"))
@@ -179,7 +180,7 @@ def on_gpu(chosen: list[str], why: list[str], given: dict[str, object], gpu: Gpu
     for key, width in (("model.ngf", chosen_fit.ngf), ("model.ndf", chosen_fit.ndf)):
         if width != cfg.get(key):
             picks.append((key, width, f"narrower than {cfg.get(key)}, as batch {batch} alone does not fit: {on}"))
-    steps = epochs * max(images // batch, 1) // cfg.train.d_steps
+    steps = cfg.train.max_steps or epochs * max(images // batch, 1) // cfg.train.d_steps
     every = max(steps // SAMPLES_PER_RUN, 1)
     every = every // 50 * 50 or every  # a round number of steps
     picks.append(("train.sample_every", every, f"a grid, and with it a report refresh, every {every:,} of the run's "
