@@ -448,6 +448,7 @@ def _check_limits_and_devices(cfg: Config) -> None:
     _positive(cfg, "data.prefetch_factor", "augment.ada_kimg", "eval.n")
     _positive(cfg, "train.seed", "noise.anneal_steps", "ema.start_step", "guard.d_wins_steps",
               "guard.max_recoveries", allow_zero=True)
+    _positive(cfg, "train.save_every_minutes", allow_zero=True)
     if cfg.data.num_workers < -1:
         raise ConfigError(f"data.num_workers must be -1 (one per core), 0 (none) or more, got {cfg.data.num_workers}")
     for k in ("data.max_bad_fraction", "guard.lr_factor"):
@@ -469,7 +470,7 @@ def validate(cfg: Config) -> None:
               "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every", "train.world_size",
               "loss.r1_every", "augment.ada_interval")
     _positive(cfg, "train.epochs", "train.max_steps", "train.sample_every", "train.midsave_steps",
-              "train.midsave_minutes", "train.save_every_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
+              "train.midsave_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
               "optim.g.l1", "optim.d.l1", "noise.std", "loss.r1_gamma", "loss.gp_weight", "loss.r2_gamma",
               "loss.lecam", "loss.recon_weight", "ema.half_life_images", "ema.rampup", "model.fastgan_decoder",
               "model.num_classes", "model.latent_groups", "eval.every", "train.keep_checkpoints", "model.attention",
