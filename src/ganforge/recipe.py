@@ -275,19 +275,25 @@ def summary(notes: list[str]) -> list[str]:
     """The recipe's ``notes`` (a config's) in one short line per group of choices, under the first note
     (what the recipe saw), with a pointer to the reasons: what ``ganforge train`` prints."""
     lines: dict[str, list[str]] = {group: [] for group in GROUPS_SHOWN}
+    gpu = None  # "on <GPU> (...)": the GPU plan's choices follow that note (ganforge.gpu_plan.on_gpu)
     other = []
     for note in notes[1:]:
         key, _, rest = note.partition("=")
-        if key not in GROUP_OF:
-            other.append(note)  # the class-folder hint
+        if note.startswith("on ") and note.endswith(":"):
+            gpu = note[:-1]
+            lines[gpu] = []
+            continue
+        group = GROUP_OF.get(key, gpu if key.startswith(("train.", "data.", "model.")) else None)
+        if group is None:
+            other.append(note)  # the class-folder hint, the GPU's memory line
             continue
         name = key.split(".", 1)[1]
         if rest.endswith(" (given)"):
-            lines[GROUP_OF[key]].append(f"{name}={rest[:-len(' (given)')]} (given)")
+            lines[group].append(f"{name}={rest[:-len(' (given)')]} (given)")
         elif ": it would help, but " in rest:
-            lines[GROUP_OF[key]].append(f"no {name} ({rest.split(': it would help, but ', 1)[1]})")
+            lines[group].append(f"no {name} ({rest.split(': it would help, but ', 1)[1]})")
         else:
-            lines[GROUP_OF[key]].append(f"{name}={rest.split(': ', 1)[0]}")
+            lines[group].append(f"{name}={rest.split(': ', 1)[0]}")
     shown = [f"  {group}: {', '.join(items)}" for group, items in lines.items() if items]
     return [notes[0], *shown, *(f"  {n}" for n in other),
             "  every reason: ganforge train --explain (or --dry-run); why these rules: docs/recipe.md"]
@@ -317,24 +323,34 @@ def class_folder_hint(source: str, given: dict[str, object]) -> str | None:
 
 
 def auto_config(source: str, overrides: list[str] | None = None, device: str = "auto",
-                recipe: str = "auto") -> C.Config:
+                recipe: str = "auto", gpu=None) -> C.Config:
     """The recipe's config for ``source``, with ``overrides`` taking precedence; reasons in ``notes``.
-    ``recipe``: ``auto`` (also called by its version, ``auto-v7``)."""
+    ``recipe``: ``auto`` (also called by its version, ``auto-v7``).
+    ``gpu``: a :class:`ganforge.gpu_plan.GpuFacts` for a CUDA device (default: the device's own)."""
     _check_name(recipe)
     given = _given(overrides)
     from ganforge.devices import pick_device
-    device_type = pick_device(str(given.get("train.device", device))).type
-    return resolve(inspect(source), device_type, source, overrides, recipe, class_folder_hint(source, given))
+    chosen_device = pick_device(str(given.get("train.device", device)))
+    if chosen_device.type == "cuda" and gpu is None:
+        from ganforge import gpu_plan
+        gpu = gpu_plan.read_gpu(chosen_device)
+    return resolve(inspect(source), chosen_device.type, source, overrides, recipe,
+                   class_folder_hint(source, given), gpu)
 
 
 def resolve(facts: DataFacts, device_type: str, source: str, overrides: list[str] | None = None,
-            recipe: str = "auto", hint: str | None = None) -> C.Config:
+            recipe: str = "auto", hint: str | None = None, gpu=None) -> C.Config:
     """The config ``recipe`` makes for data with these ``facts`` on a ``device_type`` (``cpu``, ``cuda``),
-    with ``overrides`` taking precedence; reasons (and ``hint``) in ``notes``.  Reads no data."""
+    with ``overrides`` taking precedence; reasons (and ``hint``) in ``notes``.  Reads no data.  On CUDA with
+    ``gpu`` (a :class:`ganforge.gpu_plan.GpuFacts`), the GPU's own choices follow the rules: mixed precision
+    by compute capability, saving by time, a batch that fits its memory (without it, the rules alone)."""
     _check_name(recipe)
     overrides = list(overrides or [])
     given = _given(overrides)
     chosen, why = RECIPES[recipe](facts, device_type, given)
+    if device_type == "cuda" and gpu is not None:
+        from ganforge import gpu_plan
+        chosen, why = gpu_plan.on_gpu(chosen, why, given, gpu, facts.count)
     notes = [f"auto recipe ({CURRENT}) for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
              f"{'grey' if facts.channels == 1 else 'colour'}) on {device_type}:"] + why
     notes += [hint] if hint else []

@@ -147,6 +147,7 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics.jsonl lines
     midsave_steps: int = 0  # also checkpoint every N steps (0: off)
     midsave_minutes: float = 0.0  # also checkpoint every N minutes (0: off)
+    save_every_minutes: float = 0.0  # epoch ends save (checkpoint, grid, report) only N minutes after the last (0: each)
     keep_checkpoints: int = 3  # keep the last K step checkpoints (the best is kept too)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     compile: Literal["auto", "off", "on"] = "auto"

@@ -53,6 +53,7 @@ def validate(cfg: Config) -> None:
               "loss.lecam", "loss.recon_weight", "ema.half_life_images", "ema.rampup", "model.fastgan_decoder",
               "model.num_classes", "model.latent_groups", "eval.every", "train.keep_checkpoints", "model.attention",
               allow_zero=True)
+    _positive(cfg, "train.save_every_minutes", allow_zero=True)
     if cfg.train.epochs == 0 and cfg.train.max_steps == 0:
         raise ConfigError("train.epochs and train.max_steps are both 0: set one of them to say how long to train")
     for k in ("data.hflip", "loss.label_flip", "augment.p", "ema.decay", "augment.ada_target"):

@@ -336,7 +336,7 @@ class Trainer:
                 self.rolled_back = False
                 status = "diverged" if self.stop_reason else status
             else:
-                self._end_of_stretch()
+                self._end_of_stretch(last=status != "finished" or self.stop.stopping)
         bar.close()
         return self._finish("interrupted" if self.stop.stopping and status == "finished" else status)
 
@@ -382,12 +382,15 @@ class Trainer:
                             f"{record['images_per_s']:.0f} img/s")
         self.log(record)
 
-    def _end_of_stretch(self) -> None:
-        """After the epoch's batches (or a stop inside it): its grid and checkpoint, so resume goes on here."""
+    def _end_of_stretch(self, last: bool = False) -> None:
+        """After the epoch's batches (or a stop inside it): its grid and checkpoint, so resume goes on here
+        (with ``train.save_every_minutes``, at an epoch end only when that is due; the ``last`` always)."""
         self.write_data_errors()
         if self.schedule.epoch_over(self.progress.batch):  # the next epoch starts at its first batch
             self.progress.epoch += 1
             self.progress.batch = 0
+            if not self.schedule.epoch_end_save_due(self.progress.step, last):
+                return
             self.write_samples(f"epoch_{self.progress.epoch:04d}")
             self.save_checkpoint()
             self.schedule.saved()
