@@ -43,7 +43,7 @@ def test_the_recipe_on_a_cuda_device_names_its_amp_and_saves_by_time(image_folde
     predicted = training_memory(cfg).per_step(cfg.data.batch_size, amp)
     assert predicted <= HEADROOM * gpu.total_memory
     assert f"data.batch_size={cfg.data.batch_size} fits" in notes and f"of {gpu.name}" in notes
-    # The few-shot table's 64 px decoder is more than 32 px images have: the GPU plan rebuilds at 32 px.
+    # The few-shot rules rebuild reals at 64 px on a GPU, or at the images' own 32 px where that is less.
     assert cfg.data.image_size == 32 and cfg.model.fastgan_decoder == 32
 
 

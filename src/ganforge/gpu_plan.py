@@ -152,12 +152,6 @@ def on_gpu(chosen: list[str], why: list[str], given: dict[str, object], gpu: Gpu
     this replaces (the batch, the epochs that follow it) is taken out of both lists."""
     settings = {**dict(c.split("=", 1) for c in chosen), **{k: str(v) for k, v in given.items()}}
     picks: list[tuple[str, object, str]] = []
-    size, decoder = int(settings.get("data.image_size", 0)), int(settings.get("model.fastgan_decoder", 0))
-    if settings.get("model.name") == "fastgan" and decoder > size and "model.fastgan_decoder" not in given:
-        # The GPU's few-shot table rebuilds reals at 64 px, which images of 32 px do not have.
-        settings["model.fastgan_decoder"] = str(size)
-        picks.append(("model.fastgan_decoder", size, f"D rebuilds reals at their own {size} px (the GPU's "
-                                                     f"{decoder} px is more than the images have)"))
     cfg = C.from_dict(C.apply_overrides({}, [f"{k}={v}" for k, v in settings.items()]))
     amp, reason = amp_for(gpu)
     picks.append(("train.amp", amp, reason))
