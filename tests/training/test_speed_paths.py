@@ -58,11 +58,14 @@ def logged(run: Path) -> list[dict]:
 def assert_same_losses(eager: Path, compiled: Path, tol: float = COMPILE_TOL) -> None:
     a, b = logged(eager), logged(compiled)
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, STEPS + 1))
+    keys = ("loss_d", "loss_g", "d_x", "d_g_z", *(["loss_fm"] if "loss_fm" in a[0] else []))
     for ra, rb in zip(a, b):
-        for k in ("loss_d", "loss_g", "d_x", "d_g_z", *(["loss_fm"] if "loss_fm" in ra else [])):
+        for k in keys:
             assert rb[k] == pytest.approx(ra[k], rel=tol, abs=tol * 1e-2), f"step {ra['step']}: {k} {ra[k]} vs {rb[k]}"
-    moved = max(abs(a[-1][k] - a[0][k]) for k in ("loss_d", "loss_g"))
-    assert moved > 10 * tol, f"the losses hardly moved ({moved}): the comparison would show nothing"
+    # The steps must change the losses far more than compiling does, or the agreement would show nothing.
+    apart = max(abs(rb[k] - ra[k]) for ra, rb in zip(a, b) for k in keys)
+    moved = max(abs(a[-1][k] - a[0][k]) for k in keys)
+    assert moved > 10 * apart and moved > 0, f"the losses moved by {moved} over the steps, compiled and eager differ by {apart}"
     speeds = [json.loads((r / "summary.json").read_text())["speed"]["compile"] for r in (eager, compiled)]
     assert speeds == [False, True]
     # Checkpoints of a compiled run hold the plain modules' keys.
@@ -88,7 +91,7 @@ def recipe_for_gpu(source, *overrides: str) -> C.Config:
 def test_the_gpu_recipe_compiled_trains_as_eager_on_emoji(tmp_path, emoji_dir, eager_random):
     cfg = recipe_for_gpu(emoji_dir)
     m, loss = cfg.model, cfg.loss
-    assert (m.name, loss.name, cfg.train.compile, loss.r1_every) == ("fastgan", "rpgan", "on", 4)
+    assert (m.name, loss.name, loss.r1_every) == ("fastgan", "rpgan", 4) and cfg.train.compile != "off"
     assert loss.r1_gamma > 0 and loss.r2_gamma > 0 and loss.feature_match > 0 and m.spectral_norm
     assert cfg.augment.name == "diffaugment" and cfg.ema.enabled
     runs = {}
