@@ -193,3 +193,15 @@ def test_a_cuda_run_where_every_cuda_test_skips_fails(tmp_path):
         os.environ.update(env)
     assert result["collected"] >= len(CUDA_TESTS) and result["skipped"] == result["collected"], result.get("log")
     assert result["status"] == "failed" and "every one of the" in result["error"] and "skipped" in result["error"]
+
+
+def test_the_carried_emoji_unpack_to_the_same_pixels(tmp_path, emoji_dir):
+    from PIL import Image
+    pack = gpu_check.pack_images(emoji_dir, tmp_path / "emoji.xz")
+    assert pack.stat().st_size < sum(f.stat().st_size for f in emoji_dir.glob("*.png"))
+    out = gpu_check.unpack_images(pack, tmp_path / "emoji")
+    originals = sorted(emoji_dir.glob("*.png"))
+    assert [f.name for f in sorted(out.glob("*.png"))] == [f.name for f in originals] and len(originals) == 64
+    for f in originals:
+        a, b = (np.asarray(Image.open(p).convert("RGBA")) for p in (f, out / f.name))
+        assert np.array_equal(a, b), f.name
