@@ -36,7 +36,8 @@ CUDA_TESTS = ["test_compiled_training_matches_eager_on_cuda", "test_cuda_graphs_
               "test_data_on_gpu_trains_checkpoints_and_resumes_in_the_cpu_loader_order",
               "test_sampling_interpolation_and_eval_run_on_cuda", "test_two_processes_on_one_gpu_end_with_equal_weights",
               "test_auto_amp_on_cuda_is_bf16_where_supported",
-              "test_peak_gpu_memory_is_in_each_log_line_and_the_summary_on_cuda"]
+              "test_peak_gpu_memory_is_in_each_log_line_and_the_summary_on_cuda",
+              "test_cuda_graphs_train_the_gpu_recipes_penalties_every_step"]
 
 
 def gpu_check_sh(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
