@@ -134,6 +134,7 @@ def test_resnet_at_128px_compiled_trains_as_eager(tmp_path, fashion_images, tiny
 # --------------------------------------------------------------------------------------------------
 # Mixed precision through Trainer.fit: bf16, and fp16 with torch.amp.GradScaler("cpu")
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # half precision is emulated on this CPU: 30 s (bf16) and 70 s (fp16) on 2 busy cores
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_the_gpu_recipe_trains_in_mixed_precision(tmp_path, emoji_dir, amp):
     cfg = recipe_for_gpu(emoji_dir, "train.compile=off", f"train.amp={amp}", "train.max_steps=2")
