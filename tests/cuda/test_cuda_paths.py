@@ -125,6 +125,24 @@ def test_cuda_graphs_give_the_losses_of_compile(tmp_path, image_folder, cuda_tin
     assert_same_training(la, lb, start, weights(compiled), weights(graphs), 1e-3, 1e-2)
 
 
+def test_cuda_graphs_train_the_gpu_recipes_penalties_every_step(tmp_path, emoji_dir):
+    """CUDA graphs around FastGAN's D with R1 and R2 on every D step (lazy ones are refused by the config):
+    the penalties and the reconstruction run on the plain D (speed.eager_module), the captured D on the rest."""
+    from ganforge.recipe import auto_config
+    cfg = auto_config(str(emoji_dir), ["data.image_size=32", "model.fastgan_decoder=16", "model.ngf=8", "model.ndf=8",
+                                       "data.batch_size=8", "data.num_workers=0", "train.n_fixed_noise=8",
+                                       "train.epochs=0", "train.max_steps=6", "train.log_every=1",
+                                       "train.tensorboard=false", "train.report=false", "train.cuda_graphs=true",
+                                       "loss.r1_every=1", "train.amp=bf16", "train.compile=on"], device="cuda")
+    assert cfg.loss.name == "rpgan" and cfg.loss.r1_gamma > 0 and cfg.loss.r2_gamma > 0
+    run = ganforge.train(cfg, runs_dir=tmp_path, log_format="quiet")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["speed"]["cuda_graphs"] and summary["step"] == 6
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").open() if "loss_d" in x]
+    assert len(lines) == 6 and all(np.isfinite([r["loss_d"], r["loss_g"]]).all() for r in lines)
+    assert all(r["gpu_mem_peak_gib"] > 0 for r in lines)
+
+
 # --------------------------------------------------------------------------------------------------
 # fp16 with one GradScaler per network, across a resume
 # --------------------------------------------------------------------------------------------------

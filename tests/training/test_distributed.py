@@ -272,3 +272,18 @@ def test_sync_bn_view_shares_weights_and_statistics(tiny, image_folder):
     assert not torch.equal(G.main[1].running_mean, before)  # the view's update shows in G
     G.main[1].running_mean.copy_(before)
     assert torch.allclose(G(z), out_view)
+
+
+def test_two_processes_keep_equal_weights_with_r1_and_r2_on_the_plain_d(tmp_path, image_folder):
+    """R1 and R2 differentiate the plain D inside DistributedDataParallel (speed.eager_module); their weight
+    gradients must still be averaged over the ranks (each rank's reals differ): equal weights at the end."""
+    driver = tmp_path / "rank_dump.py"
+    driver.write_text(RANK_DUMP)
+    settings = [f"data.source={image_folder}", *TINY, "loss.r1_gamma=1", "loss.r2_gamma=1", "loss.r1_every=2",
+                "train.max_steps=3"]
+    torchrun([str(driver), "train", "--quiet", "--runs-dir", str(tmp_path / "a"), *settings], tmp_path,
+             {"DUMP_DIR": str(tmp_path)})
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for name, value in r0["D"].items():
+        if "running" not in name and "num_batches" not in name:
+            assert torch.equal(value, r1["D"][name]), f"D.{name} differs between ranks"

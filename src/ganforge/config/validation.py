@@ -40,6 +40,13 @@ def _check_limits_and_devices(cfg: Config) -> None:
             if cfg.get(key):
                 raise ConfigError(f"{key}=true ({what}) needs a CUDA device, but train.device={device}: "
                                   f"set {key}=false, or train.device=auto or cuda")
+    if cfg.train.cuda_graphs and cfg.loss.r1_every > 1 and (cfg.loss.r1_gamma > 0 or cfg.loss.r2_gamma > 0):
+        # A captured D step replays one fixed sequence of kernels; a lazy penalty changes that sequence
+        # (its second-order pass, through the eager D) every r1_every-th step.
+        raise ConfigError(f"train.cuda_graphs=true cannot run with lazy R1/R2 (loss.r1_every={cfg.loss.r1_every}): "
+                          "CUDA graphs replay the same D step every time, and a lazy penalty adds its "
+                          "second-order pass on every r1_every-th step only; set loss.r1_every=1 (the "
+                          "penalty on every D step), or train.cuda_graphs=false")
 
 
 def validate(cfg: Config) -> None:

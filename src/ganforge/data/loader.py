@@ -89,6 +89,8 @@ class BatchLoader:
         self.device = device
         self.batch_size = cfg.data.batch_size
         self.hflip = cfg.data.hflip
+        # The real batches' layout: the networks' (training.speed sets channels_last where they are).
+        self.memory_format = torch.contiguous_format
         self.seed, self.rank = cfg.train.seed, rank
         self.sampler = EpochSampler(len(dataset), self.batch_size, cfg.train.seed, rank, world_size)
         self.batches_per_epoch = self.sampler.batches
@@ -163,7 +165,7 @@ class BatchLoader:
             flip = torch.rand(x.shape[0], generator=self.generator) < self.hflip
             flip = flip.to(self.device)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        return x
+        return x.contiguous(memory_format=self.memory_format)
 
     def drain_errors(self) -> list[tuple[str, str]]:
         """Files found broken (or left out) since the last call, as ``(name, reason)`` pairs."""

@@ -99,6 +99,11 @@ class PreparedSource(torch.utils.data.Dataset):
             print(f"ganforge: data.on_gpu: {self.array.nbytes / 2**30:.1f} GiB does not fit in half the free GPU "
                   f"memory ({free / 2**30:.1f} GiB); streaming from {self.path} instead", flush=True)
             return self
+        return self.hold(device)
+
+    def hold(self, device: torch.device) -> "PreparedSource":
+        """Copy every image to ``device`` and serve batches from there, with no check of its free memory
+        (``to`` checks first; the tests hold a set on the CPU to run the same batch order without a GPU)."""
         self.on_device = torch.from_numpy(np.ascontiguousarray(self.array)).to(device)
         return self
 

@@ -241,7 +241,10 @@ class FastGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         maps = self.features(x)
-        if self.decoder_size and torch.is_grad_enabled():
+        # Not under torch.compile: a list kept on the module is a side effect the compiled graph would
+        # guard on (D compiled again for each length it has), and CUDA graphs overwrite the kept maps at
+        # their next replay; reconstruct() then runs the trunk again, eagerly.
+        if self.decoder_size and torch.is_grad_enabled() and not torch.compiler.is_compiling():
             self._features = [*self._features[-1:], (x, maps)]
         logits = self.head(maps[8]).mean(dim=(1, 2, 3))
         if self.projection is not None:

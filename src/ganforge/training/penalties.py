@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ganforge.training.speed import eager_module
 from ganforge.training.strategies import Penalty
 
 
@@ -36,7 +37,7 @@ def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
 def input_gradient(D: nn.Module, x: torch.Tensor, labels) -> torch.Tensor:
     """d(sum of D's logits)/dx, kept differentiable so a penalty on it can be minimised."""
     # torch.compile'd modules cannot be differentiated twice (create_graph): use the module inside.
-    D = getattr(D, "_orig_mod", D)
+    D = eager_module(D)
     x = x.detach().requires_grad_(True)
     logits = _at_least_fp32(D(x, labels))
     (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
@@ -124,8 +125,7 @@ class ReconstructionLoss(Penalty):
         self.weight = weight
 
     def __call__(self, D, real, fake, labels, step, real_logits=None, fake_logits=None):
-        D = getattr(D, "module", D)  # DistributedDataParallel's wrapped module
-        D = getattr(D, "_orig_mod", D)  # and torch.compile's
+        D = eager_module(D)  # the decoders are D's own, outside DDP, torch.compile and CUDA graphs
         quarter = int(torch.randint(0, 4, ()))
         whole, whole_target, part, part_target = D.reconstruct(real, quarter)
         return self.weight * (self.distance(whole.float(), whole_target.float())

@@ -7,8 +7,11 @@ was chosen by measurement (``benchmarks/throughput.py``, numbers in ``docs/speed
 =============  =====================  ==========================================================
 switch         auto on CUDA           auto on CPU / MPS
 =============  =====================  ==========================================================
-amp            bf16 (fp16 where the   off: without AMX, bf16 convolutions on a CPU are slower
-               GPU lacks bf16)        than fp32
+amp            bf16 from compute      off: without AMX, bf16 convolutions on a CPU are slower
+               capability 8.0         than fp32
+               (Ampere) on; fp16
+               with GradScalers
+               before (T4, V100)
 compile        on                     on for runs long enough to pay back the compile time
                                       (see ``CPU_COMPILE_MIN_STEPS``); off on MPS
 channels_last  on (tensor cores)      on on a CPU (oneDNN's native layout: no reorders per
@@ -18,7 +21,9 @@ cudnn autotune on unless deterministic n/a
 
 How the pieces attach to a run (:func:`accelerate`, called once by the trainer before its first step):
 
-1. ``channels_last`` converts G and D in place (their state dicts are unchanged);
+1. ``channels_last`` converts G and D in place (their state dicts are unchanged), and the loader hands
+   out the real batches in the same layout, so a compiled D sees one memory layout for reals and fakes
+   (two would compile it twice, and convert every real batch inside each convolution);
 2. under ``torchrun`` the step's networks are wrapped in DistributedDataParallel
    (:mod:`ganforge.training.distributed`);
 3. ``compile`` compiles *the step's* G and D only.  The trainer keeps the plain modules for
@@ -72,6 +77,22 @@ class SpeedSettings:
         return asdict(self)
 
 
+#: The first compute capability with bf16 tensor cores (Ampere: A100 is 8.0).  Before it (T4 7.5, V100 7.0)
+#: ``torch.cuda.is_bf16_supported()`` is still true (bf16 is emulated), but cuDNN has no fast bf16
+#: convolutions there: those cards train in fp16 with loss scaling.
+BF16_FROM_CAPABILITY = (8, 0)
+#: The first with fp16 tensor cores (Volta); before it half precision saves memory but not time.
+FP16_FROM_CAPABILITY = (7, 0)
+
+
+def auto_amp(capability: tuple[int, int]) -> str:
+    """``train.amp=auto`` on a CUDA device of compute ``capability`` (major, minor): bf16 from Ampere on,
+    fp16 (with a GradScaler per network) from Volta, off before.  The recipe's GPU plan names the same."""
+    if tuple(capability) >= BF16_FROM_CAPABILITY:
+        return "bf16"
+    return "fp16" if tuple(capability) >= FP16_FROM_CAPABILITY else "off"
+
+
 def _bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -86,7 +107,7 @@ def resolve(train: TrainConfig, device: torch.device, steps_left: int | None = N
 
     amp = train.amp
     if amp == "auto":
-        amp = ("bf16" if _bf16_supported(device) else "fp16") if cuda else "off"
+        amp = auto_amp(torch.cuda.get_device_capability(device)) if cuda else "off"
     if amp == "bf16" and not _bf16_supported(device):
         raise ConfigError(f"train.amp=bf16: this {kind} device has no bfloat16 support; "
                           "use train.amp=fp16 (with loss scaling) or train.amp=off")
@@ -179,7 +200,7 @@ def loss_scaling(settings: SpeedSettings) -> LossScaling:
     return GradScaling(settings.device_type) if settings.amp == "fp16" else LossScaling()
 
 
-class _CloneOutputs(nn.Module):
+class CloneOutputs(nn.Module):
     """CUDA graphs replay into the same output memory each call; the step keeps D's logits and G's
     images across calls (D runs three times a step), so hand out copies.  Not yet run on a GPU."""
 
@@ -214,7 +235,22 @@ def compile_module(module: nn.Module, settings: SpeedSettings) -> nn.Module:
     """``torch.compile`` with fixed shapes (batches are always full, see the loader)."""
     mode = "reduce-overhead" if settings.cuda_graphs else None  # reduce-overhead = CUDA graphs
     compiled = torch.compile(module, dynamic=False, mode=mode)
-    return _CloneOutputs(compiled) if settings.cuda_graphs else compiled
+    return CloneOutputs(compiled) if settings.cuda_graphs else compiled
+
+
+def eager_module(module: nn.Module) -> nn.Module:
+    """The plain module inside the wrappers the step may run (CUDA graphs' :class:`CloneOutputs`,
+    torch.compile's ``OptimizedModule``, DistributedDataParallel), in any nesting.  Second derivatives
+    (R1, R2, the gradient penalty) and FastGAN's decoders run on it: a compiled graph cannot be
+    differentiated twice, and a CUDA graph's outputs are overwritten by its next replay."""
+    from torch.nn.parallel import DistributedDataParallel
+    while True:
+        if isinstance(module, torch._dynamo.eval_frame.OptimizedModule):
+            module = module._orig_mod
+        elif isinstance(module, (CloneOutputs, DistributedDataParallel)):
+            module = module.module
+        else:
+            return module
 
 
 def set_backend_flags(settings: SpeedSettings) -> None:
@@ -236,6 +272,8 @@ def accelerate(trainer, steps_left: int) -> SpeedSettings:
     if settings.channels_last:
         trainer.G.to(memory_format=torch.channels_last)
         trainer.D.to(memory_format=torch.channels_last)
+    if getattr(trainer, "loader", None) is not None:  # the reals in the networks' layout
+        trainer.loader.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     G_step, D_step, D_for_g = trainer.G, trainer.D, trainer.D
     if trainer.world_size > 1:
         G_step, D_step, D_for_g = distributed.wrap_networks(trainer)

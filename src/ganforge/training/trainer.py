@@ -23,7 +23,7 @@ from ganforge.classes import fixed_labels
 from ganforge.config import Config, ConfigError
 from ganforge.data import build_loader
 from ganforge.data.channel_check import check_channels
-from ganforge.devices import hardware_description, pick_device, rng_state, set_rng_state  # noqa: F401  (also imported from here)
+from ganforge.devices import PeakMemory, hardware_description, pick_device, rng_state, set_rng_state  # noqa: F401  (also imported from here)
 from ganforge.runfiles import RunDir
 from ganforge.sampling import generate, save_grid
 from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load
@@ -121,6 +121,7 @@ class Trainer:
         self.fixed_labels = fixed_labels(cfg.train.n_fixed_noise, cfg.model.num_classes).to(self.device) \
             if cfg.model.num_classes else None
         self.progress = Progress()
+        self.peak_memory = PeakMemory(self.device)  # CUDA only: in each metrics line and summary.json
         self.checkpoints = CheckpointStore(RunDir(self.run_dir).checkpoints, cfg.train.keep_checkpoints)
         self.recovery = Recovery(self.guard, self.checkpoints, self.rank == 0)
         self.loader = None  # opened when fit() starts: reading data comes after every config check
@@ -263,6 +264,7 @@ class Trainer:
             "hardware": hardware_description(self.device),
             "python": sys.version.split()[0],
             "torch": torch.__version__,
+            **self.peak_memory.over_run(),
         }
         summary.update(self.summary_extra)
         return summary
@@ -451,5 +453,6 @@ class Trainer:
         record["lr_g"] = self.opt_g.param_groups[0]["lr"]
         record["lr_d"] = self.opt_d.param_groups[0]["lr"]
         record.update(self.step_fn.d_input.log())
+        record.update(self.peak_memory.since_last())
         return record
 
