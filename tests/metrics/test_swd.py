@@ -48,6 +48,7 @@ def test_the_pyramid_levels_add_back_up_to_the_image():
     assert swd.levels(40) == [40, 20] and swd.levels(16) == [16]
 
 
+@pytest.mark.slow  # five evaluations of 64 images at 64 px: about 25 s on 2 busy cores
 def test_identical_sets_score_zero_and_blurred_or_shifted_sets_score_higher_at_every_level(clothes):
     real, blurred, shifted, other = clothes
     same = evaluate_sources(str(real), str(real), 64, features="swd", n=N, use_cache=False)

@@ -219,10 +219,13 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
 def score_swd(fake_batches: Iterable[torch.Tensor], real_batches: Iterable[torch.Tensor], n: int) -> dict[str, float]:
     """``--features swd``: the sliced Wasserstein distance of the two sets' pyramid patches, per level and
     their mean (:mod:`ganforge.metrics.swd`), plus ``n_generated`` and ``n_real``."""
-    fake = swd.descriptors((to_uint8_rgb(b) for b in fake_batches), n)
     real = swd.descriptors((to_uint8_rgb(b) for b in real_batches), n)
-    if fake.count < 2 or real.count < 2:
-        raise ConfigError(f"SWD needs at least 2 images on each side, got {fake.count} and {real.count}")
+    if real.count < 2:
+        raise ConfigError(f"SWD needs at least 2 real images, got {real.count}")
+    # SWD compares equal numbers of patches: no more fake images than the real set has are made or read.
+    fake = swd.descriptors((to_uint8_rgb(b) for b in fake_batches), n, limit=real.count)
+    if fake.count < 2:
+        raise ConfigError(f"SWD needs at least 2 images on each side, got {fake.count} to score")
     out = swd.swd_scores(fake, real)
     out["n_generated"], out["n_real"] = fake.count, real.count
     return out

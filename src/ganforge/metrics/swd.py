@@ -139,11 +139,14 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = PROJ
     return float(sum(results) / len(results))
 
 
-def descriptors(batches: Iterable[torch.Tensor], n_images: int) -> PatchDescriptors:
-    """The descriptors of every image of ``batches`` (uint8 RGB, as :func:`~ganforge.metrics.features.to_uint8_rgb`
-    gives them), for a set of about ``n_images``."""
+def descriptors(batches: Iterable[torch.Tensor], n_images: int, limit: int | None = None) -> PatchDescriptors:
+    """The descriptors of the images of ``batches`` (uint8 RGB, as :func:`~ganforge.metrics.features.to_uint8_rgb`
+    gives them), for a set of about ``n_images``; the first ``limit`` images only, when given."""
     found = PatchDescriptors(n_images)
     for batch in batches:
+        if limit is not None and found.count + batch.shape[0] >= limit:
+            found.add(batch[:limit - found.count])
+            break
         found.add(batch)
     return found
 
