@@ -63,6 +63,6 @@ def warning(config) -> str | None:
     uses = training_imagenet_features(config)
     if not uses:
         return None
-    return (f"note: ImageNet-feature scores {SHARED_LABEL}: it uses {' and '.join(uses)}, so they can improve "
-            "without the images improving (Kynkaanniemi et al., ICLR 2023); --features swd or dinov2 gives an "
-            "independent score")
+    return (f"note: scores marked '{SHARED_LABEL}' are on an ImageNet classifier's features, and this run's "
+            f"training used {' and '.join(uses)}: they can improve without the images improving (Kynkaanniemi "
+            "et al., ICLR 2023); --features swd (no network) or dinov2 gives an independent score")
