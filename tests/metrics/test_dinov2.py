@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_dinov2_checkpoint
 from ganforge.cli import main
 from ganforge.config import ConfigError
 from ganforge.metrics import build_extractor
@@ -31,21 +32,6 @@ def hub(tmp_path, monkeypatch):
     return tmp_path / "torch_home" / "hub" / "checkpoints"
 
 
-def _random_official_checkpoint(folder):
-    """A file laid out as Meta's dinov2_vits14_pretrain.pth (keys, shapes), with random weights."""
-    import timm
-    torch.manual_seed(0)
-    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=518, num_classes=0)
-    # timm starts the blocks' layer scales at 1e-5, which leaves every image nearly the same class token;
-    # trained DINOv2 weights are far from that, so the file here scales its blocks by 1.
-    state = {k: torch.ones_like(v) if k.endswith(".gamma") else v for k, v in vit.state_dict().items()}
-    state["mask_token"] = torch.zeros(1, 384)
-    assert state["pos_embed"].shape == (1, 1 + 37 * 37, 384)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state, folder / WEIGHTS_FILE)
-    return folder / WEIGHTS_FILE
-
-
 def test_offline_without_weights_says_which_file_goes_where(hub, image_folder, capsys):
     with pytest.raises(ConfigError) as err:
         check_available()
@@ -63,7 +49,7 @@ def test_offline_without_weights_says_which_file_goes_where(hub, image_folder, c
 def test_the_vit_pipeline_scores_real_images(hub, image_folder, tmp_path, fashion_images, capsys):
     from conftest import write_images
 
-    _random_official_checkpoint(hub)
+    random_dinov2_checkpoint(hub)
     extractor = build_extractor("dinov2")
     images = torch.from_numpy(np.stack([fashion_images[:2]] * 3, axis=1))  # 28 px grey as RGB: resized to 224
     features, logits = extractor(images)
