@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ganforge.modules.latent_groups import GroupedLatents, latent_group
 from ganforge.sampling import generate
-from ganforge.training.feature_match import grams
+from ganforge.training.feature_stats import grams
 from grouped_run import open_grouped_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,7 +39,7 @@ DEPTHS = ("pixels16", "1/4", "1/8", "1/16", "1/32")
 
 def parts(term, maps: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
     """(depth, 2): each depth's means part and variances part of the grouped term, as
-    ``FeatureMatchTerm.grouped_moments`` sums them (their total is its value)."""
+    ``FeatureMatchTerm.moments`` sums them (their total is its value)."""
     k = term.groups.groups
     one_hot = F.one_hot(latent_group(z, k), k).float()
     counts = one_hot.sum(0)

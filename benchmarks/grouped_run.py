@@ -15,6 +15,7 @@ from ganforge.config import Config
 from ganforge.data import open_source
 from ganforge.sampling import load_generator
 from ganforge.training.build import build_g_terms
+from ganforge.training.clusters import latent_clusters, real_batches
 from ganforge.training.feature_match import FeatureMatchTerm
 
 
@@ -36,6 +37,6 @@ def open_grouped_run(run: Path) -> GroupedRun:
     (term,) = [t for t in build_g_terms(cfg) if t.name == "feature_match"]
     dataset = open_source(cfg)
     cpu = torch.device("cpu")
-    term.start(dataset, cpu)
-    good = torch.cat([x for x, _ in term.real_images(dataset, cpu)])
+    term.start(dataset, cpu, latent_clusters(cfg, dataset, cpu))
+    good = torch.cat([x for x, _ in real_batches(dataset, cpu)])
     return GroupedRun(G, cfg, term, good, term.clusters)

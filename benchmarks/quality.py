@@ -30,9 +30,8 @@ ImageNet networks: EfficientNet-Lite0 (``*_effnet_lite0``) and EfficientNet-Lite
 no part of training uses.  Systems (``--systems``):
 
 - ``tutorial``: the PyTorch DCGAN tutorial (``dcgan-celeba64`` at the set's size and channels);
-- ``auto-v1``: the previous default recipe (``ganforge train --preset auto-v1``), kept as a baseline;
-- ``auto-v2`` to ``auto-v7``: the later recipes by name (``--preset auto-vN``), baselines once
-  a newer one is the default;
+- ``auto-v1`` to ``auto-v6``: the earlier recipes, frozen as their choices for each dataset
+  (``benchmarks/recipes/auto-vN-DATASET.yaml``), kept as baselines; ``auto-v7``: today's recipe by its version;
 - ``default``: today's default recipe (``ganforge train --data DIR``);
 - ``projected``: today's recipe with the Projected-GAN discriminator (``PROJECTED``), a candidate;
 - ``lightweight-gan``: lucidrains' lightweight-gan 1.2.1, the released package, with its README's
@@ -110,8 +109,17 @@ def default_config(source: str, size: int, channels: int, common: list[str], rec
                        recipe=recipe)
 
 
-def auto_v1_config(source: str, size: int, channels: int, common: list[str]) -> C.Config:
-    return default_config(source, size, channels, common, recipe="auto-v1")
+#: Earlier recipes, frozen as their choices for each dataset here (auto-v1 .. auto-v6).
+FROZEN = ROOT / "recipes"
+
+
+def frozen_config(version: str):
+    """A builder for the earlier recipe ``version``: its frozen choices for the dataset, then the run's own."""
+    def build(source: str, size: int, channels: int, common: list[str]) -> C.Config:
+        dataset = next(name for name, spec in DATASETS.items() if spec["size"] == size and spec["channels"] == channels)
+        return C.load(file=FROZEN / f"{version}-{dataset}.yaml", overrides=[
+            f"data.source={source}", f"data.image_size={size}", "train.epochs=100000", "train.max_minutes=0", *common])
+    return build
 
 
 #: The ganforge systems of the curve mode, by name.
@@ -124,13 +132,9 @@ def projected_config(source: str, size: int, channels: int, common: list[str]) -
     return default_config(source, size, channels, [*common, *PROJECTED])
 
 
-BUILDERS = {"tutorial": tutorial_config, "auto-v1": auto_v1_config, "default": default_config,
-            "auto-v2": lambda *a: default_config(*a, recipe="auto-v2"),
-            "auto-v3": lambda *a: default_config(*a, recipe="auto-v3"),
-            "auto-v4": lambda *a: default_config(*a, recipe="auto-v4"),
-            "auto-v5": lambda *a: default_config(*a, recipe="auto-v5"),
-            "auto-v6": lambda *a: default_config(*a, recipe="auto-v6"),
-            "auto-v7": lambda *a: default_config(*a, recipe="auto-v7"), "projected": projected_config}
+BUILDERS = {"tutorial": tutorial_config, "default": default_config,
+            **{f"auto-v{v}": frozen_config(f"auto-v{v}") for v in range(1, 7)},
+            "auto-v7": default_config, "projected": projected_config}
 FEATURES = ("effnet-lite0", "effnet-lite2")
 
 

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 import ganforge  # noqa: E402
+from ganforge import config as C  # noqa: E402
 from ganforge.recipe import auto_config  # noqa: E402
 from ganforge.reporting.rundata import read_metrics  # noqa: E402
 from quality import DATASETS, emoji_folder, real_images, score_run  # noqa: E402
@@ -58,7 +59,8 @@ VARIANTS: dict[str, list[str]] = {
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("variant", nargs="?", default="baseline")
-    ap.add_argument("--recipe", default="auto", help="the recipe the variant starts from (auto, auto-v1)")
+    ap.add_argument("--recipe", default="auto", help="the recipe the variant starts from: auto, or an earlier one "
+                                                     "frozen in benchmarks/recipes (auto-v1 .. auto-v6)")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides (key=value) on top of the variant's")
     ap.add_argument("--name", default="", help="what to call the run in the results (default: the variant)")
     ap.add_argument("--steps", type=int, default=None, help="generator steps (default 1000; with --minutes, no limit)")
@@ -85,7 +87,9 @@ def main() -> int:
     common = [f"train.max_steps={args.steps}", f"train.max_minutes={args.minutes}", "train.epochs=100000",
               f"train.seed={args.seed}", "train.tensorboard=false", "train.report=false", "train.log_every=100",
               f"eval.every={every}", "eval.metrics=[fid, kid]", "eval.n=1000", "data.num_workers=0"]
-    cfg = auto_config(source, [*common, *overrides], recipe=args.recipe)
+    frozen = ROOT / "recipes" / f"{args.recipe}-emoji.yaml"
+    cfg = (C.load(file=frozen, overrides=[f"data.source={source}", *common, *overrides]) if frozen.is_file()
+           else auto_config(source, [*common, *overrides], recipe=args.recipe))
     entry = {"variant": args.name or args.variant, "recipe": args.recipe, "overrides": overrides, "steps": args.steps,
              "minutes": args.minutes, "seed": args.seed,
              "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -1,102 +1,218 @@
-"""The summary table at the top of docs/quality.md, worked out from the page's table of every run.
+"""The quality results in one file per dataset, and what docs/quality.md shows of them: the summary tables
+and the curve plot.
 
-docs/quality.md keeps one row per measured run (section "Every emoji run", a row per batch, system, seed
-and point) and, at the top, one row per system and point: how many runs, their steps, and the mean of
-each score with its range.  This works the summary out from the per-run rows, so the two never
-disagree, and prints it or (``--write``) puts it in place of the page's summary table:
+``benchmarks/quality.py`` writes one ``results/quality-curve-<tag>-<time>.json`` per invocation.  Their runs
+are folded into ``results/quality-<dataset>.json`` (one list of runs per dataset: system, seed, threads,
+overrides, and the scores at each point), and the raw files can then go:
 
-    python benchmarks/quality_table.py docs/quality.md --write
+    python benchmarks/quality_table.py --add benchmarks/results/quality-curve-*.json   # fold new runs in
+    python benchmarks/quality_table.py                      # print each dataset's summary table
+    python benchmarks/quality_table.py --write docs/quality.md   # put the tables in place on the page
+    python benchmarks/quality_table.py --plot docs/images   # quality_curve_<dataset>.png: FID against minutes
 
-Rows whose system is not in ``SYSTEMS`` (a candidate measured once) are left out of the summary; they stay
-in the per-run table and in their own sections.
+A run's system is the recipe's name (``auto-v7``; ``default`` is named by the version its notes give) with
+its ``--set`` overrides after a ``+``: a run with overrides is a candidate, kept in the file but not in the
+summary.  ``--as NAME`` names the runs being added (a candidate that equals a later recipe), ``--shared``
+notes that they shared the machine with more than a pair.  The summary has one row per system, machine
+share and point: the runs, their seeds and steps, and each score's mean with its range.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 from pathlib import Path
 
-#: The systems in the summary, in the order shown, named as the per-run table names them; the default's
-#: rows are shown in bold.
-SYSTEMS = ("default (auto-v7)", "default (auto-v7), alone, 2 threads", "auto-v6", "auto-v5", "auto-v4",
-           "auto-v4, Lite1 folded", "auto-v3", "first recipe (auto-v1)",
-           "first recipe (auto-v1), four runs on the 2 cores", "tutorial (dcgan-celeba64 at 64 px)",
-           "lightweight-gan 1.2.1")
-DEFAULT = SYSTEMS[0]
-ROW = re.compile(r"^\| ([A-Z]+) \| (.+?) \| (\d+) \| (\d+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$")
-SCORES = ("FID-EL0", "KID-EL0", "FID-EL2", "KID-EL2")
-#: The heading of the section whose table holds every run.
-SECTION = "## Every emoji run"
-#: The summary table's header row, by which ``--write`` finds the table to replace.
-HEADER = "| system | minutes | runs (seeds) | steps | FID-EL0 | KID-EL0 | FID-EL2 | KID-EL2 |"
+RESULTS = Path(__file__).resolve().parent / "results"
+#: The systems in the summary, in the order shown (any other plain name follows them).
+ORDER = ("auto-v7", "auto-v6", "auto-v5", "auto-v4", "auto-v3", "auto-v2", "auto-v1", "tutorial",
+         "lightweight-gan")
+#: The recipe the summary marks as today's default.
+DEFAULT = "auto-v7"
+SCORES = ("fid_effnet_lite0", "kid_effnet_lite0", "fid_effnet_lite2", "kid_effnet_lite2")
+HEADS = {"fid_effnet_lite0": "FID-EL0", "kid_effnet_lite0": "KID-EL0", "fid_effnet_lite2": "FID-EL2",
+         "kid_effnet_lite2": "KID-EL2"}
+KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0")
+#: The marker line on the page after which ``--write`` puts a dataset's table.
+MARKER = "<!-- benchmarks/quality_table.py {dataset} -->"
 
 
-def runs(page: str) -> list[dict]:
-    """Every row of the per-run table in the page's ``SECTION`` (bold marks dropped)."""
-    if SECTION not in page:
-        raise SystemExit(f"the page has no section '{SECTION}', whose table holds every run")
-    section = page.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    out = []
-    for line in section.splitlines():
-        found = ROW.match(line.replace("**", ""))
-        if found:
-            batch, system, seed, minutes, steps, *scores = found.groups()
-            out.append({"batch": batch, "system": system, "seed": int(seed), "minutes": int(minutes),
-                        "steps": int(steps.replace(",", "")), **dict(zip(SCORES, map(float, scores)))})
-    return out
+def dataset_file(dataset: str) -> Path:
+    return RESULTS / f"quality-{dataset}.json"
+
+
+def load(dataset: str) -> dict:
+    path = dataset_file(dataset)
+    if not path.exists():
+        return {"dataset": dataset, "runs": []}
+    return json.loads(path.read_text())
+
+
+def system_name(entry: dict) -> str:
+    """A quality.py entry's system: the recipe's version for ``default``, with its overrides after ``+``."""
+    name = entry["system"]
+    found = re.search(r"\((auto-v\d+)\)", (entry.get("notes") or [""])[0])
+    if name == "default" and found:
+        name = found.group(1)
+    overrides = entry.get("overrides") or []
+    return name + (" + " + " ".join(overrides) if overrides else "")
+
+
+def add(paths: list[Path], name: str | None, shared: str | None) -> None:
+    """Fold quality.py's curve files into the per-dataset files (a file already folded in is skipped)."""
+    by_dataset: dict[str, dict] = {}
+    for path in paths:
+        raw = json.loads(path.read_text())
+        for dataset, block in raw["datasets"].items():
+            data = by_dataset.setdefault(dataset, load(dataset))
+            if any(r["from"] == path.name for r in data["runs"]):
+                print(f"{path.name}: already in {dataset_file(dataset).name}")
+                continue
+            for entry in block["systems"] if raw.get("mode") == "curve" else map(_as_curve(raw), block["runs"]):
+                if not entry["points"]:
+                    print(f"{path.name}: {entry['system']} {entry['status']}: no points, left out")
+                    continue
+                data["runs"].append({
+                    "system": name or system_name(entry), "seed": entry.get("seed", raw.get("seed", 0)),
+                    "threads": raw["machine"]["threads"], "device": raw["machine"]["device"],
+                    "shared": shared, "from": path.name,
+                    "points": [{k: p[k] for k in KEEP if k in p} for p in entry["points"]]})
+    for dataset, data in by_dataset.items():
+        dataset_file(dataset).write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {dataset_file(dataset)} ({len(data['runs'])} runs)")
+
+
+def _as_curve(raw: dict):
+    """A run of quality.py's plain mode (one score at the end) as a curve entry with one point."""
+    def entry(run: dict) -> dict:
+        point = {"minutes": raw["minutes"], "step": run.get("steps"), **run}
+        return {"system": run["preset"] if run["preset"] != "auto" else "default", "notes": run.get("notes"),
+                "overrides": [], "seed": run.get("seed", 0), "status": run["status"],
+                "points": [point] if "steps" in run and "fid_effnet_lite0" in run else []}
+    return entry
+
+
+def row_label(run: dict) -> str:
+    label = run["system"]
+    if run["threads"] > 1:
+        label += f", alone, {run['threads']} threads"
+    if run.get("shared"):
+        label += f", {run['shared']}"
+    return label
+
+
+def summary_rows(data: dict) -> dict[str, list[dict]]:
+    """The runs of plain systems (no overrides), by row label, in ``ORDER``."""
+    rows: dict[str, list[dict]] = {}
+    plain = [r for r in data["runs"] if " + " not in r["system"]]
+    rank = {s: i for i, s in enumerate(ORDER)}
+    for run in sorted(plain, key=lambda r: (rank.get(r["system"], len(ORDER)), r["threads"], bool(r.get("shared")))):
+        rows.setdefault(row_label(run), []).append(run)
+    return rows
 
 
 def spread(values: list[float], digits: int) -> str:
     """The mean, and the range when there is more than one value."""
     mean = f"{statistics.mean(values):.{digits}f}"
-    if len(values) == 1:
-        return mean
-    return f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+    return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def summary(rows: list[dict]) -> str:
-    lines = [HEADER, "|---|---|---|---|---|---|---|---|"]
-    for system in SYSTEMS:
-        shown = f"**{system}**" if system == DEFAULT else system
-        mine = [r for r in rows if r["system"] == system]
-        for minutes in sorted({r["minutes"] for r in mine}):
-            at = [r for r in mine if r["minutes"] == minutes]
-            steps = [r["steps"] for r in at]
-            seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in at}))
-            cells = [spread([r[s] for r in at], 1 if s.startswith("FID") else 3) for s in SCORES]
+def summary(data: dict) -> str:
+    scores = [s for s in SCORES if any(s in p for r in data["runs"] for p in r["points"])]
+    lines = ["| system | minutes | runs (seeds) | steps | " + " | ".join(HEADS[s] for s in scores) + " |",
+             "|---" * (4 + len(scores)) + "|"]
+    for label, runs in summary_rows(data).items():
+        shown = f"**{label}**" if runs[0]["system"] == DEFAULT else label
+        for minutes in sorted({p["minutes"] for r in runs for p in r["points"]}):
+            at = [(r, p) for r in runs for p in r["points"] if p["minutes"] == minutes]
+            steps = [p["step"] for _, p in at]
+            seeds = ", ".join(str(s) for s in sorted({r["seed"] for r, _ in at}))
+            cells = [spread([p[s] for _, p in at], 1 if s.startswith("fid") else 3) for s in scores]
             step_range = f"{min(steps):,}" if min(steps) == max(steps) else f"{min(steps):,}-{max(steps):,}"
-            lines.append(f"| {shown} | {minutes} | {len(at)} ({seeds}) | {step_range} | " + " | ".join(cells) + " |")
+            lines.append(f"| {shown} | {minutes:g} | {len(at)} ({seeds}) | {step_range} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def replace_summary(page: str, table: str) -> str:
-    """``page`` with its summary table (the one under ``HEADER``) replaced by ``table``."""
-    lines = page.split("\n")
-    if HEADER not in lines:
-        raise SystemExit(f"the page has no summary table to replace (a table headed '{HEADER}')")
-    start = lines.index(HEADER)
-    end = start
-    while end + 1 < len(lines) and lines[end + 1].startswith("|"):
-        end += 1
-    return "\n".join(lines[:start] + table.split("\n") + lines[end + 1:])
+def write(page: Path, tables: dict[str, str]) -> None:
+    """Put each dataset's table in place of the table after its marker line on ``page``."""
+    lines = page.read_text().split("\n")
+    for dataset, table in tables.items():
+        marker = MARKER.format(dataset=dataset)
+        if marker not in lines:
+            print(f"{page} has no line '{marker}': its table is left out")
+            continue
+        start = lines.index(marker) + 1
+        end = start
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        lines[start:end] = table.split("\n")
+    page.write_text("\n".join(lines))
+    print(f"wrote the tables of {', '.join(tables)} into {page}")
+
+
+def plot(data: dict, out_dir: Path) -> Path | None:
+    """FID against training minutes on both feature networks: a line per system (the mean of its runs at
+    one thread each, two side by side), a dot per run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {label: runs for label, runs in summary_rows(data).items()
+            if runs[0]["threads"] == 1 and not runs[0].get("shared") and any(len(r["points"]) > 1 for r in runs)}
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    every_minute = sorted({p["minutes"] for runs in rows.values() for r in runs for p in r["points"]})
+    for ax, key in zip(axes, ("fid_effnet_lite0", "fid_effnet_lite2")):
+        for label, runs in rows.items():
+            minutes = sorted({p["minutes"] for r in runs for p in r["points"]})
+            mean = [statistics.mean(p[key] for r in runs for p in r["points"] if p["minutes"] == m) for m in minutes]
+            line, = ax.plot(minutes, mean, marker="o", lw=2.5 if label == DEFAULT else 1.5,
+                            label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")
+            if len(runs) > 1:
+                ax.scatter([p["minutes"] for r in runs for p in r["points"]],
+                           [p[key] for r in runs for p in r["points"]], color=line.get_color(), s=8, alpha=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(every_minute, [f"{m:g}" for m in every_minute])
+        ax.set_xlabel("training minutes (2-core CPU, one thread a run)")
+        ax.set_ylabel(f"{HEADS[key]}, lower is better")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{data['dataset']}: FID against training time")
+    fig.tight_layout()
+    out = out_dir / f"quality_curve_{data['dataset']}.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("page", type=Path, nargs="?", default=Path(__file__).resolve().parents[1] / "docs" / "quality.md")
-    ap.add_argument("--write", action="store_true", help="replace the page's summary table instead of printing it")
+    ap.add_argument("--add", type=Path, nargs="+", metavar="CURVE_JSON", help="fold quality.py curve files in")
+    ap.add_argument("--as", dest="name", help="with --add: the system's name (default: quality.py's)")
+    ap.add_argument("--shared", help="with --add: how the runs shared the machine (shown in the summary)")
+    ap.add_argument("--write", type=Path, metavar="PAGE", help="put the tables on PAGE (after its marker lines)")
+    ap.add_argument("--plot", type=Path, metavar="DIR", help="write DIR/quality_curve_<dataset>.png")
     args = ap.parse_args()
-    page = args.page.read_text()
-    rows = runs(page)
-    if not rows:
-        raise SystemExit(f"{args.page} has no per-run rows (| batch | system | seed | minutes | steps | scores ... |)")
-    table = summary(rows)
+    if args.add:
+        add(args.add, args.name, args.shared)
+        return 0
+    datasets = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("quality-*.json"))
+                if re.fullmatch(r"quality-[a-z0-9_]+\.json", p.name)]
+    if not datasets:
+        raise SystemExit(f"no results/quality-<dataset>.json in {RESULTS}: fold curve files in with --add")
+    tables = {d["dataset"]: summary(d) for d in datasets}
     if args.write:
-        args.page.write_text(replace_summary(page, table))
-        print(f"wrote the summary of {len(rows)} rows into {args.page}")
-    else:
-        print(table)
+        write(args.write, tables)
+    if args.plot:
+        for d in datasets:
+            out = plot(d, args.plot)
+            if out:
+                print(f"wrote {out}")
+    if not args.write and not args.plot:
+        for dataset, table in tables.items():
+            print(f"\n{dataset}\n\n{table}")
     return 0
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from ganforge import config as C
-from ganforge.training.checkpoint import CheckpointStore, safe_load
+from ganforge.storage import CheckpointStore, safe_load
 from ganforge.training.trainer import Trainer
 
 RESULTS = Path(__file__).parent / "results"

@@ -106,20 +106,6 @@ def emoji_dir(tmp_path_factory) -> Path:
     return emoji_folder(tmp_path_factory.mktemp("emoji") / "emoji", 64)
 
 
-def watch_d(trainer) -> list[bool]:
-    """Install a callback on ``trainer`` that records, after each step, whether D is still as it started
-    (the G-only warm-ups leave it alone); returns the list it fills."""
-    d_start = {k: v.clone() for k, v in trainer.D.state_dict().items()}
-    seen: list[bool] = []
-
-    class DWatch:
-        def on_step(self, run, step):
-            seen.append(all(torch.equal(v, trainer.D.state_dict()[k]) for k, v in d_start.items()))
-
-    trainer.callbacks = [DWatch()]
-    return seen
-
-
 def random_dinov2_checkpoint(folder: Path) -> Path:
     """A file laid out as Meta's dinov2_vits14_pretrain.pth (keys, shapes), with random weights."""
     import timm

@@ -17,7 +17,7 @@ from ganforge.classes import fixed_labels, resolve_class, row_labels
 from ganforge.cli import main
 from ganforge.data.sources import _read_idx
 from ganforge.recipe import auto_config
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 
 CLASSES = {"bag": 8, "sneaker": 7, "trouser": 1}  # folder name -> Fashion-MNIST label
 

@@ -54,3 +54,18 @@ def test_saved_config_round_trips():
 def test_unknown_preset():
     with pytest.raises(C.ConfigError, match="unknown preset 'dcgan-celeb64'.*dcgan-celeba64"):
         C.load(preset="dcgan-celeb64")
+
+
+def test_a_run_saved_with_a_removed_option_off_still_loads_and_on_is_refused_by_name():
+    # Runs saved before loss.imle and the other rejected options were removed hold them at their off values.
+    from ganforge.config import RETIRED
+    saved = C.Config().to_dict()
+    for key, off in RETIRED.items():
+        section, name = key.split(".")
+        saved[section][name] = off
+    assert C.from_dict(saved).to_dict() == C.Config().to_dict()
+    saved["loss"]["imle"] = 1.0
+    with pytest.raises(C.ConfigError, match=r"loss.imle was measured, not taken and removed.*docs/quality.md"):
+        C.from_dict(saved)
+    with pytest.raises(C.ConfigError, match="unknown config key 'loss.imle'"):
+        C.load(overrides=["loss.imle=1"])

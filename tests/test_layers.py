@@ -37,6 +37,7 @@ LAYER_OF = {
     "ganforge.training.session": "wiring",  # starts and resumes runs with their callbacks
     "ganforge.training.preflight": "wiring",  # the config checks of every layer, before a run starts
     "ganforge.recipe": "top",
+    "ganforge.gpu_plan": "top",  # the recipe's choices for a GPU
     "ganforge.api": "top",
     "ganforge.cli": "cli",
     "ganforge.__main__": "cli",

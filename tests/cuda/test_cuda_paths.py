@@ -24,7 +24,7 @@ from ganforge.cli import main
 from ganforge.data import build_loader
 from ganforge.data.prepared import prepare
 from ganforge.training import speed
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 from ganforge.training.session import resume
 from ganforge.training.trainer import Trainer
 

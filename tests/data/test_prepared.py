@@ -104,20 +104,3 @@ def test_training_from_a_prepared_dataset_streams_with_bounded_memory(tmp_path, 
     assert total == n
     # The process never holds the dataset: only a few batches (100 x 49 KB as float: 5 MB each).
     assert peak * 1024 < size / 4, f"anonymous memory grew by {peak / 1024:.0f} MiB for a {size / 2**20:.0f} MiB set"
-
-
-@pytest.mark.parametrize("kind", ["folder", "prepared", "in memory"])
-def test_every_source_takes_trainings_own_labels_and_the_loader_hands_them_over(image_folder, tmp_path, tiny, kind):
-    """``relabel`` (model.latent_groups_in_d: each image's cluster) on each kind of source: the loader's
-    batches carry the new label of each image they hold."""
-    source = {"folder": image_folder, "prepared": tmp_path / "p", "in memory": "fashion-mnist"}[kind]
-    if kind == "prepared":
-        prepare(tiny(image_folder), source, workers=0, progress=False)
-    channels = 1 if kind == "in memory" else 3
-    loader = build_loader(tiny(source, "data.limit=64", channels=channels), CPU)
-    labels = torch.arange(64) % 5
-    loader.dataset.relabel(labels)
-    loader.sampler.set_epoch(0)
-    order = loader.sampler.indices()
-    got = torch.cat([y for _, y in loader.epoch(0)])
-    assert torch.equal(got, labels[order])

@@ -8,7 +8,7 @@ import pytest
 import ganforge
 from .conftest import N_EVAL
 from ganforge.config import ConfigError
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 
 
 def test_eval_every_logs_scores_and_keeps_the_best_checkpoint(tmp_path, image_folder, tiny):

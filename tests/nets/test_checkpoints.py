@@ -12,7 +12,7 @@ import ganforge
 from ganforge.api import resume
 from ganforge.cli import main
 from ganforge.sampling import load_generator
-from ganforge.training.checkpoint import CheckpointError, safe_load
+from ganforge.storage import CheckpointError, safe_load
 from ganforge.training.trainer import Trainer
 
 

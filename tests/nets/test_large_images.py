@@ -76,4 +76,6 @@ def test_describe_prints_memory_per_image_and_a_batch_estimate(capsys):
     assert "Generator forward pass, one image: 69.49 GFLOPs" in out
     assert "Generator activation memory, one image (training forward): 1.3 GiB" in out
     assert "Discriminator activation memory, one image (training forward): 520.6 MiB" in out
-    assert "per image of the batch (data.batch_size=8: 14.8 GiB at float32" in out
+    # With the EMA copy of G (ema.enabled): 14.9 GiB at float32, about half the activations with bf16.
+    assert "per image of the batch at the peak (G's step: G and D; data.batch_size=8: 14.9 GiB at float32, 7.6 GiB " \
+           "with mixed precision)" in out

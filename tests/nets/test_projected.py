@@ -10,7 +10,7 @@ import torch
 from ganforge import nets
 from ganforge.config import ConfigError
 from ganforge.modules.pretrained import FeatureStages
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 from ganforge.training.trainer import Trainer
 from .zoo import net_config
 from conftest import fit_whole_and_resumed

@@ -5,7 +5,7 @@ import hashlib
 
 import torch
 
-from ganforge.training.checkpoint import CheckpointStore, safe_load
+from ganforge.storage import CheckpointStore, safe_load
 
 
 def test_keeps_the_last_k_and_the_best(tmp_path):

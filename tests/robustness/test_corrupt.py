@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ganforge.cli import main
-from ganforge.training.checkpoint import CheckpointStore, UnsafeCheckpointError, safe_load
+from ganforge.storage import CheckpointStore, UnsafeCheckpointError, safe_load
 
 from .conftest import assert_bitwise_equal, manifest, one_thread, sha256
 

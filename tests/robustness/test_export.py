@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from ganforge.cli import main
 from ganforge.config import ConfigError
 from ganforge.sampling import generate, load_generator
-from ganforge.training.checkpoint import CheckpointError
+from ganforge.storage import CheckpointError
 
 from .conftest import STEPS
 

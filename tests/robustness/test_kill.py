@@ -11,7 +11,7 @@ import time
 import torch
 
 from ganforge.cli import main
-from ganforge.training.checkpoint import CheckpointStore, safe_load
+from ganforge.storage import CheckpointStore, safe_load
 
 from .conftest import STEPS, assert_bitwise_equal, cli_env, ganforge_cmd, one_thread, temporaries, tiny_args
 

@@ -130,7 +130,7 @@ def test_a_missing_dataset_names_the_path_and_what_to_do(tmp_path, capsys):
 
 def test_a_failed_write_that_names_no_file_still_says_where_and_what_is_kept(reference_run):
     # A write to an already open file (metrics.jsonl) fails with an OSError that carries no file name.
-    from ganforge.training.checkpoint import storage_error_message
+    from ganforge.storage import storage_error_message
 
     message = storage_error_message(OSError(errno.ENOSPC, "No space left on device"), within=reference_run)
     assert message.startswith(f"there is no space left to write a file in {reference_run} (No space left")

@@ -16,7 +16,7 @@ import yaml
 from ganforge import config as C
 from ganforge.config import ConfigError
 from ganforge.training import distributed
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 
 TINY = ["data.channels=3", "data.batch_size=16", "data.num_workers=0", "model.ngf=8", "model.ndf=8",
         "model.nz=16", "train.n_fixed_noise=16", "train.log_every=1", "train.tensorboard=false",

@@ -19,7 +19,7 @@ import ganforge
 from conftest import tiny_config, write_images
 from ganforge.cli import main
 from ganforge.config import ConfigError
-from ganforge.training.checkpoint import safe_load
+from ganforge.storage import safe_load
 
 LR = 2e-4  # the quickstart preset's, for G and D
 

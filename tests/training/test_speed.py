@@ -125,7 +125,7 @@ def test_train_prints_what_is_on_and_records_it(tmp_path, image_folder, tiny, ca
 
 
 def test_fp16_loss_scales_survive_a_resume(tmp_path, image_folder, tiny):
-    from ganforge.training.checkpoint import safe_load
+    from ganforge.storage import safe_load
     run = ganforge.train(tiny(image_folder, "train.max_steps=3", "train.amp=fp16"), runs_dir=tmp_path / "runs",
                          log_format="quiet")
     (checkpoint,) = (run / "checkpoints").glob("step_*.pt")

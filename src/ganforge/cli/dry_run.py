@@ -2,7 +2,8 @@
 
 It prints the resolved config (and the recipe's reasons, when the recipe chose), runs the run's preflight
 (every config and environment check), measures the models (parameters and FLOPs, as ``ganforge
-describe``), opens the data as the trainer would (the images found, steps per epoch) and lists the
+describe``, and the memory a training step needs on the run's device, with a warning when it would not
+fit), opens the data as the trainer would (the images found, steps per epoch) and lists the
 files the run would write.  A check that fails is the same error, with the same exit status, as the
 real run would give, and nothing is written either way.
 """
@@ -22,7 +23,10 @@ def files_written(cfg: Config, epochs: int) -> list[str]:
              f"{RunDir.METRICS}  one line per {t.log_every} steps",
              f"{RunDir.SAMPLES}/  {grids}" + (f", a grid every {t.sample_every} steps" if t.sample_every else "")
              + f", {RunDir.GRIDS}",
-             f"{RunDir.CHECKPOINTS}/  step_*.pt at every epoch end (the last {t.keep_checkpoints} kept), "
+             f"{RunDir.CHECKPOINTS}/  step_*.pt at "
+             + (f"epoch ends at least {t.save_every_minutes:g} minutes apart and at the end" if t.save_every_minutes
+                else "every epoch end")
+             + f" (the last {t.keep_checkpoints} kept), "
              f"{RunDir.MANIFEST}" + (f", {RunDir.BEST} (eval.every={cfg.eval.every})" if cfg.eval.every else ""),
              f"{RunDir.GENERATOR}  the final generator" + (" (the EMA copy)" if cfg.ema.enabled else ""),
              f"{RunDir.SUMMARY}, {RunDir.DIAGNOSTICS} (when something goes wrong), {RunDir.DATA_ERRORS} (broken files)"]
@@ -31,6 +35,33 @@ def files_written(cfg: Config, epochs: int) -> list[str]:
     if t.tensorboard:
         files.append(f"{RunDir.TENSORBOARD}/  TensorBoard events")
     return files
+
+
+def print_memory(cfg: Config, measured: dict) -> None:
+    """The predicted memory of a training step on the run's device, and a warning when it would not fit
+    (a GPU's memory; on a CPU or MPS, the machine's RAM)."""
+    from ganforge.devices import pick_device
+    from ganforge.gpu_plan import memory_warning, read_gpu, system_memory
+    from ganforge.nets.measure import AMP_ACTIVATION_SHARE, format_bytes, training_memory
+    from ganforge.training.speed import resolve
+
+    device = pick_device(cfg.train.device)
+    amp = resolve(cfg.train, device).amp
+    memory = training_memory(cfg, measured)
+    batch = cfg.data.batch_size
+    predicted = memory.per_step(batch, amp)
+    if device.type == "cuda":
+        gpu = read_gpu(device)
+        where, total = f"the GPU ({gpu.name})", gpu.total_memory
+    else:
+        where, total = "this machine's RAM", system_memory()
+    share = AMP_ACTIVATION_SHARE if amp in ("bf16", "fp16") else 1.0
+    print(f"\nmemory per step on {device}: about {format_bytes(predicted)} ({format_bytes(memory.fixed)} for the "
+          f"weights, gradients and optimiser moments, {format_bytes(memory.per_image * share)} per image x {batch}; "
+          f"amp {amp}; peak in {memory.parts})" + (f" of {format_bytes(total)} in {where}" if total else ""))
+    warning = memory_warning(predicted, total, where) if total else None
+    if warning:
+        print(f"  warning: {warning}")
 
 
 def dry_run(cfg: Config, runs_dir: str | Path = "runs", name: str | None = None, rank: int = 0,
@@ -52,6 +83,7 @@ def dry_run(cfg: Config, runs_dir: str | Path = "runs", name: str | None = None,
     print(f"\nmodels: {cfg.model.name}, {cfg.data.image_size}x{cfg.data.image_size}, {cfg.data.channels} channel(s)")
     print(f"  generator:     {m['g_params']:,} parameters, {format_flops(m['g_flops'])} per image (forward)")
     print(f"  discriminator: {m['d_params']:,} parameters, {format_flops(m['d_flops'])} per image (forward)")
+    print_memory(cfg, m)
     loader = open_data(cfg, rank, world_size)
     steps = loader.batches_per_epoch // cfg.train.d_steps
     total = cfg.train.max_steps or steps * cfg.train.epochs

@@ -14,9 +14,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "(for example train.epochs=10 model.nz=128).")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--preset", help="a preset shipped with ganforge (ganforge describe --list shows them); "
-                                    "'auto' (the default with --data) chooses from the data with the current recipe; "
-                                    "'auto-v1', 'auto-v2', ... name each recipe by version, the earlier ones kept "
-                                    "as baselines")
+                                    "'auto' (the default with --data) chooses from the data with the recipe "
+                                    "(docs/recipe.md)")
     p.add_argument("--config", help="a YAML config file")
     p.add_argument("--data", help="images to train on: a folder, a zip (zip:inner/dir), a prepared dataset, "
                                   "or a named dataset (same as data.source=...)")
@@ -35,6 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="same as train.seed=N (data order, initial weights, fixed noise)")
     p.add_argument("--device", help="auto (the default: a GPU when there is one), cpu, cuda, cuda:N or mps; "
                                     "same as train.device=D")
+    p.add_argument("--explain", action="store_true",
+                   help="with the recipe: print every choice with its reason, not the one-screen summary")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and print the resolved config, the models' parameters and FLOPs, the "
                         "images found and what the run would write; train nothing, write nothing")
@@ -103,21 +104,23 @@ def run(args) -> int:
             run_dir = start(cfg, runs_dir=args.runs_dir, log_format=log_format, rank=launch.rank,
                             world_size=launch.world_size, name=args.name)
         else:
-            from ganforge.recipe import RECIPES, auto_config
+            from ganforge.recipe import RECIPES, auto_config, summary
             # The main job: nothing says what to train on (no preset, config, --data or data.source=).
             main_job = not (args.preset or args.config or args.data
                             or any(o.startswith("data.source=") for o in overrides))
-            if args.preset in RECIPES or (args.data and not args.preset and not args.config) or main_job:
-                # Your own images and no preset: the recipe looks at the data and chooses (auto-v1: the
-                # first recipe, kept as a baseline).  With nothing at all: the recipe on the bundled
-                # Fashion-MNIST for MAIN_JOB_MINUTES, the first thing a new user sees.
+            recipe = args.preset in RECIPES or (args.preset or "").startswith("auto-v")  # auto-v1: says where it went
+            if recipe or (args.data and not args.preset and not args.config) or main_job:
+                # Your own images and no preset: the recipe looks at the data and chooses.  With nothing
+                # at all: the recipe on the bundled Fashion-MNIST for MAIN_JOB_MINUTES, the first thing a
+                # new user sees.
                 recipe_overrides = [o for o in overrides if not o.startswith("data.source=")]
                 if main_job and not any(o.startswith("train.max_minutes=") for o in overrides):
                     recipe_overrides.append(f"train.max_minutes={MAIN_JOB_MINUTES}")
                 cfg = auto_config(args.data or C.load(overrides=overrides).data.source, recipe_overrides,
                                   recipe=args.preset or "auto")
-                if log_format != "quiet" and launch.rank == 0:
-                    print("ganforge: " + "\n  ".join(cfg.notes), flush=True)
+                if log_format != "quiet" and launch.rank == 0 and not args.dry_run:  # --dry-run prints every reason
+                    lines = cfg.notes if args.explain else summary(cfg.notes)
+                    print("ganforge: " + "\n  ".join(line.removeprefix("  ") for line in lines), flush=True)
             else:
                 preset = args.preset or (None if args.config else "quickstart")
                 cfg = C.load(preset=preset, file=args.config, overrides=overrides)

@@ -59,15 +59,6 @@ class ImageFileSource(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def relabel(self, labels: torch.Tensor) -> None:
-        """Give image i the label ``labels[i]`` from now on (training's own labels: the clusters that
-        ``model.latent_groups_in_d`` conditions D on)."""
-        self.labels = [int(v) for v in labels.tolist()]
-
-    def image_labels(self) -> torch.Tensor:
-        """Every image's label, by index (the loader's ``data.group_batches`` groups the batches by them)."""
-        return torch.tensor(self.labels, dtype=torch.long)
-
     def name(self, i: int) -> str:
         return self.files[i]
 

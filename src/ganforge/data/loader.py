@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ganforge.config import GROUPS_PER_BATCH, Config, group_block_sizes
+from ganforge.config import Config
 from ganforge.data.errors import DataError
 from ganforge.data.sources import check_decodable, open_source
 
@@ -59,51 +59,6 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return (self.batches - self.start_batch) * self.batch_size
 
 
-class GroupedEpochSampler(EpochSampler):
-    """``data.group_batches``: every batch in blocks of ``per_batch`` labels, each block of one label.
-
-    The labels are read from the dataset when an epoch starts (training labels the images with their
-    clusters before the first epoch: ``model.latent_groups``).  Each batch takes ``per_batch`` labels at
-    random, without repeats, in blocks as even as :class:`~ganforge.modules.latent_groups.GroupedLatents`
-    makes the fakes' groups, so real image i and fake i of a batch are of one kind.  Each label's images
-    come in a fresh seeded permutation, taken again from the start when they run out, so a label drawn
-    more often than its share repeats its images rather than borrowing another label's.  Images labelled
-    below 0 (broken files that no cluster holds) are never drawn.  The order depends only on
-    (seed, epoch) and the labels, like the plain sampler's, and whole batches go to each rank in turn.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, labels: Callable[[], torch.Tensor], per_batch: int,
-                 rank: int = 0, world_size: int = 1):
-        super().__init__(n, batch_size, seed, rank, world_size)
-        self.labels, self.per_batch = labels, per_batch
-
-    def indices(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        labels = self.labels()
-        kinds = labels[labels >= 0].unique()
-        if len(kinds) == 0:
-            raise DataError("data.group_batches found no labelled image to draw batches from")
-        members = [(labels == k).nonzero().flatten() for k in kinds]
-        queues: list[list[int]] = [[] for _ in kinds]
-        per = min(self.per_batch, len(kinds), self.batch_size)
-        sizes = group_block_sizes(self.batch_size, per)
-
-        def take(k: int, size: int) -> list[int]:
-            out: list[int] = []
-            while len(out) < size:
-                if not queues[k]:
-                    queues[k] = members[k][torch.randperm(len(members[k]), generator=g)].tolist()
-                out.append(queues[k].pop())
-            return out
-
-        batches = []
-        for _ in range(self.batches * self.world_size):
-            picked = torch.randperm(len(kinds), generator=g)[:per].tolist()
-            batches.append([i for k, size in zip(picked, sizes) for i in take(k, size)])
-        mine = torch.tensor(batches[self.rank:: self.world_size], dtype=torch.long).flatten()
-        return mine[self.start_batch * self.batch_size:]
-
-
 def default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -135,15 +90,7 @@ class BatchLoader:
         self.batch_size = cfg.data.batch_size
         self.hflip = cfg.data.hflip
         self.seed, self.rank = cfg.train.seed, rank
-        if cfg.data.group_batches:
-            if not hasattr(dataset, "image_labels"):
-                raise DataError(f"data.group_batches draws batches by the images' labels, which this source "
-                                f"({type(dataset).__name__}) does not give: use a folder, a zip, a prepared or a "
-                                "named dataset, or data.group_batches=false")
-            self.sampler = GroupedEpochSampler(len(dataset), self.batch_size, cfg.train.seed, dataset.image_labels,
-                                               GROUPS_PER_BATCH, rank, world_size)
-        else:
-            self.sampler = EpochSampler(len(dataset), self.batch_size, cfg.train.seed, rank, world_size)
+        self.sampler = EpochSampler(len(dataset), self.batch_size, cfg.train.seed, rank, world_size)
         self.batches_per_epoch = self.sampler.batches
         if self.batches_per_epoch == 0:
             raise DataError(f"the dataset has {len(dataset)} images, fewer than one batch of "

@@ -16,7 +16,6 @@ from ganforge.config import Config
 from ganforge.data.decode import resize_crop
 from ganforge.data.errors import DataError
 from ganforge.data.files import FolderSource, ZipSource
-from ganforge.data.labels import TensorLabels
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -24,7 +23,7 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 MNIST_CLASSES = [str(d) for d in range(10)]
 
 
-class TensorSource(TensorLabels, torch.utils.data.Dataset):
+class TensorSource(torch.utils.data.Dataset):
     """A dataset already decoded into one uint8 tensor (N, C, S, S): Fashion-MNIST, MNIST, CIFAR-10."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, name: str, classes: list[str]):

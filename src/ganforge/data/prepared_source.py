@@ -14,7 +14,6 @@ import torch
 
 from ganforge.config import Config
 from ganforge.data.errors import DataError
-from ganforge.data.labels import TensorLabels
 
 FORMAT = "ganforge-prepared-1"
 MANIFEST = "manifest.json"
@@ -33,7 +32,7 @@ def read_manifest(path: Path) -> dict:
     return json.loads((Path(path) / MANIFEST).read_text())
 
 
-class PreparedSource(TensorLabels, torch.utils.data.Dataset):
+class PreparedSource(torch.utils.data.Dataset):
     """A prepared dataset, memory-mapped; ``get_batch`` reads a batch of rows in one go."""
 
     def __init__(self, path: Path, cfg: Config):

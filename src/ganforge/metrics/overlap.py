@@ -19,7 +19,8 @@ from ganforge.metrics.features import FEATURES, IMAGENET_FEATURES
 SHARED_LABEL = "shares ImageNet features with training"
 #: Report-key suffixes of the scores on ImageNet-classifier features (``fid_effnet_lite0``, ...).
 IMAGENET_SUFFIXES = tuple(FEATURES[f] for f in IMAGENET_FEATURES)
-#: ``loss`` keys whose non-zero value turns on a term computed on EfficientNet-Lite1's features.
+#: ``loss`` keys whose non-zero value turned on a term computed on EfficientNet-Lite1's features: today's
+#: ``feature_match``, and the keys of older versions, whose runs' ``config.yaml`` may still hold them.
 FEATURE_MATCH_KEYS = ("feature_match", "feature_match_warmup", "feature_match_sliced", "feature_match_nearest")
 
 

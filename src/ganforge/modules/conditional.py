@@ -43,13 +43,9 @@ class ClassProjection(nn.Module):
     def __init__(self, num_classes: int, features: int, spectral_norm: bool = False):
         super().__init__()
         self.embed = maybe_spectral_norm(nn.Embedding(num_classes, features), spectral_norm)
-        # The term's weight in D's logit (model.projection_scale, set by nets.build).  FastGAN's and the
-        # projected D's unconditional heads average over positions where the projection sums h over
-        # them (64 at 8x8), so at 1 the projection can dominate the logit and D's gradients.
-        self.scale = 1.0
 
     def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.scale * (self.embed(y) * h).sum(dim=1)
+        return (self.embed(y) * h).sum(dim=1)
 
 
 class CondSequential(nn.Sequential):

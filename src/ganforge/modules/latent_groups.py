@@ -19,8 +19,6 @@ import math
 
 import torch
 
-from ganforge.config import group_block_sizes
-
 
 def latent_group(z: torch.Tensor, groups: int) -> torch.Tensor:
     """The group (0 .. ``groups`` - 1) of each latent in ``z`` (shape ``(B, nz)``, nz >= 2)."""
@@ -29,18 +27,21 @@ def latent_group(z: torch.Tensor, groups: int) -> torch.Tensor:
     return sector.clamp_(0, groups - 1)
 
 
+def group_block_sizes(n: int, blocks: int) -> list[int]:
+    """How a batch of ``n`` is split between ``blocks`` groups, as evenly as possible (the first
+    ``n % blocks`` one larger)."""
+    return [n // blocks + (i < n % blocks) for i in range(blocks)]
+
+
 class GroupedLatents:
     """Latents for a training batch: ``per_batch`` groups drawn at random (without repeats when there
     are enough), the batch split between them in blocks as even as possible.  A batch of a few groups
     gives each group several samples, so each group's statistics can be measured on the batch."""
 
-    def __init__(self, nz: int, groups: int, per_batch: int = 4, paired: bool = False):
+    def __init__(self, nz: int, groups: int, per_batch: int = 4):
         if nz < 2:
             raise ValueError(f"latent groups need a latent of at least 2 components, got nz={nz}")
         self.nz, self.groups, self.per_batch = nz, groups, max(1, min(per_batch, groups))
-        # data.group_batches: the real batch comes in blocks of clusters, and each latent is drawn in the
-        # group of the real image it is paired with, instead of in groups of its own.
-        self.paired = paired
 
     def groups_for(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """The group of each of ``n`` samples: ``per_batch`` random groups in even blocks."""
@@ -62,12 +63,8 @@ class GroupedLatents:
         z[:, 0], z[:, 1] = radius * torch.cos(angle), radius * torch.sin(angle)
         return z
 
-    def __call__(self, n: int, device: torch.device | str = "cpu", paired_with: torch.Tensor | None = None) -> torch.Tensor:
-        """``n`` latents; ``paired_with``: the clusters of the real batch they are paired with, which
-        they follow when the latents are ``paired`` (otherwise, and without a real batch, groups of
-        their own)."""
-        if self.paired and paired_with is not None:
-            return self.sample(paired_with.to(device))
+    def __call__(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``n`` latents, in ``per_batch`` groups."""
         return self.sample(self.groups_for(n, device))
 
 

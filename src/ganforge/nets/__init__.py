@@ -21,7 +21,6 @@ from typing import Callable
 import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
-from ganforge.modules import ClassProjection
 from ganforge.nets import dcgan, dcgan_upsample, fastgan, mlp, projected, resnet
 from ganforge.storage import CheckpointError
 
@@ -65,16 +64,12 @@ def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     G, D = REGISTRY[cfg.model.name](cfg)
     if cfg.model.discriminator == "projected":
         D = projected.build_discriminator(cfg)
-    for module in D.modules():  # every family's conditional D, and each head of the projected one
-        if isinstance(module, ClassProjection):
-            module.scale = cfg.model.projection_scale
     return G, D
 
 
 #: Model keys that change the layers (and so the state dict); the others (init, upsample) do not.
 _ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "g_hidden", "d_hidden", "spectral_norm", "spectral_norm_g",
-                      "d_batchnorm", "attention", "num_classes", "hierarchical_z", "latent_groups",
-                      "latent_groups_in_d")
+                      "d_batchnorm", "attention", "num_classes", "hierarchical_z", "latent_groups")
 
 
 def architecture_id(cfg: Config) -> dict:

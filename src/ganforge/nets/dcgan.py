@@ -115,7 +115,7 @@ def build_dcgan_family(cfg: Config, upsampling_stage: UpsamplingStage) -> tuple[
                        num_classes=m.num_classes, attention=m.attention, spectral_norm=m.spectral_norm_g,
                        latent_groups=m.latent_groups)
     D = DCGANDiscriminator(m.ndf, d.channels, d.image_size, batchnorm=m.d_batchnorm,
-                           spectral_norm=m.spectral_norm, num_classes=m.d_classes, attention=m.attention)
+                           spectral_norm=m.spectral_norm, num_classes=m.num_classes, attention=m.attention)
     initialise(G, m.init)
     initialise(D, m.init)
     return G, D

@@ -270,7 +270,7 @@ def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     m, d = cfg.model, cfg.data
     G = FastGANGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes,
                          spectral_norm=m.spectral_norm_g, latent_groups=m.latent_groups)
-    D = FastGANDiscriminator(m.ndf, d.channels, d.image_size, num_classes=m.d_classes,
+    D = FastGANDiscriminator(m.ndf, d.channels, d.image_size, num_classes=m.num_classes,
                              decoder_size=m.fastgan_decoder, spectral_norm=m.spectral_norm)
     initialise(G, m.init)
     initialise(D, m.init)

@@ -147,6 +147,6 @@ def build_discriminator(cfg: Config) -> nn.Module:
     # Building the frozen network draws no random numbers that matter (its weights are loaded), but the
     # random projections and heads do, from the global generator, as every other family's layers do.
     D = ProjectedDiscriminator(m.ndf, d.channels, d.image_size, input_size=m.projected_size,
-                               num_classes=m.d_classes, pixel_size=m.projected_pixels)
+                               num_classes=m.num_classes, pixel_size=m.projected_pixels)
     refresh_spectral_norm(D, 100)  # the first steps normalise by the true top singular value
     return D

@@ -120,7 +120,7 @@ def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     G = ResNetGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes, attention=m.attention,
                         spectral_norm=m.spectral_norm_g, hierarchical_z=m.hierarchical_z, upsample=m.upsample,
                         latent_groups=m.latent_groups)
-    D = ResNetDiscriminator(m.ndf, d.channels, d.image_size, num_classes=m.d_classes, attention=m.attention,
+    D = ResNetDiscriminator(m.ndf, d.channels, d.image_size, num_classes=m.num_classes, attention=m.attention,
                             spectral_norm=m.spectral_norm)
     initialise(G, m.init)
     initialise(D, m.init)

@@ -25,14 +25,13 @@ from ganforge.training.augment import AdaptiveAugment, DiffAugment, Fill
 from ganforge.training.ema import GeneratorEMA
 from ganforge.training.guard import DivergenceGuard
 from ganforge.training import feature_match
-from ganforge.training.imle import IMLETerm
 from ganforge.training.losses import build_loss
 from ganforge.training.optim import build_optimizer
 from ganforge.training.penalties import GradientPenalty, LeCamPenalty, R1Penalty, R2Penalty, ReconstructionLoss
 from ganforge.training.schedules import LRSchedules, build_lr_schedules
 from ganforge.training.step import GANStep
-from ganforge.training.strategies import (ClassConditions, Conditions, DInput, DInputChain, GroupConditions,  # noqa: F401
-                                         GTerm, InstanceNoise, Penalty, build_targets)
+from ganforge.training.strategies import (ClassConditions, Conditions, DInput, DInputChain, GTerm,  # noqa: F401
+                                         InstanceNoise, Penalty, build_targets)
 
 
 def build_d_input(cfg: Config) -> DInput:
@@ -95,48 +94,23 @@ def build_g_terms(cfg: Config, latents: GroupedLatents | None = None) -> list[GT
     l = cfg.loss
     feature_match.check(cfg)
     terms: list[GTerm] = []
-    if l.feature_match or l.feature_match_warmup or l.feature_match_sliced or l.feature_match_nearest:
-        terms.append(feature_match.FeatureMatchTerm(l.feature_match, l.feature_match_size, cfg.data.batch_size,
-                                                    cfg.model.nz, mirror=cfg.data.hflip > 0,
-                                                    warmup=l.feature_match_warmup, sliced=l.feature_match_sliced,
-                                                    average=l.feature_match_average, every=l.feature_match_every,
+    if l.feature_match:
+        terms.append(feature_match.FeatureMatchTerm(l.feature_match, l.feature_match_size, mirror=cfg.data.hflip > 0,
                                                     groups=latents or build_latents(cfg), gram=l.feature_match_gram,
-                                                    unbiased=l.feature_match_unbiased, nearest=l.feature_match_nearest,
-                                                    label_images=cfg.model.latent_groups_in_d or cfg.data.group_batches))
-    if l.imle < 0 or l.imle_warmup < 0:
-        raise ConfigError(f"loss.imle and loss.imle_warmup must be >= 0 (0: off), got {l.imle} and {l.imle_warmup}")
-    if not l.imle and not l.imle_warmup:
-        return terms
-    if l.imle_pool < 1 or l.imle_every < 1:
-        raise ConfigError(f"loss.imle_pool and loss.imle_every must be >= 1, got {l.imle_pool} and {l.imle_every}")
-    if not 1 <= l.imle_size <= cfg.data.image_size:
-        raise ConfigError(f"loss.imle_size must be between 1 and data.image_size ({cfg.data.image_size}), "
-                          f"got {l.imle_size}: 16 compares the layout of the images")
-    return terms + [IMLETerm(l.imle, l.imle_pool, l.imle_every, l.imle_size, cfg.model.nz, cfg.data.batch_size,
-                             conditional=cfg.model.num_classes > 0, warmup=l.imle_warmup)]
+                                                    unbiased=l.feature_match_unbiased))
+    return terms
 
 
 def build_conditions(cfg: Config) -> Conditions:
-    """What G and D condition on: the classes (``model.num_classes``), D on the latent groups
-    (``model.latent_groups_in_d``), or nothing."""
-    if cfg.model.num_classes:
-        return ClassConditions()
-    if cfg.model.latent_groups_in_d:
-        return GroupConditions(cfg.model.latent_groups)
-    return Conditions()
+    """What G and D condition on: the classes (``model.num_classes``), or nothing."""
+    return ClassConditions() if cfg.model.num_classes else Conditions()
 
 
 def build_latents(cfg: Config) -> GroupedLatents | None:
-    """How the step draws z: in blocks of latent groups with ``model.latent_groups``, in the real batch's
-    clusters with ``data.group_batches`` (None: randn)."""
+    """How the step draws z: in blocks of latent groups with ``model.latent_groups`` (None: randn)."""
     if not cfg.model.latent_groups:
         return None
-    return GroupedLatents(cfg.model.nz, cfg.model.latent_groups, GROUPS_PER_BATCH, paired=cfg.data.group_batches)
-
-
-def g_only_steps(cfg: Config) -> int:
-    """Generator steps at the start in which G learns from its terms alone and D waits (the longest warm-up)."""
-    return max(cfg.loss.imle_warmup, cfg.loss.feature_match_warmup)
+    return GroupedLatents(cfg.model.nz, cfg.model.latent_groups, GROUPS_PER_BATCH)
 
 
 @dataclass
@@ -164,7 +138,7 @@ def build_components(cfg: Config, device: torch.device, world_size: int = 1) -> 
     step_fn = GANStep(
         G=G, D=D, opt_g=opt_g, opt_d=opt_d, loss=build_loss(cfg), nz=cfg.model.nz,
         targets=build_targets(cfg), d_input=build_d_input(cfg), penalties=build_penalties(cfg),
-        g_terms=build_g_terms(cfg, latents), g_only_steps=g_only_steps(cfg),
+        g_terms=build_g_terms(cfg, latents),
         l1_g=cfg.optim.g.l1, l1_d=cfg.optim.d.l1, conditions=build_conditions(cfg), latents=latents)
     images_per_step = cfg.data.batch_size * max(world_size, 1)  # the EMA's half-life counts images
     return Components(G=G, D=D, opt_g=opt_g, opt_d=opt_d, step_fn=step_fn,

@@ -2,9 +2,10 @@
 
 :class:`LoopSchedule` answers each question for the step just trained, from ``train.*`` and
 ``eval.every``; the loop (:meth:`ganforge.training.trainer.Trainer.fit`) only asks.  Decisions that
-depend on a clock (``train.midsave_minutes``, ``train.max_minutes``) differ between the processes of a
-multi-GPU run, so they are agreed across ranks here (one small all-reduce each, see
-:mod:`ganforge.training.distributed`); every rank asks the same questions at the same steps.
+depend on a clock (``train.midsave_minutes``, ``train.save_every_minutes``, ``train.max_minutes``)
+differ between the processes of a multi-GPU run, so they are agreed across ranks here (one small
+all-reduce each, see :mod:`ganforge.training.distributed`); every rank asks the same questions at the
+same steps.
 (The learning-rate schedules are :mod:`ganforge.training.schedules`.)
 """
 from __future__ import annotations
@@ -45,6 +46,18 @@ class LoopSchedule:
         if t.midsave_minutes and self.world_size > 1:
             by_time = distributed.any_rank(bool(by_time))  # clocks differ: all ranks save together
         return bool(by_steps or by_time)
+
+    def epoch_end_save_due(self, step: int, last: bool) -> bool:
+        """Whether this epoch end writes its grid and checkpoint and calls ``on_epoch_end`` (the report's
+        refresh): at every one, or with ``train.save_every_minutes`` only once that long has passed since
+        the last checkpoint; the ``last`` epoch end of a run (finished, out of time, stopped) always."""
+        minutes = self.train.save_every_minutes
+        if not minutes:
+            return True
+        due = last or self.finished(step) or time.monotonic() - self.last_save >= minutes * 60
+        if self.world_size > 1:
+            due = distributed.any_rank(due)  # clocks differ: all ranks save together
+        return due
 
     def saved(self) -> None:
         """A checkpoint was just written (the mid-run save by time counts from here)."""

@@ -67,8 +67,8 @@ class LRSchedules:
             self.paced_steps = max(step, round(step * self.budget_seconds / trained_seconds))
 
     def step(self) -> None:
-        # Both schedules count generator steps, so D's advances in steps where D did not train (the
-        # G-only steps of loss.imle_warmup); torch warns about exactly that order, which is intended here.
+        # Both schedules count generator steps; torch warns when a schedule steps before its optimiser
+        # has (a step the guard or the loss scaler skipped), which is intended here.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
             for sched in self.schedulers.values():

@@ -18,7 +18,7 @@ from ganforge.training.trainer import Trainer
 
 #: Keys a resume may change without --force: they say how long or how often, not what is trained.
 RESUME_MAY_CHANGE = {"train.epochs", "train.max_steps", "train.max_minutes", "train.log_every", "train.sample_every",
-                     "train.midsave_steps", "train.midsave_minutes", "train.keep_checkpoints",
+                     "train.midsave_steps", "train.midsave_minutes", "train.save_every_minutes", "train.keep_checkpoints",
                      "train.tensorboard", "train.report", "eval.every", "data.num_workers",
                      "data.prefetch_factor", "data.persistent_workers", "data.index_cache",
                      "train.compile", "train.channels_last", "train.cuda_graphs"}  # speed, not results

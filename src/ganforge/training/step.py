@@ -3,21 +3,15 @@
 This is the tutorial's algorithm (pytorch/examples dcgan/main.py), with every strategy a piece that
 it calls rather than a branch inside it:
 
-- ``conditions`` what G and D condition on (nothing; the real batch's classes; D on latent groups),
+- ``conditions`` what G and D condition on (nothing; the real batch's classes),
 - ``targets``   what D's loss aims at for reals and fakes (label smoothing / flipping),
 - ``d_input``   what D sees of an image (instance noise, differentiable augmentation),
 - ``loss``      the GAN loss on logits,
 - ``penalties`` extra terms of D's loss (R1, R2, gradient penalty, LeCam, FastGAN's reconstruction),
-- ``g_terms``   extra terms of G's loss (feature matching on a frozen ImageNet network; IMLE's pull of
-                each training image's nearest sample),
+- ``g_terms``   extra terms of G's loss (feature matching on a frozen ImageNet network),
 - ``regularise`` L1 weight penalties added to each network's loss,
 - ``latents``   how the step draws z (``randn``; in blocks of a few latent groups with
-                ``model.latent_groups``, so each group's share of a batch can be measured; with
-                ``data.group_batches`` in the real batch's clusters, fake i of real i's kind).
-
-Before generator step ``g_only_steps`` (``loss.feature_match_warmup``, ``loss.imle_warmup``; 0 by
-default) G learns from its terms alone and D waits: the set is laid out first, cheaply, and the
-adversarial game starts from there.
+                ``model.latent_groups``, so each group's share of a batch can be measured).
 
 Nothing here calls ``.item()``: the step returns detached tensors and the loop syncs with the host
 only when it logs.
@@ -60,7 +54,6 @@ class GANStep:
     d_input: DInput = field(default_factory=DInput)
     penalties: list[Penalty] = field(default_factory=list)
     g_terms: list[GTerm] = field(default_factory=list)
-    g_only_steps: int = 0
     l1_g: float = 0.0
     l1_d: float = 0.0
     conditions: Conditions = field(default_factory=Conditions)
@@ -68,8 +61,8 @@ class GANStep:
     # How each loss becomes gradients and an update (fp16 sets a GradScaler per network; see speed.py).
     scaling_d: LossScaling = field(default_factory=LossScaling)
     scaling_g: LossScaling = field(default_factory=LossScaling)
-    # How z is drawn: (n, device, the real batch's labels) -> latents.  None: standard normal.
-    latents: Callable[[int, torch.device, torch.Tensor | None], torch.Tensor] | None = None
+    # How z is drawn: (n, device) -> latents.  None: standard normal.
+    latents: Callable[[int, torch.device], torch.Tensor] | None = None
     # D as the generator step runs it: the same weights, but outside DistributedDataParallel, whose
     # gradient sync would wait for D gradients that the G step never computes.  None: ``D``.
     D_for_g: nn.Module | None = None
@@ -80,11 +73,10 @@ class GANStep:
         if self.D_for_g is None:
             self.D_for_g = self.D
 
-    def sample_z(self, n: int, device: torch.device, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """``n`` latents for a batch of fakes; ``labels``: the real batch's, which grouped latents may
-        follow (``data.group_batches``)."""
+    def sample_z(self, n: int, device: torch.device) -> torch.Tensor:
+        """``n`` latents for a batch of fakes."""
         if self.latents is not None:
-            return self.latents(n, device, labels)
+            return self.latents(n, device)
         return torch.randn(n, self.nz, device=device)
 
     @staticmethod
@@ -94,7 +86,7 @@ class GANStep:
     def d_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, d_index: int, keep_fake: bool):
         """Update D on one real batch and one fake batch: maximise log D(x) + log(1 - D(G(z))).
         ``d_index``: discriminator steps done before this one (lazy penalties count them)."""
-        z = self.sample_z(real.shape[0], real.device, labels)
+        z = self.sample_z(real.shape[0], real.device)
         y, d_labels = self.conditions(labels, z)
         with self.autocast(), torch.set_grad_enabled(keep_fake):
             fake = self.G(z, y)  # kept with its graph on the last D step: the G step reuses it (and its z)
@@ -129,10 +121,9 @@ class GANStep:
         grad_norm_g = self.update_g(loss_g)
         return loss_g.detach(), fake_logits.detach(), grad_norm_g
 
-    def with_g_terms(self, loss_g: torch.Tensor, step: int, fake: torch.Tensor | None = None,
-                     z: torch.Tensor | None = None) -> torch.Tensor:
-        """G's loss with its extra terms (feature matching's, IMLE's) and its L1 weight penalty added;
-        ``fake``: the step's batch of samples, with its graph, and ``z`` its latents (None in a G-only step)."""
+    def with_g_terms(self, loss_g: torch.Tensor, step: int, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """G's loss with its extra terms (feature matching's) and its L1 weight penalty added; ``fake``:
+        the step's batch of samples, with its graph, and ``z`` its latents."""
         for term in self.g_terms:
             loss_g = self._add(loss_g, term(self.G, step, fake, z))
         return self._add(loss_g, l1_penalty(self.G, self.l1_g))
@@ -150,19 +141,8 @@ class GANStep:
     def term_readings(self) -> dict[str, torch.Tensor]:
         return {k: v for term in self.g_terms for k, v in term.log().items()}
 
-    def g_only_step(self, step: int) -> dict[str, torch.Tensor]:
-        """Update G on its own terms (IMLE's) with no D step; D's readings are logged as zeros."""
-        with self.autocast():
-            loss_g = self.with_g_terms(torch.zeros((), device=next(iter(self.g_params)).device), step)
-        grad_norm_g = self.update_g(loss_g)
-        zero = torch.zeros((), device=loss_g.device)
-        return {**self.term_readings(), "loss_d": zero, "loss_g": loss_g.detach(), "d_x": zero, "d_g_z": zero,
-                "d_g_z2": zero, "grad_norm_d": zero, "grad_norm_g": grad_norm_g, "d_wins": zero}
-
     def __call__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], step: int) -> dict[str, torch.Tensor]:
         """``batches``: one fresh real batch per discriminator step (``train.d_steps`` of them)."""
-        if step < self.g_only_steps:
-            return self.g_only_step(step)
         for i, (real, labels) in enumerate(batches):
             (fake, z), loss_d, real_logits, fake_logits_d, grad_norm_d = self.d_step(
                 real, labels, step, d_index=step * len(batches) + i, keep_fake=i == len(batches) - 1)

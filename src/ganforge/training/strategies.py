@@ -8,7 +8,7 @@ turns the config into pieces; the pieces with more to them live in their own mod
 - losses: :mod:`ganforge.training.losses`
 - augmentation (DiffAugment, ADA): :mod:`ganforge.training.augment`
 - penalties (R1, WGAN-GP): :mod:`ganforge.training.penalties`
-- G terms: feature matching :mod:`ganforge.training.feature_match`, IMLE :mod:`ganforge.training.imle`
+- G terms: feature matching :mod:`ganforge.training.feature_match`
 - EMA of G: :mod:`ganforge.training.ema`; divergence guard: :mod:`ganforge.training.guard`
 - optimisers and learning-rate schedules: :mod:`ganforge.training.optim`, :mod:`ganforge.training.schedules`
 """
@@ -20,7 +20,6 @@ import torch
 import torch.nn as nn
 
 from ganforge.config import Config
-from ganforge.modules.latent_groups import latent_group
 
 
 class DLabels(NamedTuple):
@@ -42,20 +41,6 @@ class ClassConditions(Conditions):
 
     def __call__(self, labels, z):
         return labels, DLabels(labels, labels)
-
-
-class GroupConditions(Conditions):
-    """``model.latent_groups_in_d`` (Self-Conditioned GAN, Liu et al. 2020): G's group is a function of its
-    own z, so G takes no labels; D judges each sample under its latent group and each real image under
-    its cluster, which the loader hands over as the batch's labels (feature matching clusters the set
-    when training starts and relabels the dataset).  A D that knows which cluster an image should look
-    like can tell a flag-coloured blob from a flag, which the whole set's statistics cannot."""
-
-    def __init__(self, groups: int):
-        self.groups = groups
-
-    def __call__(self, labels, z):
-        return None, DLabels(labels, latent_group(z, self.groups))
 
 
 class Targets:
@@ -175,10 +160,11 @@ class Penalty:
 
 
 class GTerm:
-    """Extra terms of G's loss that need more than D's logits (feature matching, IMLE); none by default.
+    """Extra terms of G's loss that need more than D's logits (feature matching); none by default.
 
-    ``start`` runs once when training starts, with the loader's dataset and the device (a term that
-    reads the training images reads them there); the step then calls the term once per generator step
+    ``start`` runs once when training starts, with the loader's dataset, the device and the latent
+    groups' clusters of the images (None without groups; a term that reads the training images reads
+    them there); the step then calls the term once per generator step
     with G, the number of generator steps before this one, the step's batch of samples (with its
     graph) and their latents (both None in a step that makes none, where a term that needs samples
     draws its own), and adds what it returns (a tensor, or None for nothing) to G's loss before the
@@ -188,7 +174,7 @@ class GTerm:
 
     name = "term"
 
-    def start(self, dataset, device: torch.device) -> None:
+    def start(self, dataset, device: torch.device, clusters: torch.Tensor | None = None) -> None:
         pass
 
     def __call__(self, G: nn.Module, step: int, fake: torch.Tensor | None = None,

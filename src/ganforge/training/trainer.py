@@ -28,6 +28,7 @@ from ganforge.sampling import generate, save_grid
 from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load
 from ganforge.training import distributed
 from ganforge.training.build import Components, build_components
+from ganforge.training.clusters import latent_clusters
 from ganforge.training.context import Hooks, RunContext
 from ganforge.training.guard import Recovery
 from ganforge.training.loop_schedule import LoopSchedule
@@ -335,7 +336,7 @@ class Trainer:
                 self.rolled_back = False
                 status = "diverged" if self.stop_reason else status
             else:
-                self._end_of_stretch()
+                self._end_of_stretch(last=status != "finished" or self.stop.stopping)
         bar.close()
         return self._finish("interrupted" if self.stop.stopping and status == "finished" else status)
 
@@ -346,8 +347,11 @@ class Trainer:
         self.loader = build_loader(cfg, self.device, self.rank, self.world_size, worker_init=ignore_stop_signals)
         check_channels(self.loader.dataset, cfg)  # data.channels against the images, before the first step
         self._record_class_names()
-        for term in self.step_fn.g_terms:  # G terms that read the training images (IMLE) read them now
-            term.start(self.loader.dataset, self.device)
+        # The latent groups' clusters of the training images, then the G terms that read the images
+        # (feature matching: each cluster's statistics).
+        clusters = latent_clusters(cfg, self.loader.dataset, self.device)
+        for term in self.step_fn.g_terms:
+            term.start(self.loader.dataset, self.device, clusters)
         if getattr(self, "_resume_state", None) is not None:
             self.load_state_dict(self._resume_state)
             self._resume_state = None
@@ -378,12 +382,15 @@ class Trainer:
                             f"{record['images_per_s']:.0f} img/s")
         self.log(record)
 
-    def _end_of_stretch(self) -> None:
-        """After the epoch's batches (or a stop inside it): its grid and checkpoint, so resume goes on here."""
+    def _end_of_stretch(self, last: bool = False) -> None:
+        """After the epoch's batches (or a stop inside it): its grid and checkpoint, so resume goes on here
+        (with ``train.save_every_minutes``, at an epoch end only when that is due; the ``last`` always)."""
         self.write_data_errors()
         if self.schedule.epoch_over(self.progress.batch):  # the next epoch starts at its first batch
             self.progress.epoch += 1
             self.progress.batch = 0
+            if not self.schedule.epoch_end_save_due(self.progress.step, last):
+                return
             self.write_samples(f"epoch_{self.progress.epoch:04d}")
             self.save_checkpoint()
             self.schedule.saved()
@@ -435,7 +442,7 @@ class Trainer:
 
     def _log_record(self, pending: list[dict[str, torch.Tensor]], images_per_s: float) -> dict[str, Any]:
         # One host sync per log line: stack the steps' tensors and average them (a reading a piece gave
-        # in only some of the window's steps, such as loss_imle around the end of a warm-up, over those).
+        # in only some of the window's steps, over those).
         keys = pending[-1].keys()
         means = torch.stack([torch.stack([p[k].float() for p in pending if k in p]).mean() for k in keys]).tolist()
         record: dict[str, Any] = {"step": self.progress.step, "epoch": self.progress.epoch + 1}
