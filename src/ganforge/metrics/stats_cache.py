@@ -15,6 +15,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -78,6 +79,20 @@ def _load(path: Path, logits: bool = False) -> np.ndarray | tuple[np.ndarray, np
         return None  # a damaged cache file (or one without the logits asked for) is recomputed, not trusted
 
 
+def real_batches(cfg: Config, n: int, batch_size: int = 50, dataset=None) -> Iterator[torch.Tensor]:
+    """The ``n`` real images of ``cfg.data`` that evaluation uses (all of them when fewer; the same subset
+    every time), centre-cropped, in batches as the dataset gives them."""
+    cfg = eval_data_config(cfg)
+    if dataset is None:
+        from ganforge.data import open_source
+        dataset = open_source(cfg)
+    n = min(n, len(dataset))
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
+    indices = order[:n].sort().values.tolist()
+    for i in range(0, n, batch_size):
+        yield torch.stack([dataset[j][0] for j in indices[i:i + batch_size]])
+
+
 def real_features(cfg: Config, extractor, n: int, batch_size: int = 50, dataset=None,
                   use_cache: bool = True, logits: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Features of ``n`` real images of ``cfg.data`` (all of them when fewer), cached on disk under the
@@ -93,18 +108,7 @@ def real_features(cfg: Config, extractor, n: int, batch_size: int = 50, dataset=
         cached = _load(path, logits)
         if cached is not None:
             return cached
-    if dataset is None:
-        from ganforge.data import open_source
-        dataset = open_source(cfg)
-    n = min(n, len(dataset))
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
-    indices = order[:n].sort().values.tolist()
-
-    def batches():
-        for i in range(0, n, batch_size):
-            yield torch.stack([dataset[j][0] for j in indices[i:i + batch_size]])
-
-    features, all_logits = extract_features(extractor, batches())
+    features, all_logits = extract_features(extractor, real_batches(cfg, n, batch_size, dataset))
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()

@@ -16,7 +16,9 @@ import jinja2
 
 from ganforge.classes import row_labels
 from ganforge.reporting.curves import render_curves
+from ganforge.metrics import overlap
 from ganforge.reporting.rundata import RunData, load_run, numeric_keys, per_epoch
+from ganforge.reporting.scores import add_independent_scores, score_rows
 from ganforge.reporting.timeline import write_timeline
 from ganforge.runfiles import RunDir
 from ganforge.storage import atomic_write_bytes, atomic_write_text
@@ -88,6 +90,8 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
     speeds = [r["images_per_s"] for r in run.records if isinstance(r.get("images_per_s"), (int, float))]
     best_metric = run.best_metric()
     return _ENV.get_template("report.html").render(
+        scores=score_rows(run), shared_with=overlap.training_imagenet_features(run.config),
+        shared_label=overlap.SHARED_LABEL,
         run=run.name,
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
         status=summary.get("status", run.status),
@@ -128,11 +132,12 @@ def write_report(run_dir: str | Path, live: dict | None = None, curves: Curves |
 
 
 def finish(run_dir: str | Path) -> list[Path]:
-    """The end-of-run artefacts: curves.png, the timeline, report.html (``ganforge report`` runs this, and
-    the report's callback at the end of training)."""
+    """The end-of-run artefacts: an independent score where training used ImageNet features and the run has
+    none (:func:`~ganforge.reporting.scores.add_independent_scores`), curves.png, the timeline, report.html
+    (``ganforge report`` runs this, and the report's callback at the end of training)."""
+    written = add_independent_scores(load_run(run_dir))
     run = load_run(run_dir)
     curves = plot(run)
-    written = []
     if curves.png:
         atomic_write_bytes(RunDir(run.path).curves, curves.png)
         written.append(RunDir(run.path).curves)

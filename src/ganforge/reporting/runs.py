@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ganforge import runfiles
 from ganforge.config import ConfigError
+from ganforge.metrics import overlap
 from ganforge.reporting.rundata import RunData, is_run_dir, load_run, numeric_keys, series
 
 LIST_HEADER = ["run", "preset", "dataset", "steps", "best metric", "status", "last checkpoint"]
@@ -82,7 +83,13 @@ def metric_rows(a: RunData, b: RunData) -> list[list[str]]:
             ["training seconds", _num(a.summary.get("train_seconds")), _num(b.summary.get("train_seconds"))],
             ["best metric", best(a), best(b)]]
     keys = list(dict.fromkeys(numeric_keys(a.records) + numeric_keys(b.records)))
-    rows += [[f"{k} (last)", _num(last(a, k)), _num(last(b, k))] for k in keys]
+    shared = {run.name: set(overlap.shared_keys(run.config, keys)) for run in (a, b)}
+
+    def cell(run: RunData, key: str) -> str:
+        value = _num(last(run, key))
+        return f"{value} ({overlap.SHARED_LABEL})" if key in shared[run.name] and value != "-" else value
+
+    rows += [[f"{k} (last)", cell(a, k), cell(b, k)] for k in keys]
     return rows
 
 
@@ -93,4 +100,9 @@ def compare(a_dir: str | Path, b_dir: str | Path) -> str:
     parts = ["config differences:",
              format_table(["key", a.name, b.name], diffs) if diffs else "(none: the configs are the same)",
              "", "metrics:", format_table(header, metric_rows(a, b))]
+    for run in (a, b):
+        uses = overlap.training_imagenet_features(run.config)
+        if uses:
+            parts.append(f"{run.name}: training used {' and '.join(uses)}, so its ImageNet-feature scores "
+                         f"{overlap.SHARED_LABEL} (docs/evaluation.md)")
     return "\n".join(parts)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ganforge import nets
 from ganforge.classes import fixed_labels
@@ -33,6 +32,7 @@ from ganforge.training.clusters import latent_clusters
 from ganforge.training.context import Hooks, RunContext
 from ganforge.training.guard import Recovery
 from ganforge.training.loop_schedule import LoopSchedule
+from ganforge.training.progress_bar import ProgressBar
 from ganforge.training.signals import StopSignals, ignore_stop_signals
 from ganforge.training.speed import accelerate
 
@@ -300,19 +300,19 @@ class Trainer:
         """Train until the last step, the time budget, a stop signal, or a divergence it cannot recover."""
         self._start()
         schedule, window, status = self.schedule, _LogWindow(), "finished"
-        bar = tqdm(total=schedule.total_steps, initial=self.progress.step, unit="step", dynamic_ncols=True,
-                   disable=self.log_format != "bar" or not self.is_main)
+        bar = ProgressBar(schedule.total_steps, self.progress.step, self.cfg.train.max_minutes,
+                          self.progress.elapsed, disable=self.log_format != "bar" or not self.is_main)
         while status == "finished" and not schedule.finished(self.progress.step) and not self.stop.stopping:
             watch = _Stopwatch()  # training time of this stretch of the epoch
             for group in self._groups(self.progress.epoch, self.progress.batch):
                 out = self.step_fn(group, self.progress.step)
                 window.add(out, self._advance(group))
                 self.after_step(out)
-                bar.update(1)
+                bar.update(self.progress.step, self.progress.elapsed + watch.running())
                 step = self.progress.step
                 if schedule.guard_check_due(step, self.progress.batch) and self._diverged():
                     window.reset()
-                    bar.n = self.progress.step  # where the rollback went back to
+                    bar.rolled_back(self.progress.step)  # where the rollback went back to
                     break
                 with watch.excluded(window):  # per-step work such as evaluation is not training time
                     self.hooks("on_step", step)

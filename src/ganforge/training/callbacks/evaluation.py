@@ -8,6 +8,9 @@ The scores join the losses on that step's line of ``metrics.jsonl`` (and so Tens
 The generator evaluated is the one samples come from (the EMA copy when the run keeps one), with the
 same latents (seed ``EVAL_SEED``) at every evaluation, so scores across steps compare like with like.
 Evaluation draws no numbers from the training RNGs: a run trains the same with it on or off.
+When training itself sees ImageNet features, ``summary.json``'s ``eval`` says so beside scores on an ImageNet
+network's features (``shares_imagenet_features_with_training``: :mod:`ganforge.metrics.overlap`), and the
+report labels them.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import time
 import torch
 
 from ganforge.config import Config
+from ganforge.metrics import overlap
 from ganforge.metrics.evaluate import best_key, check_eval_config, check_metrics, evaluate
 from ganforge.training import distributed
 from ganforge.training.context import RunContext
@@ -79,6 +83,8 @@ class EvalCallback:
         scores = {k: round(v, 6) for k, v in report.items() if k not in ("n_generated", "n_real")}
         # Logged on this step's metrics line, with the losses (the trainer writes it right after on_step).
         run.add_to_log(**scores, eval_seconds=round(time.perf_counter() - t0, 2))
-        run.add_summary(eval=dict(scores, step=step, features=self.features, n=report["n_generated"]))
+        shared = {"shares_imagenet_features_with_training": overlap.training_imagenet_features(run.cfg)
+                  } if overlap.shared_keys(run.cfg, scores) else {}
+        run.add_summary(eval=dict(scores, step=step, features=self.features, n=report["n_generated"], **shared))
         value = report[self.best_key]
         return value if self._better(value) else None
