@@ -100,6 +100,9 @@ def add_independent_scores(run: RunData, n: int = REPORT_N) -> list[Path]:
     written = []
     for features in ("swd", "dinov2") if have_weights() else ("swd",):
         t0 = time.perf_counter()
+        # A minute or so on a CPU: say what the wait is for.
+        print(f"ganforge: scoring the final generator with {features} for the report ({n} images; training "
+              "used ImageNet features, so the report leads with a score that owes nothing to them)", flush=True)
         try:
             report = evaluate(str(generator), source, metrics=("fid",), features=features, n=n, device=device)
         except (ConfigError, OSError) as e:  # the real images moved, timm missing: the report says how to score
