@@ -26,7 +26,7 @@ import torch.nn as nn
 from torchvision.transforms.v2 import functional as TF
 
 from ganforge.config import ConfigError
-from ganforge.modules.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from ganforge.metrics.imagenet_input import ImageNetExtractor
 
 WEIGHTS_FILE = "dinov2_vits14_pretrain.pth"
 WEIGHTS_URL = f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/{WEIGHTS_FILE}"
@@ -73,14 +73,8 @@ def find_weights() -> Path:
         return path
     if os.environ.get("GANFORGE_OFFLINE", "") not in ("", "0"):
         raise ConfigError(_missing_message(f"are not in {path.parent}/ (GANFORGE_OFFLINE is set, so no download)"))
-    from ganforge.metrics.inception import DOWNLOAD_TIMEOUT_S, _socket_timeout
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            torch.hub.download_url_to_file(WEIGHTS_URL, str(path), progress=True)
-    except Exception as e:  # noqa: BLE001 - offline shows up as many kinds of errors
-        raise ConfigError(_missing_message(f"could not be downloaded ({type(e).__name__}: {e})")) from None
-    return path
+    from ganforge.metrics.inception import download_weights
+    return download_weights(WEIGHTS_URL, path, _missing_message)
 
 
 def check_available() -> Path:
@@ -100,9 +94,11 @@ def build_vit(state_dict: dict[str, torch.Tensor] | None = None) -> nn.Module:
     return vit
 
 
-class DinoV2Features(nn.Module):
+class DinoV2Features(ImageNetExtractor):
     name = "dinov2"
     dims = 384
+    input_size = INPUT_SIZE
+    interpolation = TF.InterpolationMode.BICUBIC
 
     def __init__(self):
         super().__init__()
@@ -116,15 +112,9 @@ class DinoV2Features(nn.Module):
                               f"{WEIGHTS_FILE} from {WEIGHTS_URL} (ganforge loads only tensors, never pickled "
                               "code): delete it to download it again") from None
         self.weights_id = f"{path.name}-{path.stat().st_size}"
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
+        self.freeze()
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.to(self.mean.device).float().div(255.0)
-        x = TF.resize(x, [INPUT_SIZE, INPUT_SIZE], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        x = (x.clamp(0, 1) - self.mean) / self.std
-        features = self.net(x)  # num_classes=0: the normed class token
+        features = self.net(self.imagenet_input(images))  # num_classes=0: the normed class token
         return features.float(), features.new_zeros(features.shape[0], 0)

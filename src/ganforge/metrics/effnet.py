@@ -15,13 +15,12 @@ networks that agree make that unlikely.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
-from torchvision.transforms.v2 import functional as TF
 
-from ganforge.modules.pretrained import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite
+from ganforge.metrics.imagenet_input import ImageNetExtractor
+from ganforge.modules.pretrained import efficientnet_lite
 
 
-class EffNetLite0Features(nn.Module):
+class EffNetLite0Features(ImageNetExtractor):
     name = "effnet-lite0"
     variant = 0
     input_size = 224
@@ -30,16 +29,11 @@ class EffNetLite0Features(nn.Module):
     def __init__(self):
         super().__init__()
         self.net, self.weights_id = efficientnet_lite(self.variant)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
+        self.freeze()
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.to(self.mean.device).float().div(255.0)
-        x = TF.resize(x, [self.input_size, self.input_size], antialias=True)
-        x = (x - self.mean) / self.std
+        x = self.imagenet_input(images)
         features = self.net.extract_features(x).mean(dim=(2, 3))
         return features.float(), self.net._fc(features).float()
 

@@ -57,6 +57,18 @@ def _socket_timeout(seconds: float):
         socket.setdefaulttimeout(old)
 
 
+def download_weights(url: str, target: Path, missing_message) -> Path:
+    """Download ``url`` to ``target`` (a time-out, not a hang, when offline); any failure is a ConfigError
+    with ``missing_message(reason)``, which says which file to put where."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            torch.hub.download_url_to_file(url, str(target), progress=True)
+    except Exception as e:  # noqa: BLE001 - offline shows up as many kinds of errors
+        raise ConfigError(missing_message(f"could not be downloaded ({type(e).__name__}: {e})")) from None
+    return target
+
+
 def find_weights(explicit: str | os.PathLike = "") -> Path:
     """The weights file to load, downloading it if allowed and needed; ConfigError saying what to do if not."""
     if explicit:
@@ -71,14 +83,7 @@ def find_weights(explicit: str | os.PathLike = "") -> Path:
             return folder / name
     if os.environ.get("GANFORGE_OFFLINE", "") not in ("", "0"):
         raise ConfigError(_missing_message(f"are not in {folder}/ (GANFORGE_OFFLINE is set, so no download)"))
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / WEIGHTS_FILE
-    try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-            torch.hub.download_url_to_file(WEIGHTS_URL, str(target), progress=True)
-    except Exception as e:  # noqa: BLE001 - offline shows up as many kinds of errors
-        raise ConfigError(_missing_message(f"could not be downloaded ({type(e).__name__}: {e})")) from None
-    return target
+    return download_weights(WEIGHTS_URL, folder / WEIGHTS_FILE, _missing_message)
 
 
 @contextlib.contextmanager
