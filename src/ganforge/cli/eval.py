@@ -151,6 +151,7 @@ def _two_sets(args) -> str | None:
 
 
 def run(args) -> int:
+    import contextlib
     import dataclasses
 
     import torch
@@ -160,7 +161,7 @@ def run(args) -> int:
     from ganforge.metrics.evaluate import check_metrics, evaluate, evaluate_sources
     from ganforge.metrics.features import check_features
     from ganforge.runfiles import RunDir, resolve_source
-    from ganforge.storage import atomic_write_text
+    from ganforge.storage import RunLock, atomic_write_text
 
     if args.n < 2:
         raise ConfigError(f"--n must be at least 2 images, got {args.n}")
@@ -171,13 +172,15 @@ def run(args) -> int:
     if fake is not None:
         features = check_features(args.features or "effnet-lite0")
         size = _common_size(fake, args.real, args.size)
-        report = evaluate_sources(fake, args.real, size, metrics=metrics, features=features, n=args.n, device=device,
-                                  inception_weights=args.inception_weights or "", use_cache=not args.no_cache)
         out = Path(args.out) if args.out else (
             Path(RunDir.EVAL) / f"{_slug(fake)}-vs-{_slug(args.real)}-{features}-n{args.n}.json")
         head = {"source": fake, "fake": fake, "data": args.real, "real": args.real, "image_size": size,
                 "features": features, "metrics": metrics, "seed": None}
-        what = f"{fake}: {report['n_generated']} images"
+
+        def score() -> dict:
+            return evaluate_sources(fake, args.real, size, metrics=metrics, features=features, n=args.n,
+                                    device=device, inception_weights=args.inception_weights or "",
+                                    use_cache=not args.no_cache)
     else:
         from ganforge.sampling import load_generator
 
@@ -187,20 +190,29 @@ def run(args) -> int:
         weights = args.inception_weights or cfg.eval.inception_weights
         if args.real:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=args.real))
-        report = evaluate(G, cfg, metrics=metrics, features=features, n=args.n, cfg=cfg, seed=args.seed,
-                          device=device, inception_weights=weights, use_cache=not args.no_cache)
         run_dir = RunDir.containing(source)
         folder = run_dir.eval if run_dir else (source if source.is_dir() else source.parent) / RunDir.EVAL
         label = source.stem if source.is_file() else "run"
         out = Path(args.out) if args.out else folder / f"{label}-{features}-n{args.n}.json"
         head = {"source": str(source), "data": cfg.data.source, "image_size": cfg.data.image_size,
                 "features": features, "metrics": metrics, "seed": args.seed}
-        what = f"{source}: {report['n_generated']} generated"
-    seconds = time.perf_counter() - t0
-    result = {**head, **report, "seconds": round(seconds, 2), "device": str(device), "torch": torch.__version__,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=2))
+
+        def score() -> dict:
+            return evaluate(G, cfg, metrics=metrics, features=features, n=args.n, cfg=cfg, seed=args.seed,
+                            device=device, inception_weights=weights, use_cache=not args.no_cache)
+    # Writing into a run directory (its eval/ folder, the default) makes this a writer of that run: refused
+    # at once while another process (its training) holds the run's lock.  With --out elsewhere it only reads.
+    into_run = RunDir.containing(out.parent)
+    hint = " (or give --out FILE outside the run to score it while it trains)"
+    with RunLock(into_run.path, "eval", hint=hint) if into_run else contextlib.nullcontext():
+        report = score()
+        seconds = time.perf_counter() - t0
+        result = {**head, **report, "seconds": round(seconds, 2), "device": str(device), "torch": torch.__version__,
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=2))
+    what = f"{fake}: {report['n_generated']} images" if fake is not None else \
+        f"{source}: {report['n_generated']} generated"
     seed = f", seed {args.seed}" if fake is None else ""
     print(f"{what} vs {report['n_real']} real images of {head['data']} ({head['image_size']}px), "
           f"features {features}{seed}")
