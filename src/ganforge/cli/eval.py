@@ -10,6 +10,10 @@ from pathlib import Path
 from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir
 
 
+#: The most images --n asks for (each set's features are held in memory).
+MAX_IMAGES = 1_000_000
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
@@ -141,8 +145,8 @@ def _two_sets(args) -> str | None:
                           "images in place of a generator's")
     if args.real is None:
         raise ConfigError(f"--fake {args.fake} needs --real SOURCE: the images to compare it with")
-    if args.size is not None and args.size < 8:
-        raise ConfigError(f"--size {args.size}: give at least 8 pixels")
+    if args.size is not None and not 8 <= args.size <= 4096:
+        raise ConfigError(f"--size {args.size}: give 8 to 4096 pixels")
     _check_source("--fake", args.fake)
     if _is_generator(Path(args.fake).expanduser()):
         args.source, args.fake = args.fake, None  # a run or a generator file: sampled as RUN is
@@ -163,8 +167,10 @@ def run(args) -> int:
     from ganforge.runfiles import RunDir, resolve_source
     from ganforge.storage import RunLock, atomic_write_text
 
-    if args.n < 2:
-        raise ConfigError(f"--n must be at least 2 images, got {args.n}")
+    if not 2 <= args.n <= MAX_IMAGES:
+        raise ConfigError(f"--n must be from 2 to {MAX_IMAGES:,} images, got {args.n}")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be from 0 to 2**63 - 1, got {args.seed}")
     metrics = check_metrics(args.metrics)
     fake = _two_sets(args)
     device = pick_device(args.device)

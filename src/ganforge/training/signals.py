@@ -144,7 +144,8 @@ def stopped_message(run_dir: Path, signame: str, step: int, checkpoint: str | No
 def _save_after_data_error(trainer, error: Exception) -> str:
     """After the data failed between steps: close the loader, checkpoint where the run is (unless that
     step is saved already), mark the run stopped; the message for the user."""
-    trainer.loader.close(at_once=True)
+    if trainer.loader is not None:
+        trainer.loader.close(at_once=True)
     run_dir = Path(trainer.run_dir)
     checkpoint = None
     if trainer.world_size == 1:  # with several ranks the others are inside a step: no save together
