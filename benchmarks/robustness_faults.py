@@ -33,13 +33,13 @@ def main() -> int:
     p.add_argument("--max-delay", type=float, default=3.0, help="seconds: each kill comes at a random instant up to this")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    import numpy as np
     from conftest import write_images
     from ganforge.data.sources import DEBIAN_FASHION_MNIST, _read_idx
 
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        images = write_images(Path(tmp) / "images", _read_idx(DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz")[:64], 64)
+        images = Path(tmp) / "images"  # 64 real Fashion-MNIST images as PNG and JPEG files, tinted to colour
+        write_images(images, _read_idx(DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz")[:64], 64)
         run, counts = kill_and_resume(images, Path(tmp) / "killed", args.cycles, args.epochs, args.seed,
                                       args.max_delay, log=lambda m: print(m, flush=True))
         reference = uninterrupted(images, Path(tmp) / "straight", args.epochs)
