@@ -74,6 +74,8 @@ def main() -> int:
                 fds = sum(len(os.listdir(f"/proc/{q}/fd")) for q in pids)
             except (FileNotFoundError, ProcessLookupError):
                 break
+            if rss == 0:  # the process is exiting: not a reading
+                break
             run = next(iter(runs.glob("*")), None)
             size = du_mb(run) if run else 0.0
             steps = len(list((run / "checkpoints").glob("step_*.pt"))) if run and (run / "checkpoints").exists() else 0

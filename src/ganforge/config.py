@@ -9,8 +9,8 @@ directory so a run can always be reproduced.
 from __future__ import annotations
 
 import dataclasses
-import math
 import difflib
+import math
 import re
 import types
 import typing
