@@ -50,6 +50,7 @@ class RunDir:
     BEST = "best.pt"  # in checkpoints/
     TENSORBOARD = "tensorboard"
     EVAL = "eval"
+    LOCK = "run.lock"  # held by the process writing the run (storage.RunLock); its note names the holder
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -128,6 +129,10 @@ class RunDir:
     @property
     def eval(self) -> Path:
         return self.path / self.EVAL
+
+    @property
+    def lock(self) -> Path:
+        return self.path / self.LOCK
 
     # ------------------------------------------------------------------ what it is
     def exists(self) -> bool:

@@ -203,7 +203,7 @@ def truncate_resample(z: torch.Tensor, threshold: float, generator: torch.Genera
     """
     from ganforge.config import ConfigError
 
-    if not threshold > 0:
+    if not 0 < threshold < float("inf"):
         raise ConfigError(f"--truncation-resample {threshold}: the threshold must be positive (BigGAN uses 0.04 to 2; "
                           "values above 4 change almost nothing)")
     z = z.detach().cpu().clone()

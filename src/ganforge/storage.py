@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -113,6 +114,27 @@ def atomic_torch_save(path: Path, state: dict) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def trim_jsonl(path: Path, keep: Callable[[dict], bool]) -> int:
+    """Rewrite the JSON-lines file ``path`` (atomically) without the records ``keep`` rejects and without
+    lines that are not whole records (the last line of a process killed while appending it); returns how
+    many lines went.  A missing file is left missing; an unchanged one is not rewritten."""
+    try:
+        lines = Path(path).read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return 0
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if line.endswith(b"\n") and isinstance(record, dict) and keep(record):
+            kept.append(line)
+    if len(kept) != len(lines):
+        atomic_write_bytes(Path(path), b"".join(kept))
+    return len(lines) - len(kept)
 
 
 def sha256_file(path: Path) -> str:
@@ -344,3 +366,169 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# ------------------------------------------------------------------------------------------------
+# The run lock: one writer per run directory
+# ------------------------------------------------------------------------------------------------
+class RunInUseError(CheckpointError):
+    """Another live process writes this run (it holds the run's lock); the message names it."""
+
+
+#: errnos with which a file system says it does not do locks (some network mounts): warn and go on.
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+#: The byte that the Windows lock covers (far past the holder's note, which others must be able to read).
+_WINDOWS_LOCK_OFFSET = 1 << 30
+#: Run directories this process holds, by resolved path: {path: [fd, depth]}.
+_HELD: dict[str, list[int]] = {}
+
+
+def _forget_held_locks_in_child() -> None:
+    """A forked child (a data-loader worker) must not keep its parent's lock alive after the parent dies:
+    it closes its copies of the lock files (the lock stays the parent's while the parent has them open)."""
+    for fd, _ in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_held_locks_in_child)
+
+
+def _lock_fd(fd: int) -> bool | None:
+    """Take an exclusive lock on ``fd`` without waiting: True when taken, False when another process holds
+    it, None when this file system does not support locks."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+        try:
+            os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EDEADLK):
+                return False
+            if e.errno in _NO_LOCKS:
+                return None
+            raise
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno in _NO_LOCKS:
+            return None
+        raise
+
+
+def lock_holder(run_dir: Path, wait: float = 0.5) -> dict:
+    """What the holder of ``run_dir``'s lock wrote about itself (pid, host, command, since); ``{}`` when it
+    has not written it yet (it does so right after locking: this waits up to ``wait`` seconds for it)."""
+    path = RunDir(run_dir).lock
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "pid" in data:
+                return data
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return {}
+        time.sleep(0.02)
+
+
+def _in_use_message(run_dir: Path, holder: dict, command: str, hint: str) -> str:
+    if holder:
+        who = (f"`ganforge {holder.get('command', '?')}` (PID {holder['pid']} on host {holder.get('host', '?')}, "
+               f"since {holder.get('since', '?')})")
+        stop = f"kill -TERM {holder['pid']} on {holder.get('host', 'its host')} stops it cleanly, saving a checkpoint"
+    else:
+        who, stop = "another process (it has not yet said which)", "stop it with SIGTERM, which saves a checkpoint"
+    return (f"run {run_dir} is in use: {who} is writing it and holds its lock ({RunDir(run_dir).lock}), so "
+            f"`ganforge {command}` did not start (two writers would mix their checkpoints and metrics); nothing was "
+            f"written. Wait for it to finish ({stop}), then run this again{hint}. Reading the run meanwhile is safe: "
+            "`ganforge sample`, `runs`, `export` and `eval --out FILE` need no lock.")
+
+
+class RunLock:
+    """An exclusive OS lock on ``RUN/run.lock`` that a process holds while it writes the run.
+
+    ``fcntl.flock`` (``msvcrt.locking`` on Windows): the kernel releases it when the process dies, however
+    it dies, so nothing stale is left behind by a SIGKILL.  A second writer is refused at once with
+    :class:`RunInUseError`, which names the holder (its PID, host, command and start time, written into
+    the lock file once locked).  Where the file system does not support locks (some network mounts), a
+    warning says so and the run goes on unprotected.  Taken twice in one process (a command that trains
+    and then reports), it is held until the outer release.  Use as a context manager.
+    """
+
+    def __init__(self, run_dir: str | Path, command: str, hint: str = "", warn: Callable[[str], Any] = _warn):
+        self.run_dir = Path(run_dir)
+        self.command, self.hint, self.warn = command, hint, warn
+        self._key: str | None = None
+
+    def acquire(self) -> "RunLock":
+        import socket
+
+        key = os.path.realpath(self.run_dir)
+        if key in _HELD:  # this process holds it already
+            _HELD[key][1] += 1
+            self._key = key
+            return self
+        path = RunDir(self.run_dir).lock
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            message = storage_error_message(e, path)
+            if message is None:
+                raise
+            raise StorageError(message, e.errno) from e
+        try:
+            taken = _lock_fd(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if taken is False:
+            os.close(fd)
+            raise RunInUseError(_in_use_message(self.run_dir, lock_holder(self.run_dir), self.command, self.hint))
+        if taken is None:
+            self.warn(f"warning: the file system of {self.run_dir} does not support file locks, so nothing stops "
+                      "a second process from writing this run at the same time: run one writer at a time")
+        note = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                           "since": time.strftime("%Y-%m-%d %H:%M:%S %z")})
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, note.encode("utf-8") + b"\n")
+        except OSError:  # the note only helps the message of a refused writer; the lock is what counts
+            pass
+        _HELD[key] = [fd, 1]
+        self._key = key
+        return self
+
+    def release(self) -> None:
+        key, self._key = self._key, None
+        if key is None or key not in _HELD:
+            return
+        _HELD[key][1] -= 1
+        if _HELD[key][1] > 0:
+            return
+        fd, _ = _HELD.pop(key)
+        try:
+            os.ftruncate(fd, 0)  # the note is no longer true (a killed holder leaves it: the lock is what counts)
+        except OSError:
+            pass
+        os.close(fd)  # closing the last descriptor releases the lock; the empty file stays
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

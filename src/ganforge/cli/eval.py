@@ -12,6 +12,10 @@ from pathlib import Path
 from ganforge.cli.common import SOURCE_HELP, add_device, add_runs_dir
 
 
+#: The most images --n asks for (each set's features are held in memory).
+MAX_IMAGES = 1_000_000
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
@@ -161,8 +165,8 @@ def _two_sets(args) -> str | None:
                           "images in place of a generator's")
     if args.real is None:
         raise ConfigError(f"--fake {args.fake} needs --real SOURCE: the images to compare it with")
-    if args.size is not None and args.size < 8:
-        raise ConfigError(f"--size {args.size}: give at least 8 pixels")
+    if args.size is not None and not 8 <= args.size <= 4096:
+        raise ConfigError(f"--size {args.size}: give 8 to 4096 pixels")
     _check_source("--fake", args.fake)
     if _is_generator(Path(args.fake).expanduser()):
         args.source, args.fake = args.fake, None  # a run or a generator file: sampled as RUN is
@@ -171,6 +175,7 @@ def _two_sets(args) -> str | None:
 
 
 def run(args) -> int:
+    import contextlib
     import dataclasses
 
     import torch
@@ -181,10 +186,12 @@ def run(args) -> int:
     from ganforge.metrics.evaluate import METRICS, check_metrics, evaluate, evaluate_sources
     from ganforge.metrics.features import check_features
     from ganforge.runfiles import RunDir, resolve_source
-    from ganforge.storage import atomic_write_text
+    from ganforge.storage import RunLock, atomic_write_text
 
-    if args.n < 2:
-        raise ConfigError(f"--n must be at least 2 images, got {args.n}")
+    if not 2 <= args.n <= MAX_IMAGES:
+        raise ConfigError(f"--n must be from 2 to {MAX_IMAGES:,} images, got {args.n}")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be from 0 to 2**63 - 1, got {args.seed}")
     check_metrics(args.metrics or ",".join(METRICS))
     fake = _two_sets(args)
     device = pick_device(args.device)
@@ -194,13 +201,15 @@ def run(args) -> int:
         features = check_features(args.features or "effnet-lite0")
         metrics = _metrics(args.metrics, features)
         size = _common_size(fake, args.real, args.size)
-        report = evaluate_sources(fake, args.real, size, metrics=metrics, features=features, n=args.n, device=device,
-                                  inception_weights=args.inception_weights or "", use_cache=not args.no_cache)
         out = Path(args.out) if args.out else (
             Path(RunDir.EVAL) / f"{_slug(fake)}-vs-{_slug(args.real)}-{features}-n{args.n}.json")
         head = {"source": fake, "fake": fake, "data": args.real, "real": args.real, "image_size": size,
                 "features": features, "metrics": metrics, "seed": None}
-        what = f"{fake}: {report['n_generated']} images"
+
+        def score() -> dict:
+            return evaluate_sources(fake, args.real, size, metrics=metrics, features=features, n=args.n,
+                                    device=device, inception_weights=args.inception_weights or "",
+                                    use_cache=not args.no_cache)
     else:
         from ganforge.sampling import load_generator
 
@@ -211,25 +220,34 @@ def run(args) -> int:
         weights = args.inception_weights or cfg.eval.inception_weights
         if args.real:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=args.real))
-        report = evaluate(G, cfg, metrics=metrics, features=features, n=args.n, cfg=cfg, seed=args.seed,
-                          device=device, inception_weights=weights, use_cache=not args.no_cache)
         run_dir = RunDir.containing(source)
         folder = run_dir.eval if run_dir else (source if source.is_dir() else source.parent) / RunDir.EVAL
         label = source.stem if source.is_file() else "run"
         out = Path(args.out) if args.out else folder / f"{label}-{features}-n{args.n}.json"
         head = {"source": str(source), "data": cfg.data.source, "image_size": cfg.data.image_size,
                 "features": features, "metrics": metrics, "seed": args.seed}
-        what = f"{source}: {report['n_generated']} generated"
-    seconds = time.perf_counter() - t0
+
+        def score() -> dict:
+            return evaluate(G, cfg, metrics=metrics, features=features, n=args.n, cfg=cfg, seed=args.seed,
+                            device=device, inception_weights=weights, use_cache=not args.no_cache)
     if features == "swd":
         head["metrics"] = ["swd"]  # a metric in itself: --metrics does not apply
-    shared = overlap.shared_keys(training, report)
-    if shared:
-        head["shares_imagenet_features_with_training"] = overlap.training_imagenet_features(training)
-    result = {**head, **report, "seconds": round(seconds, 2), "device": str(device), "torch": torch.__version__,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(result, indent=2))
+    # Writing into a run directory (its eval/ folder, the default) makes this a writer of that run: refused
+    # at once while another process (its training) holds the run's lock.  With --out elsewhere it only reads.
+    into_run = RunDir.containing(out.parent)
+    hint = " (or give --out FILE outside the run to score it while it trains)"
+    with RunLock(into_run.path, "eval", hint=hint) if into_run else contextlib.nullcontext():
+        report = score()
+        seconds = time.perf_counter() - t0
+        shared = overlap.shared_keys(training, report)
+        if shared:
+            head["shares_imagenet_features_with_training"] = overlap.training_imagenet_features(training)
+        result = {**head, **report, "seconds": round(seconds, 2), "device": str(device), "torch": torch.__version__,
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=2))
+    what = f"{fake}: {report['n_generated']} images" if fake is not None else \
+        f"{source}: {report['n_generated']} generated"
     seed = f", seed {args.seed}" if fake is None else ""
     print(f"{what} vs {report['n_real']} real images of {head['data']} ({head['image_size']}px), "
           f"features {features}{seed}")

@@ -16,6 +16,10 @@ from ganforge.cli.common import (SOURCE_HELP, add_device, add_runs_dir, add_trun
                                  sampling_bn_mode)
 
 
+#: The most --steps, --points or --rows, and the most images in all (every frame is generated and kept).
+MAX_WALK, MAX_FRAMES = 10_000, 20_000
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("interpolate", help="spherical interpolation between latent points, as a grid and a GIF")
     p.add_argument("source", metavar="RUN", help=SOURCE_HELP)
@@ -72,8 +76,15 @@ def run(args) -> int:
     for flag, value, least in (("--steps", args.steps, 2), ("--points", points, 2), ("--rows", rows, 1)):
         if value < least:
             raise ConfigError(f"{flag} must be at least {least}, got {value}")
-    if args.fps <= 0:
-        raise ConfigError(f"--fps must be positive, got {args.fps}")
+        if value > MAX_WALK:  # each walk's frames are generated and held in memory
+            raise ConfigError(f"{flag} must be at most {MAX_WALK}, got {value}")
+    if rows * ((points - 1) * (args.steps - 1) + 1) > MAX_FRAMES:
+        raise ConfigError(f"--rows {rows} x --points {points} x --steps {args.steps} make more than {MAX_FRAMES:,} "
+                          "images; ask for fewer")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be from 0 to 2**63 - 1, got {args.seed}")
+    if not 0 < args.fps <= 1000:
+        raise ConfigError(f"--fps must be above 0 and at most 1000, got {args.fps}")
     out = Path(args.out)
     if out.suffix.lower() != ".gif":
         raise ConfigError(f"--out {args.out}: give a .gif file (the grid is written next to it as .png)")

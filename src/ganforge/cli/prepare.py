@@ -35,8 +35,13 @@ def run(args) -> int:
     from ganforge.config import Config, ConfigError, DataConfig
     from ganforge.data.prepared import prepare
 
-    if args.size < 1:
-        raise ConfigError(f"--size must be a positive number of pixels, got {args.size}")
+    if not 8 <= args.size <= 4096:
+        raise ConfigError(f"--size must be from 8 to 4096 pixels, got {args.size}")
+    if args.limit < 0:
+        raise ConfigError(f"--limit must be 0 (all images) or a positive number of images, got {args.limit}")
+    if not -1 <= args.workers <= 1024:
+        raise ConfigError(f"--workers must be -1 (one per core), 0 (none) or a number of processes up to 1024, "
+                          f"got {args.workers}")
     try:
         background = [int(c) for c in args.background.split(",")]
     except ValueError:
@@ -46,7 +51,7 @@ def run(args) -> int:
     if not 0.0 <= args.max_bad_fraction <= 1.0:
         raise ConfigError(f"--max-bad-fraction must be between 0 and 1, got {args.max_bad_fraction}")
     data = DataConfig(source=args.src, image_size=args.size, channels=args.channels, labels=args.labels,
-                      background=background, limit=max(args.limit, 0), crop="center",
+                      background=background, limit=args.limit, crop="center",
                       max_bad_fraction=args.max_bad_fraction)
     if args.data_root:
         data.root = args.data_root

@@ -19,8 +19,11 @@ def run(args) -> int:
     from ganforge.reporting.html import finish
     from ganforge.reporting.html import write_report
     from ganforge.runfiles import resolve_run
+    from ganforge.storage import RunLock
 
     run_dir = resolve_run(args.run, args.runs_dir)
-    path = finish(run_dir)[-1] if not args.no_media else write_report(run_dir)
+    # A writer of the run: refused while training holds it (a training run refreshes its own report.html).
+    with RunLock(run_dir, "report", hint=" (while it trains, it refreshes report.html itself: reload the page)"):
+        path = finish(run_dir)[-1] if not args.no_media else write_report(run_dir)
     print(f"wrote {path} (open it in a browser: {path.resolve().as_uri()})")
     return 0

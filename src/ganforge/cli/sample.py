@@ -57,11 +57,13 @@ def run(args) -> int:
     import torch
 
     from ganforge.config import ConfigError
-    from ganforge.sampling import (generate, generate_each, parse_seeds, save_each, save_grid,
+    from ganforge.sampling import (MAX_SEEDS, generate, generate_each, parse_seeds, save_each, save_grid,
                                    seed_latents, truncate_resample)
 
-    if args.n is not None and args.n <= 0:
-        raise ConfigError(f"--n must be a positive number of images, got {args.n}")
+    if args.n is not None and not 0 < args.n <= MAX_SEEDS:
+        raise ConfigError(f"--n must be a positive number of images up to {MAX_SEEDS:,}, got {args.n}")
+    if args.seed < 0 or args.seed >= 2**63:
+        raise ConfigError(f"--seed must be from 0 to 2**63 - 1, got {args.seed}")
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     G, cfg, device = load_sampling_generator(args)  # truncation checked before anything is loaded
     num_classes = cfg.model.num_classes

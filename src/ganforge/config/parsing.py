@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
@@ -66,20 +67,25 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -2**63 <= value < 2**63:  # torch and NumPy take 64-bit integers (seeds, sizes, counts)
+                raise ConfigError(f"{key}: {value} is out of range (beyond a 64-bit integer)")
+            return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is not None and math.isfinite(number):
+            return number
+        raise ConfigError(f"{key}: expected a{' finite' if number is not None else ''} number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -108,7 +114,7 @@ def _build(cls: type, data: dict, prefix: str = "") -> Any:
             raise ConfigError(f"{prefix}{k} was measured, not taken and removed from ganforge (docs/quality.md, "
                               f"\"Rejected\", names the commit that removed it): leave it out of the config")
         if k not in names:
-            raise ConfigError(f"unknown config key '{prefix}{k}'{_closest(k, names)}")
+            raise ConfigError(f"unknown config key {f'{prefix}{k}'!r}{_closest(str(k), names)}")
         kwargs[k] = _coerce(v, hints[k], prefix + k)
     return cls(**kwargs)
 
@@ -151,7 +157,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     valid = _all_keys(Config)
     if key not in valid:
-        raise ConfigError(f"unknown config key '{key}'{_closest(key, valid)}")
+        raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}")
     try:
         value = yaml.safe_load(raw) if raw.strip() != "" else ""
     except yaml.YAMLError:

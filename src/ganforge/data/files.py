@@ -20,6 +20,11 @@ from ganforge.data.errors import DataError
 from ganforge.data.index import load_index
 
 
+#: How many files in a row an item tries (a broken file is replaced by the next good one) before it
+#: concludes that the data has gone away.
+MAX_TRIES = 1000
+
+
 def _crop_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     # The same crop whichever worker decodes the image, and again after a resume.
     return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 2_147_483_647 + index) % (2**63))
@@ -76,15 +81,21 @@ class ImageFileSource(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         i, epoch = key if isinstance(key, tuple) else (key, 0)
-        bad = -1
-        for attempt in range(len(self.files)):
+        bad, reason = -1, ""
+        tries = min(len(self.files), MAX_TRIES)
+        for attempt in range(tries):
             j = (i + attempt) % len(self.files)
             try:
                 return self.decode(j, epoch), self.labels[j], bad
-            except BrokenImage:
+            except BrokenImage as e:
                 if bad == -1:
-                    bad = j
-        raise DataError(f"no file in {self.location} could be decoded")
+                    bad, reason = j, str(e)
+        # So many broken files in a row (the preflight let at most data.max_bad_fraction through): the data
+        # has gone away since (files deleted, a drive or network mount disconnected, a zip overwritten).
+        every = "none" if tries == len(self.files) else f"none of {tries} files in a row"
+        raise DataError(f"{every} of the files in {self.location} could be read or decoded any more (for example "
+                        f"{self.files[bad]}: {reason}): the data changed or went away during training (a "
+                        "disconnected drive or network mount?)")
 
 
 class FolderSource(ImageFileSource):

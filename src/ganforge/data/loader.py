@@ -92,6 +92,9 @@ class BatchLoader:
         # The real batches' layout: the networks' (training.speed sets channels_last where they are).
         self.memory_format = torch.contiguous_format
         self.seed, self.rank = cfg.train.seed, rank
+        self.source = cfg.data.source
+        self.max_bad_fraction = cfg.data.max_bad_fraction
+        self._iterator = None  # the DataLoader's current iterator (its worker processes): close() stops them
         self.sampler = EpochSampler(len(dataset), self.batch_size, cfg.train.seed, rank, world_size)
         self.batches_per_epoch = self.sampler.batches
         if self.batches_per_epoch == 0:
@@ -140,12 +143,31 @@ class BatchLoader:
             return
         # Worker seeds depend on (seed, epoch, rank) only: the same after a resume.
         self.loader_generator.manual_seed((self.seed * 1_000_003 + epoch) * 104_729 + self.rank)
-        for images, labels, bad in self.loader:
+        self._iterator = iter(self.loader)
+        while True:
+            try:
+                images, labels, bad = next(self._iterator)
+            except StopIteration:
+                return
+            except DataError as e:  # raised in a worker: torch wraps it in the worker's traceback
+                raise DataError(_worker_message(e)) from None
             for j in bad[bad >= 0].tolist():
                 if j not in self._seen_bad:
                     self._seen_bad.add(j)
-                    self._errors.append((j, self.dataset.name(j), "could not be decoded"))
+                    self._errors.append((j, self.dataset.name(j), "could not be read or decoded"))
+            self._check_bad_fraction()
             yield self.to_device(images), labels.to(self.device, non_blocking=True)
+
+    def _check_bad_fraction(self) -> None:
+        """Files that fail during training (deleted, a drive disconnected) are replaced and counted, up to
+        ``data.max_bad_fraction`` of the set; beyond that the data has gone away: stop, saying so."""
+        n = len(self.dataset)
+        if len(self._seen_bad) <= self.max_bad_fraction * n:
+            return
+        examples = ", ".join(self.dataset.name(j) for j in sorted(self._seen_bad)[:3])
+        raise DataError(f"{len(self._seen_bad)} of the {n} files of {self.source} can no longer be read or decoded "
+                        f"(for example {examples}), more than data.max_bad_fraction={self.max_bad_fraction:g}: the "
+                        "data changed or went away during training (a disconnected drive or network mount?)")
 
     def _array_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.sampler.indices()
@@ -167,6 +189,21 @@ class BatchLoader:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         return x.contiguous(memory_format=self.memory_format)
 
+    def close(self, at_once: bool = False) -> None:
+        """Stop the worker processes (and the batch-reading thread); ``at_once`` when the run stops early
+        (its data went away, a stop signal): workers are killed, even one stuck reading a dead mount.
+
+        Workers ignore SIGTERM (:func:`ganforge.training.signals.ignore_stop_signals`), so one left
+        running would make the interpreter's exit wait for it forever: every run ends by calling this."""
+        if self.from_arrays:
+            self._prefetch.shutdown(wait=not at_once, cancel_futures=True)
+            return
+        iterator, self._iterator = self._iterator, None
+        if getattr(self.loader, "_iterator", None) is iterator:  # persistent workers: the DataLoader's own
+            self.loader._iterator = None
+        if iterator is not None:
+            _stop_workers(iterator, at_once)
+
     def drain_errors(self) -> list[tuple[str, str]]:
         """Files found broken (or left out) since the last call, as ``(name, reason)`` pairs."""
         errors, self._errors = self._errors, []
@@ -187,6 +224,36 @@ class BatchLoader:
         self._errors = pending + [e for e in self._errors if e[0] not in known]
         self._reported |= set(state.get("reported", []))
         self._seen_bad |= set(state.get("seen_bad", []))
+
+
+def _worker_message(e: DataError) -> str:
+    """A worker's :class:`DataError` message without the traceback torch wraps it in."""
+    text = str(e)
+    marker = f"{DataError.__module__}.{DataError.__qualname__}: "
+    return text.rsplit(marker, 1)[-1].strip() if marker in text else text
+
+
+def _stop_workers(iterator, at_once: bool) -> None:
+    """Shut down a DataLoader iterator's worker processes; kill those that do not stop (or all, ``at_once``)."""
+    workers = list(getattr(iterator, "_workers", []))
+    if at_once:
+        if getattr(iterator, "_worker_pids_set", False):
+            # torch's SIGCHLD handler would report the killed workers as a crash: take them off its list first.
+            from torch.utils.data._utils import signal_handling
+            signal_handling._remove_worker_pids(id(iterator))
+            iterator._worker_pids_set = False
+        for w in workers:
+            if w.is_alive():
+                w.kill()
+        for w in workers:
+            w.join(timeout=5)
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()  # waits a few seconds per worker that does not stop, then gives up on it
+    for w in workers:
+        if w.is_alive():
+            w.kill()
+            w.join(timeout=5)
 
 
 def build_loader(cfg: Config, device: torch.device, rank: int = 0, world_size: int = 1,

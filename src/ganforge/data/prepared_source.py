@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ class PreparedSource(torch.utils.data.Dataset):
         if actual != expected:
             raise DataError(f"{self.path / IMAGES} holds {actual} bytes but the manifest promises {expected} "
                             f"({count} images); the dataset is damaged: run ganforge prepare again")
+        self.expected_bytes = expected
         n = min(count, cfg.data.limit) if cfg.data.limit else count
         self.array = np.memmap(self.path / IMAGES, dtype=np.uint8, mode="r", shape=(count, channels, size, size))[:n]
         self.labels_t = torch.from_numpy(np.load(self.path / LABELS)[:n].astype(np.int64))
@@ -75,13 +77,29 @@ class PreparedSource(torch.utils.data.Dataset):
     def name(self, i: int) -> str:
         return f"{self.path.name}[{i}]"
 
+    def _check_still_there(self) -> None:
+        """Reading a memory-mapped page past the end of a file that shrank kills the process (SIGBUS), with
+        no chance to save: so the size is checked before each read (a stat, microseconds)."""
+        try:
+            size = os.stat(self.path / IMAGES).st_size
+        except OSError as e:
+            size, why = -1, e.strerror
+        else:
+            why = f"{size} bytes, {self.expected_bytes} expected"
+        if size < self.expected_bytes:
+            raise DataError(f"{self.path / IMAGES} changed during training ({why}): the prepared dataset was "
+                            "overwritten, truncated or went away (a disconnected drive or network mount?); "
+                            "restore it or run ganforge prepare again")
+
     def __getitem__(self, key):
         i = key[0] if isinstance(key, tuple) else key
+        self._check_still_there()
         return torch.from_numpy(np.array(self.array[i])), int(self.labels_t[i]), -1
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.on_device is not None:
             return self.on_device[indices.to(self.on_device.device)], self.labels_t[indices]
+        self._check_still_there()
         # Rows in file order (sequential reads when streaming from disk), then back in the sampler's order.
         idx = indices.numpy()
         order = np.argsort(idx, kind="stable")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ganforge import nets
-from ganforge.config import Config, validate
+from ganforge.config import Config, ConfigError, validate
 from ganforge.data import BatchLoader, build_loader
 from ganforge.data.channel_check import check_channels
 from ganforge.devices import pick_device
@@ -33,10 +33,38 @@ from ganforge.training.build import (build_d_input, build_loss, build_lr_schedul
 from ganforge.training.signals import ignore_stop_signals
 
 
+#: Counts no real run comes near (the presets use batches up to 10,000 and 64 fixed latents): a value
+#: beyond is a typo, refused before anything is allocated or written.
+LIMITS = {"data.batch_size": 2**20, "train.n_fixed_noise": 4096, "model.nz": 2**16, "model.ngf": 2**14,
+          "model.ndf": 2**14}
+#: Parameters of G and D together (4 GB each in fp32, before Adam's two copies): the largest preset has 38M.
+MAX_PARAMETERS = 10**9
+
+
+def check_sizes(cfg: Config) -> None:
+    """Counts and model widths that would exhaust memory (model.nz=10000000): a ConfigError naming them,
+    where building the models would fail mid-start with an allocation error.  The networks are built on
+    PyTorch's meta device, which allocates nothing, to count their parameters."""
+    for key, limit in LIMITS.items():
+        if cfg.get(key) > limit:
+            raise ConfigError(f"{key}={cfg.get(key)} is far beyond any run's (at most {limit}); give a smaller value")
+    try:
+        with torch.device("meta"):
+            G, D = nets.build(cfg)
+        count = sum(p.numel() for m in (G, D) for p in m.parameters())
+    except RuntimeError:  # "Storage size calculation overflowed": beyond any count
+        count = float("inf")
+    if count > MAX_PARAMETERS:
+        raise ConfigError(f"model.nz={cfg.model.nz}, model.ngf={cfg.model.ngf}, model.ndf={cfg.model.ndf} make "
+                          f"networks of {count / 1e9:.3g} billion parameters, beyond {MAX_PARAMETERS / 1e9:g} billion "
+                          "(the largest preset has 0.04 billion): give smaller widths")
+
+
 def preflight(cfg: Config) -> None:
     """The config, the builders, the speed switches and evaluation, in that order (no data is read)."""
     validate(cfg)
     nets.check(cfg)
+    check_sizes(cfg)
     build_loss(cfg)
     build_targets(cfg)
     build_d_input(cfg)

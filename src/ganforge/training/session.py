@@ -12,7 +12,7 @@ from ganforge.training import distributed
 from ganforge.training import init_from
 from ganforge.training.callbacks import default_callbacks
 from ganforge.training.preflight import preflight
-from ganforge.storage import CheckpointStore, atomic_write_text
+from ganforge.storage import CheckpointStore, RunLock, atomic_write_text, trim_jsonl
 from ganforge.training.signals import fit_until_stopped
 from ganforge.training.trainer import Trainer
 
@@ -47,6 +47,15 @@ def load_run_config(run_dir: Path) -> Config:
     return from_dict(yaml.safe_load(RunDir(run_dir).config.read_text()))
 
 
+def trim_logs(run_dir: Path, step: int) -> None:
+    """Before a resume from ``step``: forget the log lines written after it (by a run that was killed
+    before its next save), and a line cut short by the kill, so that the resumed run writes each step
+    once.  ``metrics.jsonl``, ``diagnostics.jsonl`` and ``samples/grids.jsonl`` are rewritten atomically."""
+    run = RunDir(run_dir)
+    for path in (run.metrics, run.diagnostics, run.samples / RunDir.GRIDS):
+        trim_jsonl(path, lambda record: not isinstance(record.get("step"), int) or record["step"] <= step)
+
+
 def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | None = None,
           rank: int = 0, world_size: int = 1, name: str | None = None, callbacks: list | None = None) -> Path:
     """A new run of ``cfg``; ``callbacks`` run after the default ones (TensorBoard, report, evaluation)."""
@@ -57,11 +66,23 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
     cfg, init = init_from.prepare(cfg, runs_dir)
     preflight(cfg)  # every config and environment check: a run that cannot work leaves nothing on disk
     log_format = log_format if rank == 0 else "quiet"
-    if rank == 0:  # rank 0 alone creates the run directory; the others learn its name
+    lock = None
+    if rank == 0:  # rank 0 alone creates the run directory (and holds its lock); the others learn its name
         run_dir = Path(run_dir) if run_dir else new_run_dir(runs_dir, name or cfg.preset)
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir)
-    run_dir = Path(distributed.broadcast_object(str(run_dir) if rank == 0 else None))
+        lock = RunLock(run_dir, "train").acquire()
+    try:
+        if rank == 0:
+            save_config(cfg, run_dir)
+        run_dir = Path(distributed.broadcast_object(str(run_dir) if rank == 0 else None))
+        return _start_training(cfg, run_dir, log_format, rank, world_size, init, callbacks)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _start_training(cfg: Config, run_dir: Path, log_format: str, rank: int, world_size: int, init,
+                    callbacks: list | None) -> Path:
     trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
     trainer.callbacks = default_callbacks(cfg, trainer) + list(callbacks or [])
     if log_format != "quiet":
@@ -74,6 +95,18 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
 
 def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None = None, force: bool = False,
            rank: int = 0, world_size: int = 1) -> Path:
+    # Rank 0 holds the run's lock from before it reads anything until training ends: a second
+    # `train --resume` of the run (a requeued job) is refused here, before it writes anything.
+    lock = RunLock(run_dir, "train --resume").acquire() if rank == 0 else None
+    try:
+        return _resume(run_dir, log_format, overrides, force, rank, world_size)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume(run_dir: Path, log_format: str, overrides: list[str] | None, force: bool, rank: int,
+            world_size: int) -> Path:
     saved = load_run_config(run_dir)
     distributed.setup(saved, rank, world_size)
     distributed.check_resume_scale(saved, world_size, force)
@@ -95,9 +128,11 @@ def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None =
     if found is None:
         raise ConfigError(f"{run_dir} has no valid checkpoint to resume from (checkpoints/manifest.json lists none "
                           "that passes its checksum); start the run again")
-    checkpoint, _ = found
-    if cfg != saved and rank == 0:
-        save_config(cfg, run_dir)
+    checkpoint, entry = found
+    if rank == 0:
+        trim_logs(run_dir, entry["step"])
+        if cfg != saved:
+            save_config(cfg, run_dir)
     trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
     trainer.callbacks = default_callbacks(cfg, trainer)
     trainer.resume_from(checkpoint)

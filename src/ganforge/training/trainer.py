@@ -33,7 +33,7 @@ from ganforge.training.context import Hooks, RunContext
 from ganforge.training.guard import Recovery
 from ganforge.training.loop_schedule import LoopSchedule
 from ganforge.training.progress_bar import ProgressBar
-from ganforge.training.signals import StopSignals, ignore_stop_signals
+from ganforge.training.signals import StopSignals, StopWaiting, ignore_stop_signals
 from ganforge.training.speed import accelerate
 
 
@@ -289,8 +289,13 @@ class Trainer:
     def _groups(self, epoch: int, start_batch: int):
         """Groups of ``d_steps`` consecutive real batches: one group per generator step."""
         k = self.cfg.train.d_steps
-        group = []
-        for batch in self.loader.epoch(epoch, start_batch):
+        group, batches = [], self.loader.epoch(epoch, start_batch)
+        while True:
+            try:
+                with self.stop.waiting():  # a stop signal here ends the wait: the data may never come
+                    batch = next(batches)
+            except (StopIteration, StopWaiting):  # the epoch's end, or a stop: the loop saves where it is
+                return
             group.append(batch)
             if len(group) == k:
                 yield group
