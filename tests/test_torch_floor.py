@@ -80,6 +80,9 @@ torchvision torchvision.datasets torchvision.transforms.v2.functional torchvisio
 torchvision.transforms.v2.functional.center_crop torchvision.transforms.v2.functional.pil_to_tensor
 torchvision.utils.make_grid
 torchvision.utils.save_image
+torch.nn.functional.conv2d torch.utils.data._utils.signal_handling
+torch.utils.data._utils.signal_handling._remove_worker_pids torchvision.transforms.v2.functional.InterpolationMode torchvision.transforms.v2.functional.InterpolationMode.BICUBIC
+torchvision.transforms.v2.functional.InterpolationMode.BILINEAR
 """.split()
 
 #: torchvision's release that goes with each torch minor release (0.15 with 2.0, ..., 0.21 with 2.6).

@@ -29,6 +29,7 @@ from ganforge.cli import main
 from ganforge.data import build_loader
 from ganforge.data.prepared import prepare
 from ganforge.devices import PeakMemory, memory_reading
+from ganforge.gpu_plan import GpuFacts
 from ganforge.recipe import auto_config
 from ganforge.storage import safe_load
 from ganforge.training import speed
@@ -73,13 +74,19 @@ def assert_same_losses(eager: Path, compiled: Path, tol: float = COMPILE_TOL) ->
     assert not any("_orig_mod" in k for net in ("G", "D") for k in safe_load(ckpt)[net])
 
 
+A100 = GpuFacts("NVIDIA A100-SXM4-40GB", (8, 0), 40 * 2**30)
+
+
 def recipe_for_gpu(source, *overrides: str) -> C.Config:
-    """The default recipe exactly as a CUDA user gets it (compile on, FastGAN, rpgan with lazy R1 and R2,
-    DiffAugment, EMA, feature matching on EfficientNet-Lite1), then trained on the CPU at a tiny size."""
+    """The default recipe exactly as a CUDA user gets it on an A100 (compile on, FastGAN, rpgan with lazy R1
+    and R2, DiffAugment, EMA, feature matching on EfficientNet-Lite1), then trained on the CPU at a tiny
+    size; in float32 unless ``train.amp`` is given (the A100's bf16 is a test of its own)."""
+    amp = [] if any(o.startswith("train.amp=") for o in overrides) else ["train.amp=off"]
     cfg = auto_config(str(source), ["data.image_size=32", "model.fastgan_decoder=16", "model.ngf=8", "model.ndf=8",
                                     "data.batch_size=8", "data.num_workers=0", "train.n_fixed_noise=8",
                                     "train.epochs=0", f"train.max_steps={STEPS}", "train.log_every=1", "train.seed=5",
-                                    "train.tensorboard=false", "train.report=false", *overrides], device="cuda")
+                                    "train.tensorboard=false", "train.report=false", *amp, *overrides],
+                      device="cuda", gpu=A100)
     cfg.train.device = "cpu"
     return cfg
 
