@@ -160,10 +160,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}")
     try:
         value = yaml.safe_load(raw) if raw.strip() != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError):  # an explicit tag it cannot build: !!float nope
         value = raw
-    if isinstance(value, str):
-        # YAML 1.1 reads 1e-4 (no dot) as a string; a user means the number.
+    if isinstance(value, str) and value.isascii():
+        # YAML 1.1 reads 1e-4 (no dot) as a string; a user means the number.  (Python's float() would also
+        # read other scripts' digits, '٣' as 3: those stay text, and a number key refuses them.)
         try:
             value = float(value)
         except ValueError:
@@ -202,7 +203,7 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:  # also a tag it cannot build: !!float nope
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
