@@ -7,7 +7,7 @@ picks.  What the CPU cannot run (CUDA graphs, a dataset in GPU memory, the peak-
 as far as it goes: the decisions, the unwrapping, the batch order with the device set to the CPU.
 
 Compiled and eager runs of the same seed must log the same losses over their first steps, to within
-``COMPILE_TOL`` (relative): inductor fuses and reorders fp32 reductions (BatchNorm statistics, the sums
+``COMPILE_TOL`` (relative, and absolute for values near 0 such as D's mean outputs): inductor fuses and reorders fp32 reductions (BatchNorm statistics, the sums
 inside convolutions and losses), which moves a loss by about 1e-6 before any update, and Adam turns
 those differences in tiny gradient entries into updates of up to a learning rate, so three steps
 later the losses differ by up to 5e-5 (measured: the GPU recipe's FastGAN on emoji, loss_g 9.645282
@@ -62,7 +62,9 @@ def assert_same_losses(eager: Path, compiled: Path, tol: float = COMPILE_TOL) ->
     keys = ("loss_d", "loss_g", "d_x", "d_g_z", *(["loss_fm"] if "loss_fm" in a[0] else []))
     for ra, rb in zip(a, b):
         for k in keys:
-            assert rb[k] == pytest.approx(ra[k], rel=tol, abs=tol * 1e-2), f"step {ra['step']}: {k} {ra[k]} vs {rb[k]}"
+            # abs: D's mean outputs (d_x, d_g_z) sit near 0, where a relative bound means nothing; the
+            # reordered fp32 sums differed by up to 8e-5 there (a clean clone's CI run), the losses are O(1).
+            assert rb[k] == pytest.approx(ra[k], rel=tol, abs=tol), f"step {ra['step']}: {k} {ra[k]} vs {rb[k]}"
     # The steps must change the losses far more than compiling does, or the agreement would show nothing.
     apart = max(abs(rb[k] - ra[k]) for ra, rb in zip(a, b) for k in keys)
     moved = max(abs(a[-1][k] - a[0][k]) for k in keys)
