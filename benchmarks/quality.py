@@ -40,11 +40,12 @@ no part of training uses.  Systems (``--systems``):
   it installed; ``--install-peer`` makes one in ``--work``).
 
 Writes ``benchmarks/results/quality-curve-<time>.json`` and a grid per system and point (the last point's
-in ``--grids``).  Systems may run as separate invocations side by side (one thread each); ``--plot A.json
-B.json ...`` merges their files into one table and one plot per dataset (``docs/images/quality_curve_<set>.png``).
+in ``--grids``).  Systems may run as separate invocations side by side (one thread each);
+``benchmarks/quality_table.py`` folds their files into one per dataset, prints the summary tables and
+draws the plot (``docs/images/quality_curve_<set>.png``).
 
     python benchmarks/quality.py --curve --datasets emoji --systems default auto-v1 --threads 1
-    python benchmarks/quality.py --plot benchmarks/results/quality-curve-*.json
+    python benchmarks/quality_table.py --add benchmarks/results/quality-curve-*.json --plot docs/images
 """
 from __future__ import annotations
 
@@ -196,17 +197,12 @@ def main() -> int:
     ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="curve mode: overrides on top of each ganforge system's config (a candidate); "
                          "repeat it or give several after one")
-    ap.add_argument("--plot", type=Path, nargs="+", help="merge curve result files into a table and plots")
-    ap.add_argument("--label", action="append", default=[], metavar="NAME::LABEL",
-                    help="with --plot: call the line NAME (a recipe version and its --set overrides) LABEL")
     ap.add_argument("--minutes", type=float, default=12.0, help="training time per run (default 12)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per score (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="train.seed of every run (the noise between seeds is large)")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ganforge" / "bench-quality")
     ap.add_argument("--grids", type=Path, default=ROOT.parent / "docs" / "images")
     args = ap.parse_args()
-    if args.plot:
-        return plot_curves(args.plot, args.grids, dict(item.split("::", 1) for item in args.label))
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -470,49 +466,6 @@ def print_curve_table(files: list[dict]) -> None:
                           f"{p['fid_effnet_lite0']:>8.1f} {p['kid_effnet_lite0']:>8.3f} "
                           f"{p['fid_effnet_lite2']:>8.1f} {p['kid_effnet_lite2']:>8.3f} "
                           f"{p.get('swd_mean', float('nan')):>7.1f}")
-
-
-def plot_curves(paths: list[Path], grids: Path, labels: dict[str, str] | None = None) -> int:
-    """One table of every curve file, and per dataset one plot of FID against training minutes (both
-    feature networks), each system's line with its seeds' mean and a marker per run."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = [json.loads(Path(p).read_text()) for p in paths]
-    print_curve_table(files)
-    by_dataset: dict[str, dict[str, list]] = {}
-    for res in files:
-        for ds_name, block in res["datasets"].items():
-            for e in block["systems"]:
-                if e["points"]:
-                    label = system_label(e)
-                    label = (labels or {}).get(label, label)
-                    by_dataset.setdefault(ds_name, {}).setdefault(label, []).append(e["points"])
-    for ds_name, systems in by_dataset.items():
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-        every_minute = sorted({p["minutes"] for runs in systems.values() for run in runs for p in run})
-        for ax, feat in zip(axes, FEATURES):
-            key = f"fid_{feat.replace('-', '_')}"
-            for system, runs in sorted(systems.items()):
-                minutes = sorted({p["minutes"] for run in runs for p in run})
-                mean = [sum(p[key] for run in runs for p in run if p["minutes"] == m) /
-                        sum(1 for run in runs for p in run if p["minutes"] == m) for m in minutes]
-                line, = ax.plot(minutes, mean, marker="o", label=f"{system} ({len(runs)} run{'s' * (len(runs) > 1)})")
-                for run in runs[1:] if len(runs) > 1 else []:
-                    ax.scatter([p["minutes"] for p in run], [p[key] for p in run], color=line.get_color(), s=12)
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(every_minute, [f"{m:g}" for m in every_minute])  # a system scored at 12 only too
-            ax.set_xlabel("training minutes (2-core CPU)")
-            ax.set_ylabel(f"FID ({feat}), lower is better")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"{ds_name}: FID against training time")
-        fig.tight_layout()
-        out = grids / f"quality_curve_{ds_name}.png"
-        fig.savefig(out, dpi=90)
-        print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":
