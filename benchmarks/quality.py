@@ -340,10 +340,19 @@ def curve_ganforge(system: str, cfg: C.Config, reals: torch.Tensor, args, grid_p
         fakes = generate(G, z)
         last = snap["minutes"] == max(args.points)
         grid = (args.grids if last else run) / f"{grid_prefix}_{snap['minutes']:g}min.png"
-        points.append({**snap, **score_images(fakes, reals, args.n), "grid": str(save_grid(fakes[:64], grid))})
+        points.append({**snap, **score_images(fakes, reals, args.n), "grid": str(save_grid(fakes[:64], grid)),
+                       "samples": str(save_samples(fakes, run / f"samples_{snap['minutes']:g}min.npy"))})
         print(json.dumps({"system": system, **points[-1]}), flush=True)
     return {"system": system, "run": str(run), "status": summary["status"], "notes": cfg.notes,
             "diagnostics": summary.get("diagnostics", []), "points": points}
+
+
+def save_samples(fakes: torch.Tensor, path: Path) -> Path:
+    """The scored samples as uint8 (N, C, H, W) in a .npy beside the run, so that a score added later
+    (``--rescore``) reads the very images the others scored, without training again."""
+    import numpy as np
+    np.save(path, ((fakes.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy())
+    return path
 
 
 def yaml_config(run: Path) -> dict:
