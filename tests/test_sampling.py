@@ -194,3 +194,16 @@ def test_a_seed_gives_the_same_image_on_cpu_and_gpu(run):
     cpu = generate_each(G, z)
     gpu = generate_each(G.cuda(), z.cuda()).cpu()
     assert (cpu - gpu).abs().max() < 1e-3
+
+
+def test_a_grid_replaces_the_previous_one_whole_and_names_a_suffix_it_cannot_write(tmp_path):
+    from ganforge.sampling import save_grid
+    path = tmp_path / "grid.png"
+    save_grid(torch.zeros(4, 3, 8, 8), path)
+    save_grid(torch.ones(9, 3, 8, 8), path)  # written over: the new grid, never a mix
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (3 * 10 + 2, 3 * 10 + 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temporary file left behind
+    with pytest.raises(ValueError, match=r"grid\.xyz.*\.png"):
+        save_grid(torch.zeros(4, 3, 8, 8), tmp_path / "grid.xyz")
+    assert not (tmp_path / "grid.xyz").exists()

@@ -18,6 +18,7 @@ Truncation (``psi`` < 1) pulls samples towards the average one, and two things w
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch.nn as nn
 from torchvision.utils import make_grid, save_image
 
 from ganforge.export import load_generator  # noqa: F401  (generators are loaded in ganforge.export)
+from ganforge.storage import atomic_write_bytes
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
 
@@ -318,8 +320,22 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
-    save_image(images.cpu(), path, nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
+    # Encoded in memory and renamed into place: a report or a reader polling the run never sees half a
+    # PNG, and a kill or a full disk mid-write leaves the previous grid.
+    buf = io.BytesIO()
+    save_image(images.cpu(), buf, format=image_format(path), nrow=nrow, padding=2, normalize=True,
+               value_range=(-1, 1))
+    atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def image_format(path: Path) -> str:
+    """Pillow's format name for ``path``'s suffix ('.png' -> 'PNG'); a clear error for one it cannot write."""
+    from PIL import Image
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write an image named {path.name}: use a suffix such as .png or .jpg")
+    return fmt
 
 
 def grid_tensor(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:

@@ -6,11 +6,13 @@ The MP4 needs an ffmpeg binary, which the optional ``imageio-ffmpeg`` package sh
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ganforge.reporting.rundata import Grid
+from ganforge.storage import atomic_write_bytes
 
 CAPTION_HEIGHT = 16
 
@@ -35,7 +37,11 @@ def write_gif(frames: list[Image.Image], path: Path, frame_ms: int = 500, hold_l
     durations[-1] = max(frame_ms, hold_last_ms)
     # Pillow merges identical consecutive frames into one; the timeline's captions keep its frames
     # distinct, so it has one frame per epoch even when the model stops changing.
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, disposal=1)
+    # Encoded in memory and renamed into place, as every file in a run is: the report never shows half a GIF.
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                   disposal=1)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
