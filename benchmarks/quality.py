@@ -11,6 +11,8 @@ Datasets:
 - ``emoji``: Google's Noto emoji at 64x64 (npm ``emoji-datasource-google@16.0.0``, Apache-2.0), the
   images without skin-tone variants, composited on white.  Installed with npm into ``--work`` if missing.
 - ``fashion``: Fashion-MNIST at 32x32, grey (Debian ``dataset-fashion-mnist``, MIT).
+- ``fluent``: Microsoft's Fluent Emoji 3D at 128x128 (npm ``@lobehub/fluent-emoji-3d@1.1.0``, MIT; 3,391
+  images at 256 px), the first check at the resolutions users train at.  Installed with npm into ``--work``.
 
 Recipes:
 
@@ -90,9 +92,29 @@ def emoji_folder(work: Path) -> Path:
     return folder
 
 
+FLUENT_PACKAGE = "@lobehub/fluent-emoji-3d@1.1.0"
+
+
+def fluent_folder(work: Path) -> Path:
+    """Microsoft's Fluent Emoji 3D (3,391 RGBA WebP at 256 px, MIT), as symbolic links into the npm package;
+    trained and scored at 128 px."""
+    pkg = work / "npm-fluent" / "node_modules" / "@lobehub" / "fluent-emoji-3d" / "assets"
+    if not pkg.is_dir():
+        print(f"installing {FLUENT_PACKAGE} with npm into {work / 'npm-fluent'} ...", flush=True)
+        subprocess.run(["npm", "install", "--prefix", str(work / "npm-fluent"), "--no-save", "--no-package-lock",
+                        "--ignore-scripts", FLUENT_PACKAGE], check=True, stdout=subprocess.DEVNULL)
+    folder = work / "fluent"
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        for f in sorted(pkg.glob("*.webp")):
+            (folder / f.name).symlink_to(f)
+    return folder
+
+
 DATASETS = {
     "emoji": dict(size=64, channels=3, source=emoji_folder),
     "fashion": dict(size=32, channels=1, source=lambda work: "fashion-mnist"),
+    "fluent": dict(size=128, channels=3, source=fluent_folder),
 }
 
 
@@ -183,7 +205,8 @@ def run_one(name: str, cfg: C.Config, reals: torch.Tensor, n: int, work: Path, g
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--datasets", nargs="+", default=["emoji", "fashion"], choices=list(DATASETS),
+                    help="datasets (default: emoji fashion; fluent is the 128 px check)")
     ap.add_argument("--recipes", "--systems", dest="recipes", nargs="+", default=None,
                     choices=[*BUILDERS, "lightweight-gan"],
                     help="systems to run (default: tutorial default; with --curve also auto-v1 lightweight-gan)")
