@@ -44,15 +44,18 @@ def conditional_run(class_folder, tmp_path_factory):
 
 
 def test_the_run_stores_its_class_names_everywhere(conditional_run, tmp_path):
+    # In the run's facts (ganforge found them), not in its config (what the user chose).
     names = sorted(CLASSES)
-    assert yaml.safe_load((conditional_run / "config.yaml").read_text())["data"]["class_names"] == names
+    assert "class_names" not in yaml.safe_load((conditional_run / "config.yaml").read_text())["data"]
+    assert json.loads((conditional_run / "run.json").read_text())["class_names"] == names
     assert json.loads((conditional_run / "summary.json").read_text())["classes"] == names
     ckpt = next((conditional_run / "checkpoints").glob("step_*.pt"))
-    assert safe_load(ckpt)["config"]["data"]["class_names"] == names
-    assert safe_load(conditional_run / "generator.pt")["config"]["data"]["class_names"] == names
-    from ganforge.export import export_generator
+    assert safe_load(ckpt)["facts"]["class_names"] == names
+    assert safe_load(conditional_run / "generator.pt")["facts"]["class_names"] == names
+    from ganforge.export import export_generator, load_export
     out = export_generator(conditional_run, tmp_path / "shared")
-    assert json.loads((out / "config.json").read_text())["config"]["data"]["class_names"] == names
+    assert json.loads((out / "config.json").read_text())["facts"]["class_names"] == names
+    assert load_export(out)[2].class_names == names
 
 
 def test_class_by_name_or_index(conditional_run, tmp_path, capsys):
@@ -77,14 +80,15 @@ def test_the_report_labels_its_rows(conditional_run):
     assert '<ol class="row-labels"' in html
     assert fixed_labels(16, 3).tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [0] * 4
     cfg = ganforge.config.from_dict(yaml.safe_load((conditional_run / "config.yaml").read_text()))
-    assert row_labels(cfg) == ["bag", "sneaker", "trouser", "bag"]
+    assert row_labels(cfg, sorted(CLASSES)) == ["bag", "sneaker", "trouser", "bag"]
+    assert row_labels(cfg, []) == ["class 0", "class 1", "class 2", "class 0"]  # a run that stored none
 
 
 def test_unconditional_models_refuse_a_class(class_folder):
     cfg = tiny_config(class_folder, channels=1)
     with pytest.raises(ganforge.config.ConfigError, match="not conditional"):
-        resolve_class("bag", cfg)
-    assert resolve_class(None, cfg) is None
+        resolve_class("bag", cfg, [])
+    assert resolve_class(None, cfg, []) is None
 
 
 def test_a_resume_on_other_classes_is_refused(conditional_run, class_folder, tmp_path):
