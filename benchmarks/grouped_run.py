@@ -30,7 +30,7 @@ class GroupedRun(NamedTuple):
 @torch.no_grad()
 def open_grouped_run(run: Path) -> GroupedRun:
     """``run`` opened on the CPU; exits with a message when it was trained without latent groups."""
-    G, cfg = load_generator(run)
+    G, cfg, _ = load_generator(run)
     if not cfg.model.latent_groups:
         sys.exit(f"{run} was trained without model.latent_groups")
     cfg.data.num_workers = 0

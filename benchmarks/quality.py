@@ -181,7 +181,7 @@ def yardsticks(reals: torch.Tensor, n: int) -> dict:
 def score_run(run: Path, reals: torch.Tensor, n: int, grid: Path) -> dict:
     """FID and KID (EfficientNet-Lite0) of ``n`` samples of a finished run (latents of seed 123) against
     ``reals``, and a grid of the first 64 saved at ``grid``."""
-    G, run_cfg = load_generator(run)
+    G, run_cfg, _ = load_generator(run)
     fakes = generate(G, torch.randn(n, run_cfg.model.nz, generator=torch.Generator().manual_seed(123)))
     scores = score_images(fakes, reals, n, features=("effnet-lite0",))
     return {**scores, "grid": str(save_grid(fakes[:64], grid))}

@@ -40,7 +40,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    G, cfg = load_generator(args.run)
+    G, cfg, _ = load_generator(args.run)
     reals = real_images(cfg)
     z = torch.randn(args.n, cfg.model.nz, generator=torch.Generator().manual_seed(123))
     settings = [("batch", 1.0), ("standing", 1.0)] + [("standing", psi) for psi in args.psi]

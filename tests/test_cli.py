@@ -66,7 +66,7 @@ def test_sample_grid_and_folder_and_seed(tmp_path, trained_run):
 def test_sampling_does_not_change_the_generator(trained_run):
     import torch
     from ganforge.sampling import generate, load_generator
-    G, cfg = load_generator(trained_run)
+    G, cfg, _ = load_generator(trained_run)
     before = {k: v.clone() for k, v in G.state_dict().items()}
     generate(G, torch.randn(8, cfg.model.nz))
     after = G.state_dict()
@@ -88,7 +88,7 @@ def test_one_sample_looks_like_it_does_in_a_grid(trained_run):
     # image in a bigger batch, not a batch-of-one artefact (near-constant image).
     import torch
     from ganforge.sampling import MIN_STATS_BATCH, generate, load_generator
-    G, cfg = load_generator(trained_run)
+    G, cfg, _ = load_generator(trained_run)
     z = torch.randn(MIN_STATS_BATCH, cfg.model.nz, generator=torch.Generator().manual_seed(1))
     alone = generate(G, z[:1])
     assert alone.std() > 0.05  # a batch of one without padding normalises to a flat image

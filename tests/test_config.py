@@ -69,3 +69,17 @@ def test_a_run_saved_with_a_removed_option_off_still_loads_and_on_is_refused_by_
         C.from_dict(saved)
     with pytest.raises(C.ConfigError, match="unknown config key 'loss.imle'"):
         C.load(overrides=["loss.imle=1"])
+
+
+@pytest.mark.parametrize("key, value", [("data.class_names", "[a, b]"), ("train.world_size", "2"),
+                                        ("train.effective_batch_size", "64"), ("train.init_from_step", "0")])
+def test_a_key_ganforge_writes_is_refused_in_a_config_and_an_override(key, value, tmp_path):
+    # These are the run's facts (run.json), not settings: saying them in a config would be saying nothing.
+    message = rf"{key} is not a setting: ganforge writes it into the run's facts \(run.json\).*leave it out"
+    with pytest.raises(C.ConfigError, match=message):
+        C.load(overrides=[f"{key}={value}"])
+    section, name = key.split(".")
+    (tmp_path / "mine.yaml").write_text(f"{section}:\n  {name}: {value}\n")
+    with pytest.raises(C.ConfigError, match=message):
+        C.load(file=tmp_path / "mine.yaml")
+    assert key not in C._all_keys(C.Config)

@@ -10,7 +10,8 @@ import pytest
 
 from ganforge.cli import main
 from ganforge.config import ConfigError
-from ganforge.runfiles import RunDir, RunNotFoundError, check_name, new_run_dir, resolve_run, resolve_source
+from ganforge.runfiles import (RunDir, RunFacts, RunNotFoundError, check_name, new_run_dir, read_facts, resolve_run,
+                               resolve_source, split_saved_config)
 
 
 def make_run(runs, name, checkpoint=False, age=0.0):
@@ -110,3 +111,24 @@ def test_the_ganforge_entry_point_finds_runs_by_name(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "(none: the configs are the same)" in out.stdout
+
+
+def test_a_config_saved_with_the_facts_in_it_gives_them_up_to_the_facts(tmp_path):
+    # config.yaml of a run saved before run.json: the keys ganforge wrote sit among the user's.
+    old = {"model": {"num_classes": 2}, "data": {"source": "clothes", "class_names": ["bag", "shoe"]},
+           "train": {"epochs": 3, "world_size": 2, "effective_batch_size": 32, "init_from_step": 6}}
+    config, facts = split_saved_config(old)
+    assert config == {"model": {"num_classes": 2}, "data": {"source": "clothes"}, "train": {"epochs": 3}}
+    assert facts == RunFacts(class_names=["bag", "shoe"], world_size=2, effective_batch_size=32, init_from_step=6)
+    assert old["data"]["class_names"] == ["bag", "shoe"]  # the caller's mapping is left alone
+    # Facts recorded on their own (run.json, a checkpoint's "facts") win over anything in the config.
+    assert split_saved_config(old, {"world_size": 4})[1] == RunFacts(world_size=4)
+    run = RunDir(new_run_dir(tmp_path, "old"))
+    import yaml
+    run.config.write_text(yaml.safe_dump(old))
+    assert read_facts(run.path).class_names == ["bag", "shoe"]
+    run.facts.write_text(RunFacts(class_names=["a", "b"]).to_json())
+    assert read_facts(run.path) == RunFacts(class_names=["a", "b"])
+    run.facts.write_text("{not json")
+    with pytest.raises(ConfigError, match="run.json is not valid JSON"):
+        read_facts(run.path)

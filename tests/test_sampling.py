@@ -123,7 +123,7 @@ def test_truncation_flags_named_apart(run, tmp_path, capsys):
 def test_truncation_pulls_samples_towards_the_average_one(which, request):
     # A DCGAN with batch statistics (which would normalise a scaled batch right back) and FastGAN (which
     # puts z on the sphere, which would undo any scale of z): in both, psi must really act.
-    G, cfg = load_generator(request.getfixturevalue(which))
+    G, cfg, _ = load_generator(request.getfixturevalue(which))
     z = torch.randn(48, cfg.model.nz, generator=torch.Generator().manual_seed(0))
     plain = generate(G, z)
     assert torch.equal(generate(G, z, psi=1.0), plain)  # psi 1 changes nothing, statistics included
@@ -140,7 +140,7 @@ def test_truncation_pulls_samples_towards_the_average_one(which, request):
 
 
 def test_standing_statistics_average_the_batches_of_untruncated_latents(fastgan_run):
-    G, cfg = load_generator(fastgan_run)
+    G, cfg, _ = load_generator(fastgan_run)
     first_bn = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
     own = first_bn.running_mean.clone()
     seen = []
@@ -188,7 +188,7 @@ def test_interpolate_walks_between_chosen_seeds(run, tmp_path, capsys):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_seed_gives_the_same_image_on_cpu_and_gpu(run):
-    G, cfg = load_generator(run)
+    G, cfg, _ = load_generator(run)
     z, _ = seed_latents([0, 1, 2], cfg.model.nz)
     from ganforge.sampling import generate_each
     cpu = generate_each(G, z)

@@ -2,8 +2,9 @@
 
 A conditional run (``data.labels=true``, ``model.num_classes=N``) takes its classes from the first
 folder level of the data, sorted by name: class 0 is the first folder, and so on.  The trainer writes
-those names into the run's config as ``data.class_names`` (so ``config.yaml``, every checkpoint,
-``generator.pt`` and an export carry them) and into ``summary.json`` as ``classes``.
+those names into the run's facts (:class:`ganforge.runfiles.RunFacts`: ``run.json``, every checkpoint,
+``generator.pt`` and an export carry them) and into ``summary.json`` as ``classes``; a run saved before
+the facts existed has them in its config as ``data.class_names``, read into its facts when it is loaded.
 
 The fixed-noise grids of a conditional run give each row one class (row r shows class r mod N), so the
 report can label its rows.
@@ -17,25 +18,17 @@ import torch
 from ganforge.config import Config, ConfigError
 
 
-def class_names(cfg: Config) -> list[str]:
-    """The run's class names, in label order; ``class 0``, ``class 1``, ... where a run has none stored
-    (named datasets with classes of their own record them too)."""
-    names = list(cfg.data.class_names or [])
-    if cfg.model.num_classes and len(names) != cfg.model.num_classes:
-        return [f"class {i}" for i in range(cfg.model.num_classes)]
-    return names
-
-
-def resolve_class(value: str | int | None, cfg: Config) -> int | None:
+def resolve_class(value: str | int | None, cfg: Config, names: list[str]) -> int | None:
     """A class given by ``--class``: an index (``2``) or a name (``bags``, exactly as its folder is called,
-    or differing only in case).  None passes through (no class asked for)."""
+    or differing only in case) among ``names`` (the run's facts' ``class_names``).  None passes through (no
+    class asked for)."""
     if value is None:
         return None
     n = cfg.model.num_classes
     if not n:
         raise ConfigError(f"--class {value}: this generator is not conditional (model.num_classes=0), so it has "
                           "no classes to choose from; leave --class out")
-    names = list(cfg.data.class_names or [])
+    names = list(names or [])
     text = str(value).strip()
     if text in names:
         return names.index(text)
@@ -73,16 +66,17 @@ def fixed_labels(n: int, num_classes: int) -> torch.Tensor:
     return (torch.arange(n) // grid_columns(n)) % num_classes
 
 
-def row_labels(cfg_or_dict, n: int | None = None) -> list[str]:
-    """The class name of each row of a conditional run's fixed-noise grid ([] for unconditional runs).
+def row_labels(cfg_or_dict, names: list[str], n: int | None = None) -> list[str]:
+    """The class name of each row of a conditional run's fixed-noise grid ([] for unconditional runs), from
+    ``names`` (the run's facts' ``class_names``; ``class 0``, ``class 1``, ... where they are not one per class).
 
     Takes a :class:`Config` or a run's config as a plain mapping (what the report reads)."""
+    names = list(names or [])
     if isinstance(cfg_or_dict, Config):
-        num, names, n = cfg_or_dict.model.num_classes, cfg_or_dict.data.class_names, n or cfg_or_dict.train.n_fixed_noise
+        num, n = cfg_or_dict.model.num_classes, n or cfg_or_dict.train.n_fixed_noise
     else:
         d = cfg_or_dict or {}
         num = int((d.get("model") or {}).get("num_classes") or 0)
-        names = list((d.get("data") or {}).get("class_names") or [])
         n = n or int((d.get("train") or {}).get("n_fixed_noise") or 64)
     if not num:
         return []

@@ -1,21 +1,30 @@
 """Run directories: their file names, creating one, and finding one again from what a user typed.
 
-This module knows no training: it imports nothing of ganforge but the config's error type, so every
-layer may use it.  A run directory is ``<runs_dir>/<timestamp>_<name>/`` (the name is ``--name``, or the
+This module knows no training: it imports nothing of ganforge but the config, so every layer may use it.  A run directory is ``<runs_dir>/<timestamp>_<name>/`` (the name is ``--name``, or the
 preset's), never overwritten, and it is a run directory because it holds ``config.yaml``.
 
 Every command that takes a run resolves it with :func:`resolve_run` (a run directory only: ``train
 --resume``, ``report``, ``runs``) or :func:`resolve_source` (a run, or a checkpoint/generator file or an
 export folder: ``sample``, ``interpolate``, ``eval``, ``export``), so ``latest``, a run's folder name and
 its ``--name`` work the same way everywhere, with the same error when nothing matches.
+
+A run's ``config.yaml`` holds what the user chose; what ganforge learns while running it (the class
+folders, how many processes train it, the step fine-tuning started from) is the run's :class:`RunFacts`,
+in ``run.json`` beside it and in every checkpoint, ``generator.pt`` and export.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ganforge.config import ConfigError
+import yaml
+
+from ganforge.config import WRITTEN_BY_GANFORGE, ConfigError
 
 #: What a run's name may look like: it becomes part of a folder name, so no separators and no dot first.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
@@ -33,6 +42,7 @@ class RunDir:
     """One run directory and the names of the files in it (each name is defined here only)."""
 
     CONFIG = "config.yaml"
+    FACTS = "run.json"  # the run's RunFacts: what ganforge wrote, not what the user chose
     SUMMARY = "summary.json"
     METRICS = "metrics.jsonl"
     DIAGNOSTICS = "diagnostics.jsonl"
@@ -69,6 +79,10 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.path / self.CONFIG
+
+    @property
+    def facts(self) -> Path:
+        return self.path / self.FACTS
 
     @property
     def summary(self) -> Path:
@@ -148,6 +162,67 @@ class RunDir:
             if is_run_dir(folder):
                 return cls(folder)
         return None
+
+
+@dataclass
+class RunFacts:
+    """What ganforge learns while it trains a config, kept apart from the config (what the user chose):
+    ``run.json`` in the run directory, and ``facts`` in every checkpoint, ``generator.pt`` and export."""
+
+    class_names: list[str] = field(default_factory=list)  # a conditional run's class folders, in label order
+    world_size: int = 1  # processes that train the run (torchrun --nproc_per_node x nodes)
+    effective_batch_size: int = 0  # data.batch_size x world_size (0: not recorded)
+    init_from_step: int = 0  # the step of the weights train.init_from started from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "RunFacts":
+        """The facts a file recorded; a fact it lacks keeps its default, a key this version has no fact for is
+        passed over (the file may come from a later ganforge)."""
+        data = data if isinstance(data, dict) else {}
+        facts = cls()
+        for f in dataclasses.fields(cls):
+            if data.get(f.name) is not None:
+                value = data[f.name]
+                setattr(facts, f.name, [str(v) for v in value] if f.name == "class_names" else int(value))
+        return facts
+
+    def at_scale(self, world_size: int, batch_size: int) -> "RunFacts":
+        """These facts for a run trained by ``world_size`` processes of ``batch_size`` images each."""
+        return dataclasses.replace(self, world_size=world_size, effective_batch_size=batch_size * world_size)
+
+
+def split_saved_config(config: dict, facts: dict | None = None) -> tuple[dict, RunFacts]:
+    """A saved config mapping (config.yaml, a checkpoint's or an export's ``config``) without the keys that
+    earlier versions of ganforge wrote into it (:data:`~ganforge.config.WRITTEN_BY_GANFORGE`), and the run's
+    facts: ``facts`` where the file recorded them, else those keys, so a run saved before ``run.json``
+    existed reads as one saved after."""
+    config = copy.deepcopy(config) if isinstance(config, dict) else {}
+    old = {}
+    for dotted, name in WRITTEN_BY_GANFORGE.items():
+        section, key = dotted.split(".")
+        if isinstance(config.get(section), dict) and key in config[section]:
+            old[name] = config[section].pop(key)
+    return config, RunFacts.from_dict(facts if facts is not None else old)
+
+
+def read_facts(run_dir: str | Path, config: dict | None = None) -> RunFacts:
+    """The facts of the run in ``run_dir``: its ``run.json``, or for a run saved without one, the keys its
+    ``config.yaml`` (``config``: that file's mapping, when the caller has read it) held."""
+    run = RunDir(run_dir)
+    if run.facts.is_file():
+        try:
+            return RunFacts.from_dict(json.loads(run.facts.read_text()))
+        except ValueError as e:
+            raise ConfigError(f"{run.facts} is not valid JSON ({e}): the run's facts are damaged") from None
+    if config is None:
+        config = yaml.safe_load(run.config.read_text()) if run.config.is_file() else {}
+    return split_saved_config(config)[1]
 
 
 def is_run_dir(path: str | Path) -> bool:

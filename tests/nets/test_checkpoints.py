@@ -44,7 +44,7 @@ def test_forced_resume_into_another_architecture_is_refused_before_the_config_ch
 
 
 def test_generator_file_for_another_architecture_is_refused_cleanly(dcgan_run, tmp_path, capsys):
-    G, cfg = load_generator(dcgan_run / "generator.pt")  # as saved: loads
+    G, cfg, _ = load_generator(dcgan_run / "generator.pt")  # as saved: loads
     assert cfg.model.name == "dcgan"
     state = safe_load(dcgan_run / "generator.pt")
     state["config"]["model"]["name"] = "dcgan-upsample"  # weights of one model under another's config

@@ -33,8 +33,8 @@ def test_export_then_sample_gives_the_runs_images(reference_run, tmp_path, capsy
     assert main(["sample", str(out), "--n", "8", "--out", str(tmp_path / "grid.png")]) == 0
     assert (tmp_path / "grid.png").stat().st_size > 0
     z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
-    G_run, _ = load_generator(reference_run)
-    G_export, cfg = load_generator(out)
+    G_run, _, _ = load_generator(reference_run)
+    G_export, cfg, _ = load_generator(out)
     assert cfg.model.nz == 16
     assert torch.equal(generate(G_run, z), generate(G_export, z))
 

@@ -126,8 +126,9 @@ def test_two_processes_train_in_step_and_resume_continues_the_same_run(tmp_path,
     # rank 0's at each forward, end up different.
     assert not torch.equal(r0["G"]["main.1.running_mean"], r1["G"]["main.1.running_mean"])
 
-    saved = yaml.safe_load((run_a / "config.yaml").read_text())
-    assert saved["train"]["world_size"] == 2 and saved["train"]["effective_batch_size"] == 32
+    facts = json.loads((run_a / "run.json").read_text())  # the run's facts, not its config
+    assert facts["world_size"] == 2 and facts["effective_batch_size"] == 32
+    assert "world_size" not in yaml.safe_load((run_a / "config.yaml").read_text())["train"]
     # Rank 0 alone wrote the run: one run directory, one line per step.
     assert len([l for l in (run_a / "metrics.jsonl").read_text().splitlines() if l]) == 4
 
@@ -226,20 +227,20 @@ def test_evaluation_during_training_with_two_processes(tmp_path, image_folder):
 
 
 def test_resume_with_another_process_count_is_refused_without_force(tiny, image_folder):
-    saved = distributed.record_scale(tiny(image_folder), 2)
-    with pytest.raises(ConfigError, match="nproc_per_node=2"):
-        distributed.check_resume_scale(saved, 1, force=False)
-    distributed.check_resume_scale(saved, 1, force=True)
+    saved, facts = distributed.record_scale(tiny(image_folder), 2)
+    with pytest.raises(ConfigError, match=r"effective batch 32\).*nproc_per_node=2"):
+        distributed.check_resume_scale(saved, facts, 1, force=False)
+    distributed.check_resume_scale(saved, facts, 1, force=True)
 
 
 def test_lr_scaling_is_recorded_in_the_config(tiny, image_folder):
     cfg = tiny(image_folder, "train.lr_scaling=linear")
-    scaled = distributed.record_scale(cfg, 4)
-    assert scaled.train.effective_batch_size == 64 and scaled.train.world_size == 4
+    scaled, facts = distributed.record_scale(cfg, 4)
+    assert facts.effective_batch_size == 64 and facts.world_size == 4
     assert scaled.optim.g.lr == pytest.approx(4 * cfg.optim.g.lr)
     assert "effective batch 64" in scaled.notes[-1]
     assert cfg.optim.g.lr == pytest.approx(2e-4)  # the caller's config is left alone
-    sqrt = distributed.record_scale(tiny(image_folder, "train.lr_scaling=sqrt"), 4)
+    sqrt, _ = distributed.record_scale(tiny(image_folder, "train.lr_scaling=sqrt"), 4)
     assert sqrt.optim.d.lr == pytest.approx(2 * cfg.optim.d.lr)
     # The recorded config reloads as it was written.
     assert C.from_dict(yaml.safe_load(scaled.to_yaml())) == scaled

@@ -8,6 +8,7 @@ initialisation is nowhere near.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,11 @@ def test_fine_tune_starts_from_the_source_weights(source_run, grey_emoji, tmp_pa
     assert "fine-tuning from" in out and "G, D and the EMA generator start from its weights" in out
     run = _only_run(runs)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    # config.yaml: the new data, the source resolved to its checkpoint, and that checkpoint's step
+    # config.yaml: the new data and the source resolved to its checkpoint; run.json: that checkpoint's step
     assert cfg["data"]["source"] == str(grey_emoji)
     assert cfg["train"]["init_from"] == str(source_ckpt.resolve())
-    assert cfg["train"]["init_from_step"] == 6
+    assert "init_from_step" not in cfg["train"]
+    assert json.loads((run / "run.json").read_text())["init_from_step"] == 6
     assert any(n.startswith("init_from: fine-tuning from") for n in cfg["notes"])
 
     new = safe_load(run / "checkpoints" / "step_00000001.pt")

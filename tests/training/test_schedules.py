@@ -78,7 +78,7 @@ def test_resume_is_exact_with_every_strategy_on(tmp_path, image_folder, tiny):
     assert torch.equal(a["d_input"]["AdaptiveAugment"]["p"], b["d_input"]["AdaptiveAugment"]["p"])
     assert float(a["d_input"]["AdaptiveAugment"]["p"]) != 0.3  # ADA did move p
     # The generator file (what `ganforge sample` and the metrics load) holds the EMA weights.
-    G, _ = load_generator(tmp_path / "whole" / "generator.pt")
+    G, _, _ = load_generator(tmp_path / "whole" / "generator.pt")
     for loaded, averaged, current in zip(G.parameters(), whole.G_ema.parameters(), whole.G.parameters()):
         assert torch.equal(loaded, averaged)
     assert any(not torch.equal(a, c) for a, c in zip(whole.G_ema.parameters(), whole.G.parameters()))

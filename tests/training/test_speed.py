@@ -121,7 +121,7 @@ def test_train_prints_what_is_on_and_records_it(tmp_path, image_folder, tiny, ca
     summary = json.loads((run / "summary.json").read_text())
     assert summary["speed"]["channels_last"] is True and summary["speed"]["amp"] == "off"
     # The checkpoint holds ordinary (contiguous-keyed, uncompiled) weights that load anywhere.
-    G, _ = load_generator(run, device="cpu")
+    G, _, _ = load_generator(run, device="cpu")
     assert not any(k.startswith("_orig_mod") for k in G.state_dict())
 
 

@@ -72,6 +72,6 @@ def load_sampling_generator(args):
     if args.truncation_resample is not None:
         truncate_resample(torch.zeros(1), args.truncation_resample, torch.Generator())
     device = pick_device(args.device)
-    G, cfg = load_generator(resolve_source(args.source, args.runs_dir), device=device)
-    args.class_index = resolve_class(args.class_index, cfg)
+    G, cfg, facts = load_generator(resolve_source(args.source, args.runs_dir), device=device)
+    args.class_index = resolve_class(args.class_index, cfg, facts.class_names)
     return G, cfg, device

@@ -214,7 +214,7 @@ def run(args) -> int:
         from ganforge.sampling import load_generator
 
         source = resolve_source(args.source, args.runs_dir)
-        G, cfg = load_generator(source, device=device)
+        G, cfg, _ = load_generator(source, device=device)
         features = check_features(args.features or cfg.eval.features)
         metrics, training = _metrics(args.metrics, features), cfg
         weights = args.inception_weights or cfg.eval.inception_weights

@@ -12,6 +12,6 @@ from ganforge.config.schema import (AugmentConfig, Config, ConfigError, DataConf
                                     OptimPair, TrainConfig)
 from ganforge.config.validation import (GROUPS_PER_BATCH, IMAGE_SIZES, check_latent_groups,  # noqa: F401
                                         validate)
-from ganforge.config.parsing import (PRESET_DIR, RETIRED, _all_keys, _build, _deep_merge,  # noqa: F401,E402
+from ganforge.config.parsing import (PRESET_DIR, RETIRED, WRITTEN_BY_GANFORGE, _all_keys, _build, _deep_merge,  # noqa: F401,E402
                                      apply_overrides, from_dict, load, parse_override, preset_dict, preset_names,
                                      read_yaml)

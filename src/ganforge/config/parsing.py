@@ -102,12 +102,27 @@ RETIRED = {"loss.imle": 0.0, "loss.imle_pool": 2, "loss.imle_every": 120, "loss.
            "loss.feature_match_every": 1, "loss.feature_match_average": 0.0, "model.latent_groups_in_d": False,
            "model.projection_scale": 1.0, "data.group_batches": False}
 
+#: Keys that ganforge itself wrote into a run's config before they moved to the run's facts
+#: (:class:`ganforge.runfiles.RunFacts`, ``run.json``), each with the field that holds it now.  A user's
+#: config or override that sets one is refused; a saved run's config that holds them is read with
+#: :func:`ganforge.runfiles.split_saved_config`, which moves them to the facts.
+WRITTEN_BY_GANFORGE = {"data.class_names": "class_names", "train.world_size": "world_size",
+                       "train.effective_batch_size": "effective_batch_size", "train.init_from_step": "init_from_step"}
+
+
+def _written_by_ganforge(key: str) -> ConfigError:
+    return ConfigError(f"{key} is not a setting: ganforge writes it into the run's facts (run.json) while it "
+                       "trains; leave it out of the config (a config.yaml saved by an earlier ganforge holds it: "
+                       "delete that line)")
+
 
 def _build(cls: type, data: dict, prefix: str = "") -> Any:
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for k, v in data.items():
+        if prefix + k in WRITTEN_BY_GANFORGE:
+            raise _written_by_ganforge(prefix + k)
         if prefix + k in RETIRED and k not in names:
             if v == RETIRED[prefix + k]:
                 continue  # off, as every run saved before the option was removed has it
@@ -156,6 +171,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     valid = _all_keys(Config)
+    if key in WRITTEN_BY_GANFORGE:
+        raise _written_by_ganforge(key)
     if key not in valid:
         raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}")
     try:

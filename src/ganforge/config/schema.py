@@ -52,7 +52,6 @@ class DataConfig:
     background: list[int] = field(default_factory=lambda: [255, 255, 255])  # RGBA is composited on it
     limit: int = 0  # use only the first N images of the source (0: all)
     labels: bool = False  # read class labels from the first folder level
-    class_names: list[str] = field(default_factory=list)  # written by ganforge: the class folders, in label order
     num_workers: int = -1  # -1: as many as the cores available (0 loads in the main process)
     prefetch_factor: int = 2
     persistent_workers: bool = True
@@ -143,7 +142,6 @@ class TrainConfig:
     n_fixed_noise: int = 64
     sample_every: int = 0  # also write a fixed-noise grid every N steps (0: epoch ends only)
     init_from: str = ""  # a new run whose G, D and EMA start from these weights (run dir, checkpoint, export)
-    init_from_step: int = 0  # written by ganforge: the step of the weights init_from started from
     log_every: int = 50  # steps between metrics.jsonl lines
     midsave_steps: int = 0  # also checkpoint every N steps (0: off)
     midsave_minutes: float = 0.0  # also checkpoint every N minutes (0: off)
@@ -155,8 +153,6 @@ class TrainConfig:
     cuda_graphs: bool = False
     sync_bn: bool = False
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"  # under torchrun: lr x processes, x sqrt(processes)
-    world_size: int = 1  # written by ganforge: processes that train the run (torchrun --nproc_per_node x nodes)
-    effective_batch_size: int = 0  # written by ganforge: data.batch_size x train.world_size
     tensorboard: bool = True
     report: bool = True  # refresh report.html at every epoch end
 

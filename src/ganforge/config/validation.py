@@ -52,7 +52,7 @@ def _check_limits_and_devices(cfg: Config) -> None:
 def validate(cfg: Config) -> None:
     _check_limits_and_devices(cfg)
     _positive(cfg, "model.nz", "model.ngf", "model.ndf", "data.batch_size", "data.image_size",
-              "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every", "train.world_size",
+              "optim.g.lr", "optim.d.lr", "train.d_steps", "train.n_fixed_noise", "train.log_every",
               "loss.r1_every", "augment.ada_interval")
     _positive(cfg, "train.epochs", "train.max_steps", "train.sample_every", "train.midsave_steps",
               "train.midsave_minutes", "train.max_minutes", "data.limit", "optim.g.weight_decay", "optim.d.weight_decay",
@@ -102,11 +102,6 @@ def validate(cfg: Config) -> None:
     if cfg.model.num_classes and not cfg.data.labels:
         raise ConfigError("model.num_classes > 0 makes a class-conditional model, which needs labels: "
                           "set data.labels=true (labels come from the first folder level)")
-    names = cfg.data.class_names
-    if names and (len(set(names)) != len(names) or (cfg.model.num_classes and len(names) != cfg.model.num_classes)):
-        raise ConfigError(f"data.class_names ({len(names)} names) must be distinct and one per class "
-                          f"(model.num_classes={cfg.model.num_classes}); ganforge writes it from the class folders: "
-                          "leave it out of configs you write")
     _check_fastgan(cfg)
     check_latent_groups(cfg)
 
@@ -137,7 +132,9 @@ def check_latent_groups(cfg: Config) -> None:
 
 
 #: How many latent groups a training batch holds (model.latent_groups): each group's moments are
-#: measured on its share of the batch, so few groups per batch, several samples each.
+#: measured on its share of the batch, so few groups per batch, several samples each.  Its user is
+#: training/build.py, but the batch-size check above needs it before anything is built, and the config
+#: layer imports no layer above it (tests/test_layers.py): so it lives here, below both.
 GROUPS_PER_BATCH = 4
 
 

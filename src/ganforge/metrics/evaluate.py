@@ -175,7 +175,7 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
         raise ConfigError(f"evaluating needs at least 2 generated images, got n={n}")
     if isinstance(fake, (str, Path)):
         from ganforge.sampling import load_generator
-        fake, loaded_cfg = load_generator(fake, device=device)
+        fake, loaded_cfg, _ = load_generator(fake, device=device)
         cfg = cfg or loaded_cfg
     if isinstance(fake, nn.Module):
         nz = cfg.model.nz if cfg is not None else getattr(fake, "nz", None)

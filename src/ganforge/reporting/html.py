@@ -60,6 +60,15 @@ def _duration(seconds) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
+def _scale(run: RunData) -> str:
+    """The processes that train the run and the effective batch (from its facts): ``2 x 16 = 32``."""
+    batch = run.cfg("data.batch_size")
+    if not isinstance(batch, int):
+        return "-"
+    world = run.facts.world_size
+    return f"{world} x {batch} = {run.facts.effective_batch_size or world * batch}"
+
+
 @dataclass
 class Curves:
     """The curves PNG (None before anything is logged) and the last step it shows."""
@@ -105,7 +114,7 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
                      errors=run.data_errors[:MAX_ERRORS], more_errors=max(0, len(run.data_errors) - MAX_ERRORS),
                      real=file_uri(run.real_samples)),
         grids=[dict(label=g.label, src=file_uri(g.path)) for g in grids],
-        row_labels=row_labels(run.config),
+        row_labels=row_labels(run.config, run.facts.class_names),
         grids_skipped=len(run.sample_grids()) - len(grids),
         curves=data_uri(curves.png) if curves.png else None,
         curves_step=curves.step, last_step=int(summary.get("step", run.last_step)),
@@ -117,6 +126,7 @@ def render(run: RunData, live: dict | None = None, curves: Curves | None = None)
                 ("images seen", _fmt(summary.get("images_seen"))),
                 ("training time", _duration(summary.get("train_seconds"))),
                 ("mean images / s", f"{sum(speeds) / len(speeds):.1f}" if speeds else "-"),
+                ("processes x batch", _scale(run)),
                 ("device", _fmt(summary.get("device"))),
                 ("hardware", _fmt(summary.get("hardware"))),
                 ("python / torch", f"{summary.get('python', '?')} / {summary.get('torch', '?')}")],

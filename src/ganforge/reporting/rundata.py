@@ -92,7 +92,7 @@ class RunData:
     """A run directory, read once."""
 
     path: Path
-    config: dict
+    config: dict  # config.yaml's mapping, without the keys earlier versions wrote into it (now in facts)
     config_text: str
     summary: dict
     records: list[dict]
@@ -101,6 +101,7 @@ class RunData:
     step_grids: list[Grid] = field(default_factory=list)
     data_errors: list[str] = field(default_factory=list)
     diagnostics: list[dict] = field(default_factory=list)  # diagnostics.jsonl: findings in plain words
+    facts: runfiles.RunFacts = field(default_factory=runfiles.RunFacts)  # run.json: class names, processes, ...
 
     @property
     def name(self) -> str:
@@ -206,10 +207,12 @@ def load_run(path: str | Path) -> RunData:
         config = yaml.safe_load(config_text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{run.config} is not valid YAML: {e}") from None
+    config = config if isinstance(config, dict) else {}
+    facts = runfiles.read_facts(path, config)
     errors_file = run.data_errors
     errors = errors_file.read_text().splitlines() if errors_file.is_file() else []
     return RunData(
-        path=path, config=config if isinstance(config, dict) else {}, config_text=config_text,
+        path=path, config=runfiles.split_saved_config(config)[0], config_text=config_text, facts=facts,
         summary=_read_json(run.summary), records=read_metrics(run.metrics),
         manifest=_read_json(run.manifest),
         epoch_grids=_grids(run.samples, _EPOCH_GRID, "epoch"),

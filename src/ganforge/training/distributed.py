@@ -8,7 +8,8 @@
   (:func:`setup`, :func:`cuda_placement`);
 - each process trains on its own share of every epoch (``data.loader.EpochSampler`` splits by rank)
   with ``data.batch_size`` images per step, so the *effective* batch is ``data.batch_size x N``;
-  ``train.world_size`` and ``train.effective_batch_size`` are written in the run's config.yaml;
+  the process count and the effective batch are the run's facts (``world_size``, ``effective_batch_size``
+  in its run.json);
 - ``train.lr_scaling`` (none / linear / sqrt) multiplies the learning rates by N or sqrt(N) when the
   run starts; the config saved in the run holds the rates actually used, and a note says how they
   were derived.  GANs are sensitive to the learning rate: ``none`` is the default;
@@ -41,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ganforge.config import Config, ConfigError
 from ganforge.devices import rng_state, set_rng_state
+from ganforge.runfiles import RunFacts
 
 
 @dataclass(frozen=True)
@@ -134,31 +136,30 @@ def shutdown() -> None:
 LR_FACTORS = {"none": lambda n: 1.0, "linear": lambda n: float(n), "sqrt": lambda n: math.sqrt(n)}
 
 
-def record_scale(cfg: Config, world_size: int, scale_lr: bool = True) -> Config:
-    """A copy of ``cfg`` stating how many processes train it, the effective batch, and the learning
-    rates after ``train.lr_scaling``: what config.yaml of a new run holds."""
+def record_scale(cfg: Config, world_size: int) -> tuple[Config, RunFacts]:
+    """A copy of ``cfg`` with the learning rates after ``train.lr_scaling`` (what config.yaml of a new run
+    holds), and the run's facts saying how many processes train it and the effective batch (run.json)."""
     cfg = copy.deepcopy(cfg)
-    cfg.train.world_size = world_size
-    cfg.train.effective_batch_size = cfg.data.batch_size * world_size
-    factor = LR_FACTORS[cfg.train.lr_scaling](world_size) if scale_lr else 1.0
+    facts = RunFacts().at_scale(world_size, cfg.data.batch_size)
+    factor = LR_FACTORS[cfg.train.lr_scaling](world_size)
     if factor != 1.0:
         base_g, base_d = cfg.optim.g.lr, cfg.optim.d.lr
         cfg.optim.g.lr, cfg.optim.d.lr = base_g * factor, base_d * factor
         cfg.notes = list(cfg.notes) + [
             f"train.lr_scaling={cfg.train.lr_scaling}: {world_size} processes x data.batch_size "
-            f"{cfg.data.batch_size} = effective batch {cfg.train.effective_batch_size}; learning rates "
+            f"{cfg.data.batch_size} = effective batch {facts.effective_batch_size}; learning rates "
             f"x{factor:g}: optim.g.lr {base_g:g} -> {cfg.optim.g.lr:g}, optim.d.lr {base_d:g} -> {cfg.optim.d.lr:g}"]
-    return cfg
+    return cfg, facts
 
 
-def check_resume_scale(saved: Config, world_size: int, force: bool) -> None:
-    """A run continues with the number of processes it was trained with, unless forced."""
-    if saved.train.world_size != world_size and not force:
+def check_resume_scale(saved: Config, facts: RunFacts, world_size: int, force: bool) -> None:
+    """A run continues with the number of processes it was trained with (its facts say), unless forced."""
+    if facts.world_size != world_size and not force:
         raise ConfigError(
-            f"this run was trained by {saved.train.world_size} process(es) (effective batch "
-            f"{saved.train.effective_batch_size or saved.data.batch_size * saved.train.world_size}); resuming with "
+            f"this run was trained by {facts.world_size} process(es) (effective batch "
+            f"{facts.effective_batch_size or saved.data.batch_size * facts.world_size}); resuming with "
             f"{world_size} would change the effective batch and the data order.  Launch with "
-            f"torchrun --nproc_per_node={saved.train.world_size} (or without torchrun for 1), or pass --force")
+            f"torchrun --nproc_per_node={facts.world_size} (or without torchrun for 1), or pass --force")
 
 
 # --------------------------------------------------------------------------------------------------

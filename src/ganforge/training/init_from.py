@@ -5,8 +5,8 @@ What starts from the source and what starts fresh:
 - G, D and the EMA generator come from the source (an EMA the source did not keep starts from its G);
 - the optimisers, the step counter, the learning-rate and augmentation schedules, the divergence
   guard and the data order start fresh, exactly as in any new run;
-- ``config.yaml`` records the source (``train.init_from``, resolved to a path) and the step its weights
-  were saved at (``train.init_from_step``), so the run can be repeated from its config alone.
+- ``config.yaml`` records the source (``train.init_from``, resolved to a path), so the run can be repeated
+  from its config alone, and ``run.json`` the step its weights were saved at (the run's facts, ``init_from_step``).
 
 A source is a run directory (its newest valid checkpoint; ``generator.pt`` when it has none), a
 checkpoint or ``generator.pt`` file, an export folder (``ganforge export``), a run's name, or ``latest``.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
-from ganforge.runfiles import RunDir, resolve_source
+from ganforge.runfiles import RunDir, resolve_source, split_saved_config
 from ganforge.storage import CheckpointError, CheckpointStore, safe_load
 
 #: Architecture keys, as the config key a user would set.
@@ -103,7 +103,7 @@ def _load_source(path: Path) -> InitSource:
     state = safe_load(path, map_location="cpu")
     if not isinstance(state, dict) or "config" not in state or "G" not in state:
         raise CheckpointError(f"--init-from {path} is not a ganforge checkpoint or generator file")
-    cfg = from_dict(state["config"])
+    cfg = from_dict(split_saved_config(state["config"])[0])
     generator_only = state.get("format") == "ganforge-generator-1" or "D" not in state
     step = state.get("step")
     if step is None and isinstance(state.get("progress"), dict):
@@ -119,7 +119,7 @@ def _from_export(folder: Path) -> InitSource:
 
     from ganforge.export import CONFIG, load_export
 
-    G, cfg = load_export(folder)  # checksum, safetensors, and the shapes against config.json
+    G, cfg, _ = load_export(folder)  # checksum, safetensors, and the shapes against config.json
     meta = json.loads((folder / CONFIG).read_text())
     step = meta.get("step")
     return InitSource(path=folder, kind="export", cfg=cfg, step=int(step) if step is not None else None,
@@ -150,19 +150,18 @@ def _yaml(v) -> str:
 def fine_tune_config(source: InitSource, overrides: list[str]) -> Config:
     """A new run's config from the source's own, with ``overrides`` (``data.source=NEW``, ...) on top.
 
-    What belonged to the source run and not to its model is reset: notes, recorded class names, the
-    world size ganforge wrote, and any init_from of its own."""
+    What belonged to the source run and not to its model is reset: its notes and any init_from of its own
+    (its facts, such as its class names, stay with it: the new run records its own)."""
     data = copy.deepcopy(source.cfg.to_dict())
     data["notes"] = []
-    data["data"]["class_names"] = []
-    for key, value in (("init_from", ""), ("init_from_step", 0), ("world_size", 1), ("effective_batch_size", 0)):
-        data["train"][key] = value
+    data["train"]["init_from"] = ""
     return from_dict(apply_overrides(data, overrides))
 
 
 def prepare(cfg: Config, runs_dir: str | Path = "runs") -> tuple[Config, InitSource | None]:
-    """For a new run with ``train.init_from``: the source, checked against ``cfg``, and the config with
-    the source resolved to a path, its step, and a note saying what starts from it (``cfg`` otherwise)."""
+    """For a new run with ``train.init_from``: the source, checked against ``cfg`` (its step goes into the new
+    run's facts), and the config with the source resolved to a path and a note saying what starts from it
+    (``cfg`` otherwise)."""
     if not cfg.train.init_from:
         return cfg, None
     path = locate(cfg.train.init_from, runs_dir)
@@ -170,8 +169,6 @@ def prepare(cfg: Config, runs_dir: str | Path = "runs") -> tuple[Config, InitSou
     check_fits(source, cfg)
     cfg = copy.deepcopy(cfg)
     cfg.train.init_from = str(source.path.resolve())
-    cfg.train.init_from_step = source.step or 0
-    cfg.data.class_names = []  # the new data's classes are recorded when it is opened
     cfg.notes = [n for n in cfg.notes if not n.startswith("init_from: ")] + [f"init_from: {summary_line(source, cfg)}"]
     return cfg, source
 

@@ -1,4 +1,4 @@
-"""Starting and resuming runs: the run directory, the saved config, callbacks, and the trainer."""
+"""Starting and resuming runs: the run directory, the saved config and facts, callbacks, and the trainer."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import yaml
 
 from ganforge import nets
 from ganforge.config import Config, ConfigError, apply_overrides, from_dict
-from ganforge.runfiles import RunDir, new_run_dir
+from ganforge.runfiles import RunDir, RunFacts, new_run_dir, read_facts, split_saved_config
 from ganforge.training import distributed
 from ganforge.training import init_from
 from ganforge.training.callbacks import default_callbacks
@@ -43,8 +43,14 @@ def save_config(cfg: Config, run_dir: Path) -> None:
     atomic_write_text(RunDir(run_dir).config, cfg.to_yaml())
 
 
-def load_run_config(run_dir: Path) -> Config:
-    return from_dict(yaml.safe_load(RunDir(run_dir).config.read_text()))
+def save_facts(facts: RunFacts, run_dir: Path) -> None:
+    atomic_write_text(RunDir(run_dir).facts, facts.to_json())
+
+
+def load_run_config(run_dir: Path) -> tuple[Config, RunFacts]:
+    """The run's config and facts; a run saved before ``run.json`` has its facts in ``config.yaml``."""
+    data, _ = split_saved_config(yaml.safe_load(RunDir(run_dir).config.read_text()))
+    return from_dict(data), read_facts(run_dir)
 
 
 def trim_logs(run_dir: Path, step: int) -> None:
@@ -60,10 +66,11 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
           rank: int = 0, world_size: int = 1, name: str | None = None, callbacks: list | None = None) -> Path:
     """A new run of ``cfg``; ``callbacks`` run after the default ones (TensorBoard, report, evaluation)."""
     distributed.setup(cfg, rank, world_size)
-    cfg = distributed.record_scale(cfg, world_size)  # effective batch, lr scaling: written in config.yaml
+    cfg, facts = distributed.record_scale(cfg, world_size)  # lr scaling in config.yaml, effective batch in run.json
     # train.init_from (fine-tuning): the source found and checked before the new run's folder exists
-    # ("latest" must not find the new run itself); its path and step go into config.yaml.
+    # ("latest" must not find the new run itself); its path goes into config.yaml, its step into run.json.
     cfg, init = init_from.prepare(cfg, runs_dir)
+    facts.init_from_step = (init.step or 0) if init is not None else 0
     preflight(cfg)  # every config and environment check: a run that cannot work leaves nothing on disk
     log_format = log_format if rank == 0 else "quiet"
     lock = None
@@ -74,16 +81,17 @@ def start(cfg: Config, runs_dir: Path, log_format: str = "bar", run_dir: Path | 
     try:
         if rank == 0:
             save_config(cfg, run_dir)
+            save_facts(facts, run_dir)
         run_dir = Path(distributed.broadcast_object(str(run_dir) if rank == 0 else None))
-        return _start_training(cfg, run_dir, log_format, rank, world_size, init, callbacks)
+        return _start_training(cfg, facts, run_dir, log_format, rank, world_size, init, callbacks)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _start_training(cfg: Config, run_dir: Path, log_format: str, rank: int, world_size: int, init,
+def _start_training(cfg: Config, facts: RunFacts, run_dir: Path, log_format: str, rank: int, world_size: int, init,
                     callbacks: list | None) -> Path:
-    trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
+    trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size, facts=facts)
     trainer.callbacks = default_callbacks(cfg, trainer) + list(callbacks or [])
     if log_format != "quiet":
         print(f"ganforge: training {cfg.preset} ({cfg.model.name}, {cfg.data.image_size}px, "
@@ -107,13 +115,13 @@ def resume(run_dir: Path, log_format: str = "bar", overrides: list[str] | None =
 
 def _resume(run_dir: Path, log_format: str, overrides: list[str] | None, force: bool, rank: int,
             world_size: int) -> Path:
-    saved = load_run_config(run_dir)
+    saved, facts = load_run_config(run_dir)
     distributed.setup(saved, rank, world_size)
-    distributed.check_resume_scale(saved, world_size, force)
+    distributed.check_resume_scale(saved, facts, world_size, force)
     log_format = log_format if rank == 0 else "quiet"
     cfg = from_dict(apply_overrides(saved.to_dict(), overrides or [])) if overrides else saved
-    if world_size != saved.train.world_size:  # --force: record the new scale, keep the learning rates
-        cfg = distributed.record_scale(cfg, world_size, scale_lr=False)
+    if world_size != facts.world_size:  # --force: record the new scale, keep the learning rates
+        facts = facts.at_scale(world_size, cfg.data.batch_size)
     changed = {k: v for k, v in config_diff(saved, cfg).items() if k not in RESUME_MAY_CHANGE}
     if changed and not force:
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
@@ -131,9 +139,11 @@ def _resume(run_dir: Path, log_format: str, overrides: list[str] | None, force: 
     checkpoint, entry = found
     if rank == 0:
         trim_logs(run_dir, entry["step"])
-        if cfg != saved:
+        # A run saved before run.json had its facts in config.yaml: both files are written in today's form.
+        if cfg != saved or not RunDir(run_dir).facts.is_file():
             save_config(cfg, run_dir)
-    trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size)
+        save_facts(facts, run_dir)
+    trainer = Trainer(cfg, run_dir, log_format=log_format, rank=rank, world_size=world_size, facts=facts)
     trainer.callbacks = default_callbacks(cfg, trainer)
     trainer.resume_from(checkpoint)
     if log_format != "quiet":

@@ -23,7 +23,7 @@ from ganforge.config import Config, ConfigError
 from ganforge.data import build_loader
 from ganforge.data.channel_check import check_channels
 from ganforge.devices import PeakMemory, hardware_description, pick_device, rng_state, set_rng_state  # noqa: F401  (also imported from here)
-from ganforge.runfiles import RunDir
+from ganforge.runfiles import RunDir, RunFacts
 from ganforge.sampling import generate, save_grid
 from ganforge.storage import CheckpointStore, atomic_torch_save, atomic_write_text, safe_load
 from ganforge.training import distributed
@@ -100,9 +100,12 @@ class Trainer:
     rank: int = 0
     world_size: int = 1
     parts: Components | None = None  # what to train (training.build.build_components); built from cfg if None
+    facts: RunFacts | None = None  # what ganforge records of the run (run.json); a new run's if None
 
     def __post_init__(self):
         cfg = self.cfg
+        if self.facts is None:
+            self.facts = RunFacts().at_scale(self.world_size, cfg.data.batch_size)
         self.device = pick_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed + self.rank)
         random.seed(cfg.train.seed + self.rank)
@@ -136,6 +139,7 @@ class Trainer:
         return {
             "format": "ganforge-checkpoint-1",
             "config": self.cfg.to_dict(),
+            "facts": self.facts.to_dict(),
             "architecture": nets.architecture_id(self.cfg),
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
@@ -207,21 +211,22 @@ class Trainer:
         return path
 
     def _record_class_names(self) -> None:
-        """A conditional run keeps its class folder names in its config (config.yaml, checkpoints,
+        """A conditional run keeps its class folder names in its facts (run.json, checkpoints,
         generator.pt, exports); a resume whose data has other classes would mislabel every image: refused."""
         found = self.loader.classes if self.cfg.data.labels and self.cfg.model.num_classes else []
-        if not found or found == self.cfg.data.class_names:
+        known = self.facts.class_names
+        if not found or found == known:
             return
-        if self.cfg.data.class_names:
+        if known:
             raise ConfigError(
                 f"the classes of {self.cfg.data.source} are not those this run was trained with: "
                 f"now {', '.join(found[:8])}{', ...' if len(found) > 8 else ''}; the run has "
-                f"{', '.join(self.cfg.data.class_names[:8])}{', ...' if len(self.cfg.data.class_names) > 8 else ''}. "
+                f"{', '.join(known[:8])}{', ...' if len(known) > 8 else ''}. "
                 "Labels are the sorted class folders, so they would mean other classes: restore the folders, "
                 "or start a new run (--init-from this run fine-tunes it on the new classes if they are as many)")
-        self.cfg.data.class_names = list(found)  # in place: the callbacks hold the same config
+        self.facts.class_names = list(found)  # in place: the callbacks hold the same facts
         if self.is_main:
-            atomic_write_text(RunDir(self.run_dir).config, self.cfg.to_yaml())
+            atomic_write_text(RunDir(self.run_dir).facts, self.facts.to_json())
 
     def sampling_generator(self) -> torch.nn.Module:
         """The generator that samples and metrics use (the EMA copy when the run keeps one)."""
@@ -259,7 +264,7 @@ class Trainer:
             "train_seconds": round(self.progress.elapsed, 2),
             "last_checkpoint": f"checkpoints/{latest[-1]['file']}" if latest else None,
             "best_checkpoint": (self.checkpoints.manifest().get("best") or {}).get("file"),
-            **({"classes": list(self.cfg.data.class_names)} if self.cfg.data.class_names else {}),
+            **({"classes": list(self.facts.class_names)} if self.facts.class_names else {}),
             "device": str(self.device),
             "hardware": hardware_description(self.device),
             "python": sys.version.split()[0],
@@ -275,7 +280,7 @@ class Trainer:
 
     def save_final_generator(self) -> Path:
         path = RunDir(self.run_dir).generator
-        state = {"format": "ganforge-generator-1", "config": self.cfg.to_dict(),
+        state = {"format": "ganforge-generator-1", "config": self.cfg.to_dict(), "facts": self.facts.to_dict(),
                  "architecture": nets.architecture_id(self.cfg),
                  "G": self.sampling_generator().state_dict(), "fixed_noise": self.fixed_noise.cpu(),
                  "step": self.progress.step}
