@@ -151,14 +151,17 @@ def domain_scores(net: DomainNet, fakes: torch.Tensor, real_features: np.ndarray
             "domain_spread": spread(logits)}
 
 
-def real_reference(net: DomainNet, reals: torch.Tensor) -> dict[str, float]:
-    """The same figures for the real images: their confidence and spread, and the FD of one half against the
-    other (the floor a generator's FD can reach with this many images)."""
-    feats, logits = features_and_logits(net, reals)
-    perm = torch.randperm(reals.shape[0], generator=torch.Generator().manual_seed(0)).numpy()
+def real_reference(net: DomainNet, reals: torch.Tensor, n: int) -> tuple[np.ndarray, dict[str, float]]:
+    """The first ``n`` reals' features, and the same figures for the real images: their confidence and spread,
+    and the FD of two disjoint halves of ``reals`` (``n`` images each at most, as quality.py's FID yardstick is
+    taken): the floor a generator's FD can reach."""
+    feats, logits = features_and_logits(net, reals[:n])
+    perm = torch.randperm(reals.shape[0], generator=torch.Generator().manual_seed(0))
     half = reals.shape[0] // 2
-    return {"real_domain_confidence": confidence(logits), "real_domain_spread": spread(logits),
-            "real_domain_fd_half_vs_half": float(fid_from_features(feats[perm[:half]], feats[perm[half:]]))}
+    a = features_and_logits(net, reals[perm[:half]][:n])[0]
+    b = features_and_logits(net, reals[perm[half:]][:n])[0]
+    return feats, {"real_domain_confidence": confidence(logits), "real_domain_spread": spread(logits),
+                   "real_domain_fd_half_vs_half": float(fid_from_features(a, b))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,7 +331,7 @@ def train(dataset: str, log=print) -> tuple[DomainNet, dict]:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
         log(f"{dataset}: epoch {epoch + 1}/{recipe['epochs']} loss {total / steps_per_epoch:.3f} "
             f"({time.time() - t:.0f} s)")
     facts = {"dataset": dataset, "recipe": recipe, "recipe_hash": recipe_hash(recipe),
@@ -350,7 +353,7 @@ def weights_path(dataset: str) -> Path:
 
 def load(dataset: str, retrain: bool = False, log=print) -> tuple[DomainNet, dict]:
     """The dataset's classifier and its training facts: from the cache, else trained now (minutes) and cached."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     path = weights_path(dataset)
     facts_path = path.with_suffix(".json")
     if path.is_file() and facts_path.is_file() and not retrain:
@@ -358,12 +361,20 @@ def load(dataset: str, retrain: bool = False, log=print) -> tuple[DomainNet, dic
         net.load_state_dict(load_file(path))
         return net.eval(), json.loads(facts_path.read_text())
     net, facts = train(dataset, log)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    save(dataset, net, facts)
+    return net, facts
+
+
+def save(dataset: str, net: DomainNet, facts: dict) -> Path:
+    """The classifier's weights (safetensors) and training facts (JSON) where :func:`load` finds them."""
+    from safetensors.torch import save_file
+    path = weights_path(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     tmp.replace(path)
-    facts_path.write_text(json.dumps(facts, indent=1) + "\n")
-    return net, facts
+    path.with_suffix(".json").write_text(json.dumps(facts, indent=1) + "\n")
+    return path
 
 
 def facts_summary(facts: dict) -> dict:

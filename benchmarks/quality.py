@@ -211,6 +211,9 @@ def main() -> int:
                     choices=[*BUILDERS, "lightweight-gan"],
                     help="systems to run (default: tutorial default; with --curve also auto-v1 lightweight-gan)")
     ap.add_argument("--curve", action="store_true", help="one run per system, scored at --points minutes")
+    ap.add_argument("--rescore", type=Path, nargs="+", metavar="CURVE_JSON",
+                    help="add the domain classifier's scores (and SWD where missing) to curve files, in place, "
+                         "from the samples their points kept")
     ap.add_argument("--points", type=float, nargs="+", default=[3, 6, 12, 24], help="curve points, minutes")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--peer-python", default="", help="an interpreter with lightweight-gan 1.2.1 installed")
@@ -228,6 +231,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        return rescore_main(args.rescore)
     if args.curve:
         return curve_main(args)
     args.recipes = args.recipes or ["tutorial", "default"]
@@ -330,10 +335,12 @@ def real_features(extractor, features: str, reals: torch.Tensor):
     return feats
 
 
-def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tuple[str, ...] = FEATURES) -> dict:
+def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tuple[str, ...] = FEATURES,
+                 dataset: str | None = None) -> dict:
     """FID, KID and the copy ratio (how near the samples sit to the real images), and SWD, of ``fakes`` against
     the first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate` takes a tensor of reals) on each feature
-    network; the reals' features are cached on disk."""
+    network; the reals' features are cached on disk.  With ``dataset``, also its domain classifier's scores
+    (:func:`domain_scores`)."""
     from ganforge.metrics.evaluate import score_features
     from ganforge.metrics.features import build_extractor, extract_features
     scores = {}
@@ -347,10 +354,45 @@ def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tup
     from ganforge.metrics.evaluate import score_swd
     scores.update({k: v for k, v in score_swd(fakes[:n].split(50), reals[:n].split(50), n).items()
                    if k.startswith("swd_")})
+    if dataset is not None:
+        scores.update(domain_scores(dataset, fakes, reals, n))
     return scores
 
 
-def curve_ganforge(system: str, cfg: C.Config, reals: torch.Tensor, args, grid_prefix: str) -> dict:
+#: Each dataset's domain classifier and the reals' figures on it, once per process: (dataset, reals' digest) ->
+#: (classifier, the reals' features, the reference figures).
+_DOMAIN: dict = {}
+
+
+def domain_reference(dataset: str, reals: torch.Tensor, n: int) -> tuple:
+    """The classifier of ``dataset`` (trained here from scratch, never on ImageNet nor on these images:
+    ``benchmarks/domain_classifier.py``), the first ``n`` reals' features on it, and the reals' own figures:
+    ``real_domain_confidence``, ``real_domain_spread``, and ``real_domain_fd_half_vs_half`` (two disjoint halves
+    of the reals, ``n`` each at most, as the FID yardstick is taken), with what the classifier is."""
+    import hashlib
+    import domain_classifier as dc
+    key = (dataset, n, hashlib.sha256(reals.contiguous().numpy().tobytes()).hexdigest())
+    if key not in _DOMAIN:
+        net, facts = dc.load(dataset)
+        real_feats, reference = dc.real_reference(net, reals, n)
+        _DOMAIN[key] = (net, real_feats, {**reference, "classifier": dc.facts_summary(facts)})
+    return _DOMAIN[key]
+
+
+def domain_scores(dataset: str, fakes: torch.Tensor, reals: torch.Tensor, n: int) -> dict:
+    """The domain classifier's scores of the first ``n`` fakes: ``domain_fd`` (Fréchet distance of its penultimate
+    features against the first ``n`` reals'), ``domain_confidence`` (mean top-class probability),
+    ``domain_spread`` (exp E[KL(p(y|x) || p(y))]) and ``domain_confidence_ratio`` (the samples' confidence over
+    the reals')."""
+    import domain_classifier as dc
+    net, real_feats, reference = domain_reference(dataset, reals, n)
+    out = dc.domain_scores(net, fakes[:n], real_feats)
+    out["domain_confidence_ratio"] = out["domain_confidence"] / reference["real_domain_confidence"]
+    return out
+
+
+def curve_ganforge(system: str, cfg: C.Config, reals: torch.Tensor, args, grid_prefix: str,
+                   dataset: str | None = None) -> dict:
     from ganforge import nets
     snapshots = CurveSnapshots(args.points)
     run = ganforge.train(cfg, runs_dir=args.work / "runs", log_format="quiet", callbacks=[snapshots])
@@ -363,7 +405,8 @@ def curve_ganforge(system: str, cfg: C.Config, reals: torch.Tensor, args, grid_p
         fakes = generate(G, z)
         last = snap["minutes"] == max(args.points)
         grid = (args.grids if last else run) / f"{grid_prefix}_{snap['minutes']:g}min.png"
-        points.append({**snap, **score_images(fakes, reals, args.n), "grid": str(save_grid(fakes[:64], grid)),
+        points.append({**snap, **score_images(fakes, reals, args.n, dataset=dataset),
+                       "grid": str(save_grid(fakes[:64], grid)),
                        "samples": str(save_samples(fakes, run / f"samples_{snap['minutes']:g}min.npy"))})
         print(json.dumps({"system": system, **points[-1]}), flush=True)
     return {"system": system, "run": str(run), "status": summary["status"], "notes": cfg.notes,
@@ -400,7 +443,8 @@ def peer_python(args) -> str:
     return str(py)
 
 
-def curve_lightweight_gan(source: str, spec: dict, reals: torch.Tensor, args, grid_prefix: str) -> dict:
+def curve_lightweight_gan(source: str, spec: dict, reals: torch.Tensor, args, grid_prefix: str,
+                          dataset: str | None = None) -> dict:
     from PIL import Image
     import numpy as np
     out = args.work / "lightweight-gan" / time.strftime("%Y%m%d-%H%M%S")
@@ -421,7 +465,7 @@ def curve_lightweight_gan(source: str, spec: dict, reals: torch.Tensor, args, gr
         fakes = fakes.permute(0, 3, 1, 2) if fakes.dim() == 4 else fakes[:, None]
         last = point["minutes"] == max(args.points)
         grid = (args.grids if last else out) / f"{grid_prefix}_{point['minutes']:g}min.png"
-        scores = score_images(fakes, reals, args.n)
+        scores = score_images(fakes, reals, args.n, dataset=dataset)
         points.append({"minutes": point["minutes"], "train_seconds": point["train_seconds"], "step": point["steps"],
                        "images_seen": point["images_seen"], "generator": point["generator"], **scores,
                        "grid": str(save_grid(fakes[:64].float() / 127.5 - 1, grid))})
@@ -444,7 +488,8 @@ def curve_main(args) -> int:
         spec = DATASETS[ds_name]
         source = str(spec["source"](args.work))
         reals = real_images(tutorial_config(source, spec["size"], spec["channels"], common))
-        block = {"source": source, "real_images": int(reals.shape[0]), "systems": []}
+        block = {"source": source, "real_images": int(reals.shape[0]),
+                 "domain": domain_reference(ds_name, reals, args.n)[2], "systems": []}
         for system in systems:
             # A candidate (--set) is named by its tag; a plain system by its name and the tag, so that two
             # runs of one system into one --grids folder do not overwrite each other's grids.
@@ -453,10 +498,10 @@ def curve_main(args) -> int:
             t = time.time()
             try:
                 if system == "lightweight-gan":
-                    entry = curve_lightweight_gan(source, spec, reals, args, prefix)
+                    entry = curve_lightweight_gan(source, spec, reals, args, prefix, dataset=ds_name)
                 else:
                     cfg = BUILDERS[system](source, spec["size"], spec["channels"], [*common, *args.set])
-                    entry = curve_ganforge(system, cfg, reals, args, prefix)
+                    entry = curve_ganforge(system, cfg, reals, args, prefix, dataset=ds_name)
                     entry["overrides"] = list(args.set)
             except Exception as e:  # noqa: BLE001 - a failed run is a result too
                 entry = {"system": system, "status": f"failed: {type(e).__name__}: {e}", "points": []}
@@ -469,6 +514,49 @@ def curve_main(args) -> int:
     out.write_text(json.dumps(results, indent=2))
     print_curve_table([results])
     print(f"wrote {out}")
+    return 0
+
+
+def rescore(path: Path) -> dict:
+    """Add the domain classifier's scores (and SWD where a point lacks it) to a curve file's points, from the
+    samples each point kept (``samples``: a uint8 .npy), and the reals' figures to each dataset block; the file is
+    written back whole (a temporary file, then renamed).  Points without samples are left as they are."""
+    import numpy as np
+    from ganforge.metrics.evaluate import score_swd
+    results = json.loads(path.read_text())
+    if results.get("mode") != "curve":
+        raise SystemExit(f"quality.py --rescore: {path} is not a --curve result file (no \"mode\": \"curve\")")
+    n = results["n"]
+    for ds_name, block in results["datasets"].items():
+        if ds_name not in DATASETS:
+            raise SystemExit(f"quality.py --rescore: {path} has dataset '{ds_name}', which quality.py does not know")
+        spec = DATASETS[ds_name]
+        reals = real_images(tutorial_config(block["source"], spec["size"], spec["channels"], []))
+        block["domain"] = domain_reference(ds_name, reals, n)[2]
+        for entry in block["systems"]:
+            for point in entry["points"]:
+                samples = Path(point.get("samples", ""))
+                if not point.get("samples") or not samples.is_file():
+                    why = f"{samples} is missing" if point.get("samples") else 'the point has no "samples"'
+                    print(f"{path.name}: {entry['system']} at {point['minutes']:g} min: {why}: left as it is")
+                    continue
+                fakes = torch.from_numpy(np.load(samples, allow_pickle=False))
+                point.update(domain_scores(ds_name, fakes, reals, n))
+                if "swd_mean" not in point:
+                    point.update({k: v for k, v in score_swd(fakes[:n].split(50), reals[:n].split(50), n).items()
+                                  if k.startswith("swd_")})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
+    return results
+
+
+def rescore_main(paths: list[Path]) -> int:
+    done = []
+    for path in paths:
+        done.append(rescore(path))
+        print(f"rescored {path}", flush=True)
+    print_curve_table(done)
     return 0
 
 
@@ -485,8 +573,9 @@ def system_label(entry: dict) -> str:
 
 
 def print_curve_table(files: list[dict]) -> None:
+    nan = float("nan")
     print(f"\n{'dataset':<8} {'system':<16} {'seed':>4} {'min':>5} {'steps':>7} {'FID-EL0':>8} {'KID-EL0':>8} "
-          f"{'FID-EL2':>8} {'KID-EL2':>8} {'SWD':>7}")
+          f"{'FID-EL2':>8} {'KID-EL2':>8} {'SWD':>7} {'dom-FD':>7} {'conf':>6} {'spread':>6} {'conf/re':>7}")
     for res in files:
         for ds_name, block in res["datasets"].items():
             for e in block["systems"]:
@@ -496,7 +585,14 @@ def print_curve_table(files: list[dict]) -> None:
                     print(f"{ds_name:<8} {e['system']:<16} {e.get('seed', 0):>4} {p['minutes']:>5g} {p['step']:>7} "
                           f"{p['fid_effnet_lite0']:>8.1f} {p['kid_effnet_lite0']:>8.3f} "
                           f"{p['fid_effnet_lite2']:>8.1f} {p['kid_effnet_lite2']:>8.3f} "
-                          f"{p.get('swd_mean', float('nan')):>7.1f}")
+                          f"{p.get('swd_mean', nan):>7.1f} {p.get('domain_fd', nan):>7.2f} "
+                          f"{p.get('domain_confidence', nan):>6.3f} {p.get('domain_spread', nan):>6.2f} "
+                          f"{p.get('domain_confidence_ratio', nan):>7.3f}")
+            if "domain" in block:  # the reals on the same classifier: the figures the samples aim at
+                d = block["domain"]
+                print(f"{ds_name:<8} {'real images':<16} {'':>4} {'':>5} {'':>7} {'':>8} {'':>8} {'':>8} {'':>8} "
+                      f"{'':>7} {d['real_domain_fd_half_vs_half']:>7.2f} {d['real_domain_confidence']:>6.3f} "
+                      f"{d['real_domain_spread']:>6.2f} {1:>7.3f}  (dom-FD: half vs half)")
 
 
 if __name__ == "__main__":

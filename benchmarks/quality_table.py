@@ -14,7 +14,10 @@ A run's system is the recipe's name (``auto-v7``; ``default`` is named by the ve
 its ``--set`` overrides after a ``+``: a run with overrides is a candidate, kept in the file but not in the
 summary.  ``--as NAME`` names the runs being added (a candidate that equals a later recipe), ``--shared``
 notes that they shared the machine with more than a pair.  The summary has one row per system, machine
-share and point: the runs, their seeds and steps, and each score's mean with its range.
+share and point: the runs, their seeds and steps, and each score's mean with its range: FID and KID on two ImageNet
+networks, then the independent scores (SWD, and the domain classifier's FD, confidence, spread and confidence over
+the reals', ``benchmarks/domain_classifier.py``), with the real images' own figures as the last row.  A file folded
+in before has its scores taken again (after ``quality.py --rescore`` added some).
 """
 from __future__ import annotations
 
@@ -30,9 +33,16 @@ ORDER = ("auto-v7", "auto-v6", "auto-v5", "auto-v4", "auto-v3", "auto-v2", "auto
          "lightweight-gan")
 #: The recipe the summary marks as today's default.
 DEFAULT = "auto-v7"
-SCORES = ("fid_effnet_lite0", "kid_effnet_lite0", "fid_effnet_lite2", "kid_effnet_lite2")
+SCORES = ("fid_effnet_lite0", "kid_effnet_lite0", "fid_effnet_lite2", "kid_effnet_lite2", "swd_mean", "domain_fd",
+          "domain_confidence", "domain_spread", "domain_confidence_ratio")
 HEADS = {"fid_effnet_lite0": "FID-EL0", "kid_effnet_lite0": "KID-EL0", "fid_effnet_lite2": "FID-EL2",
-         "kid_effnet_lite2": "KID-EL2"}
+         "kid_effnet_lite2": "KID-EL2", "swd_mean": "SWD", "domain_fd": "domain FD",
+         "domain_confidence": "confidence", "domain_spread": "spread", "domain_confidence_ratio": "conf. / real"}
+#: Decimals shown of each score.
+DIGITS = {"fid_effnet_lite0": 1, "fid_effnet_lite2": 1, "swd_mean": 1, "domain_fd": 2, "domain_spread": 2}
+#: The reals' figures on the domain classifier (quality.py's dataset block ``domain``), shown as a row of their own.
+REAL_DOMAIN = {"domain_fd": "real_domain_fd_half_vs_half", "domain_confidence": "real_domain_confidence",
+               "domain_spread": "real_domain_spread"}
 KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0")
 #: The marker line on the page after which ``--write`` puts a dataset's table.
 MARKER = "<!-- benchmarks/quality_table.py {dataset} -->"
@@ -66,8 +76,17 @@ def add(paths: list[Path], name: str | None, shared: str | None) -> None:
         raw = json.loads(path.read_text())
         for dataset, block in raw["datasets"].items():
             data = by_dataset.setdefault(dataset, load(dataset))
-            if any(r["from"] == path.name for r in data["runs"]):
-                print(f"{path.name}: already in {dataset_file(dataset).name}")
+            if "domain" in block:
+                data["real_domain"] = block["domain"]
+            folded = [r for r in data["runs"] if r["from"] == path.name]
+            if folded:
+                # Folded in before: its points' scores are taken again, with any added since (quality.py --rescore).
+                entries = [e for e in block.get("systems", []) if e["points"]]
+                for run, entry in zip(folded, entries):
+                    for kept, point in zip(run["points"], entry["points"]):
+                        if kept["minutes"] == point["minutes"]:
+                            kept.update({k: point[k] for k in KEEP if k in point})
+                print(f"{path.name}: already in {dataset_file(dataset).name}: its scores refreshed")
                 continue
             for entry in block["systems"] if raw.get("mode") == "curve" else map(_as_curve(raw), block["runs"]):
                 if not entry["points"]:
@@ -128,9 +147,15 @@ def summary(data: dict) -> str:
             at = [(r, p) for r in runs for p in r["points"] if p["minutes"] == minutes]
             steps = [p["step"] for _, p in at]
             seeds = ", ".join(str(s) for s in sorted({r["seed"] for r, _ in at}))
-            cells = [spread([p[s] for _, p in at], 1 if s.startswith("fid") else 3) for s in scores]
+            cells = [spread([p[s] for _, p in at if s in p], DIGITS.get(s, 3)) if any(s in p for _, p in at)
+                     else "" for s in scores]
             step_range = f"{min(steps):,}" if min(steps) == max(steps) else f"{min(steps):,}-{max(steps):,}"
             lines.append(f"| {shown} | {minutes:g} | {len(at)} ({seeds}) | {step_range} | " + " | ".join(cells) + " |")
+    real = data.get("real_domain")
+    if real and any(s in REAL_DOMAIN for s in scores):
+        cells = [f"{real[REAL_DOMAIN[s]]:.{DIGITS.get(s, 3)}f}" if s in REAL_DOMAIN else
+                 ("1.000" if s == "domain_confidence_ratio" else "") for s in scores]
+        lines.append("| real images (domain FD: half against half) | | | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
