@@ -29,7 +29,11 @@ Writes ``benchmarks/results/quality-<time>.json``, one sample grid per run (``--
 generator (the EMA copy where there is one) is copied at 3, 6, 12 and 24 minutes of training time
 (``--points``).  Every copy is scored after training, so scoring time is not in the budget, on two
 ImageNet networks: EfficientNet-Lite0 (``*_effnet_lite0``) and EfficientNet-Lite2 (``*_effnet_lite2``), which
-no part of training uses.  Systems (``--systems``):
+no part of training uses, and on two independent scores: SWD (``swd_*``: Laplacian-pyramid patches, no network)
+and the dataset's domain classifier (``domain_*``: ``benchmarks/domain_classifier.py``, trained here from scratch,
+never on ImageNet nor on the scored images: FD on its features, the mean top-class confidence, an Inception-score-like
+spread over its classes, and the confidence over the reals'); each dataset block's ``domain`` holds the reals'
+figures on it.  Systems (``--systems``):
 
 - ``tutorial``: the PyTorch DCGAN tutorial (``dcgan-celeba64`` at the set's size and channels);
 - ``auto-v1`` to ``auto-v6``: the earlier recipes, frozen as their choices for each dataset
@@ -48,6 +52,11 @@ draws the plot (``docs/images/quality_curve_<set>.png``).
 
     python benchmarks/quality.py --curve --datasets emoji --systems default auto-v1 --threads 1
     python benchmarks/quality_table.py --add benchmarks/results/quality-curve-*.json --plot docs/images
+
+``--rescore FILE...`` adds the domain classifier's scores (and SWD where a point lacks it) to curve files already
+written, in place, from the samples each point kept (``samples_<m>min.npy`` beside its run):
+
+    python benchmarks/quality.py --rescore benchmarks/results/quality-curve-*.json
 """
 from __future__ import annotations
 
