@@ -65,6 +65,7 @@ def test_real_emoji_scored_against_themselves(emoji_dir, tiny_emoji_classifier):
     assert dc.domain_scores(tiny_emoji_classifier, noise, feats)["domain_fd"] > reference["real_domain_fd_half_vs_half"]
 
 
+@pytest.mark.slow  # SWD of 64 emoji and the reals read from PNG: about 35 s on the shared 2-core machine under load
 def test_rescore_adds_domain_scores_to_a_curve_file(tmp_path, emoji_dir, tiny_emoji_classifier, monkeypatch, capsys):
     reals = emoji_reals(emoji_dir)
     samples = tmp_path / "samples_1min.npy"
