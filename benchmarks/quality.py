@@ -363,9 +363,16 @@ def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tup
     from ganforge.metrics.evaluate import score_swd
     scores.update({k: v for k, v in score_swd(fakes[:n].split(50), reals[:n].split(50), n).items()
                    if k.startswith("swd_")})
-    if dataset is not None:
+    if has_domain_classifier(dataset):
         scores.update(domain_scores(dataset, fakes, reals, n))
     return scores
+
+
+def has_domain_classifier(dataset: str | None) -> bool:
+    """Whether ``benchmarks/domain_classifier.py`` has a classifier for ``dataset`` (emoji and fashion have;
+    fluent has none yet, and is scored without)."""
+    import domain_classifier as dc
+    return dataset in dc.RECIPES
 
 
 #: Each dataset's domain classifier and the reals' figures on it, once per process: (dataset, reals' digest) ->
@@ -497,8 +504,9 @@ def curve_main(args) -> int:
         spec = DATASETS[ds_name]
         source = str(spec["source"](args.work))
         reals = real_images(tutorial_config(source, spec["size"], spec["channels"], common))
-        block = {"source": source, "real_images": int(reals.shape[0]),
-                 "domain": domain_reference(ds_name, reals, args.n)[2], "systems": []}
+        block = {"source": source, "real_images": int(reals.shape[0]), "systems": []}
+        if has_domain_classifier(ds_name):
+            block["domain"] = domain_reference(ds_name, reals, args.n)[2]
         for system in systems:
             # A candidate (--set) is named by its tag; a plain system by its name and the tag, so that two
             # runs of one system into one --grids folder do not overwrite each other's grids.
@@ -541,7 +549,8 @@ def rescore(path: Path) -> dict:
             raise SystemExit(f"quality.py --rescore: {path} has dataset '{ds_name}', which quality.py does not know")
         spec = DATASETS[ds_name]
         reals = real_images(tutorial_config(block["source"], spec["size"], spec["channels"], []))
-        block["domain"] = domain_reference(ds_name, reals, n)[2]
+        if has_domain_classifier(ds_name):
+            block["domain"] = domain_reference(ds_name, reals, n)[2]
         for entry in block["systems"]:
             for point in entry["points"]:
                 samples = Path(point.get("samples", ""))
@@ -550,7 +559,8 @@ def rescore(path: Path) -> dict:
                     print(f"{path.name}: {entry['system']} at {point['minutes']:g} min: {why}: left as it is")
                     continue
                 fakes = torch.from_numpy(np.load(samples, allow_pickle=False))
-                point.update(domain_scores(ds_name, fakes, reals, n))
+                if has_domain_classifier(ds_name):
+                    point.update(domain_scores(ds_name, fakes, reals, n))
                 if "swd_mean" not in point:
                     point.update({k: v for k, v in score_swd(fakes[:n].split(50), reals[:n].split(50), n).items()
                                   if k.startswith("swd_")})
