@@ -70,7 +70,8 @@ FASHION_SCORED = 10_000
 #: What makes a classifier: its hash names the cached weights (bump ``version`` when the code changes them).
 RECIPES = {
     "emoji": dict(version=1, data=f"{OPENMOJI_PACKAGE} groups, no skin tones, 64 px filling the frame on white",
-                  classes=list(EMOJI_GROUPS), size=64, channels=3, stem_stride=2, widths=[32, 64, 128, 256], epochs=16,
+                  classes=list(EMOJI_GROUPS), size=64, channels=3, stem_stride=1, widths=[16, 32, 64, 128, 256],
+                  epochs=24,
                   batch=64, lr=3e-3, weight_decay=5e-4, holdout=0.15, augment="flip shift scale jitter blur",
                   seed=0),
     "fashion": dict(version=1, data=f"fashion-mnist train[{FASHION_SCORED}:], test t10k", classes=list(FASHION_CLASSES),
