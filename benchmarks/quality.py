@@ -602,8 +602,8 @@ def print_curve_table(files: list[dict]) -> None:
                     print(f"{ds_name:<8} {e['system']:<16} {e.get('seed', 0):>4}  {e['status']}")
                 for p in e["points"]:
                     print(f"{ds_name:<8} {e['system']:<16} {e.get('seed', 0):>4} {p['minutes']:>5g} {p['step']:>7} "
-                          f"{p['fid_effnet_lite0']:>8.1f} {p['kid_effnet_lite0']:>8.3f} "
-                          f"{p['fid_effnet_lite2']:>8.1f} {p['kid_effnet_lite2']:>8.3f} "
+                          f"{p.get('fid_effnet_lite0', nan):>8.1f} {p.get('kid_effnet_lite0', nan):>8.3f} "
+                          f"{p.get('fid_effnet_lite2', nan):>8.1f} {p.get('kid_effnet_lite2', nan):>8.3f} "
                           f"{p.get('swd_mean', nan):>7.1f} {p.get('domain_fd', nan):>7.2f} "
                           f"{p.get('domain_confidence', nan):>6.3f} {p.get('domain_spread', nan):>6.2f} "
                           f"{p.get('domain_confidence_ratio', nan):>7.3f}")
