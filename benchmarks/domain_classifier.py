@@ -27,7 +27,7 @@ Scores (higher ``domain_confidence`` and ``domain_spread`` are better, lower ``d
 The weights are cached as safetensors under ``~/.cache/ganforge/bench-quality/domain/``, keyed by a hash of
 the training recipe, with the training facts (accuracies, epochs, seconds) in a JSON beside them.
 
-    python benchmarks/domain_classifier.py --datasets emoji fashion     # train (once) and print the facts
+    python benchmarks/domain_classifier.py --datasets emoji fashion --threads 1   # train (once), print the facts
     python benchmarks/domain_classifier.py --datasets emoji --retrain   # train again
 """
 from __future__ import annotations
