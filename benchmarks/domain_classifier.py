@@ -93,9 +93,9 @@ class DomainNet(nn.Module):
     (``stem_stride=2``: a quarter of the arithmetic at 64 px, which this CPU needs).  Takes uint8 images as saved
     to PNG (any of 1, 3 or 4 channels: grey, RGB, RGBA composited on white) and returns ``(features, logits)``."""
 
-    def __init__(self, channels: int, classes: int, widths: list[int], stem_stride: int = 1):
+    def __init__(self, channels: int, classes: int, widths: list[int], stem_stride: int = 1, size: int = 0):
         super().__init__()
-        self.channels = channels
+        self.channels, self.size = channels, size
         layers, c = [], channels
         for i, w in enumerate(widths):
             layers += [nn.Conv2d(c, w, 3, stride=stem_stride if i == 0 else 1, padding=1, bias=False),
@@ -112,6 +112,9 @@ class DomainNet(nn.Module):
             if self.channels == 1:
                 rgb = (rgb.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
             images = rgb.float() / 127.5 - 1
+        if self.size and images.shape[-1] != self.size:  # another set's images (Fluent's 128 px) at its size
+            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True,
+                                   align_corners=False)
         return images
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +123,8 @@ class DomainNet(nn.Module):
 
 
 def build(recipe: dict) -> DomainNet:
-    return DomainNet(recipe["channels"], len(recipe["classes"]), recipe["widths"], recipe.get("stem_stride", 1))
+    return DomainNet(recipe["channels"], len(recipe["classes"]), recipe["widths"], recipe.get("stem_stride", 1),
+                     recipe["size"])
 
 
 @torch.no_grad()
@@ -242,6 +246,36 @@ def noto_set(work: Path = WORK) -> tuple[torch.Tensor, torch.Tensor]:
         with Image.open(f) as img:
             images.append(np.asarray(to_channels(img, 3, (255, 255, 255))).transpose(2, 0, 1).copy())
         labels.append(EMOJI_GROUPS.index(group))
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels)
+
+
+def fluent_set(work: Path = WORK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fluent Emoji 3D as quality.py's ``fluent`` set reads it (128 px, RGBA on white), labelled by OpenMoji's
+    group of the same code point (the file name, with or without FE0F): a second cross-style test, and the
+    reason the emoji classifier can score that set."""
+    from PIL import Image
+
+    from ganforge.data.decode import resize_crop, to_channels
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality import fluent_folder
+    folder = fluent_folder(work)
+    pkg = npm_package(CACHE / "npm", OPENMOJI_PACKAGE, "openmoji")
+    group = {}
+    with open(pkg / "data" / "openmoji.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["group"] in EMOJI_GROUPS and not row["skintone"]:
+                code = row["hexcode"].lower()
+                group.setdefault(code, row["group"])
+                group.setdefault(code.replace("-fe0f", ""), row["group"])
+    images, labels = [], []
+    for f in sorted(folder.glob("*.webp")):
+        name = group.get(f.stem.lower()) or group.get(f.stem.lower().replace("-fe0f", ""))
+        if name is None:
+            continue
+        with Image.open(f) as img:
+            rgb = torch.from_numpy(np.asarray(to_channels(img, 3, (255, 255, 255))).transpose(2, 0, 1).copy())
+        images.append(resize_crop(rgb, 128).numpy())
+        labels.append(EMOJI_GROUPS.index(name))
     return torch.from_numpy(np.stack(images)), torch.tensor(labels)
 
 
@@ -395,7 +429,13 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     for dataset in args.datasets:
-        _, facts = load(dataset, retrain=args.retrain)
+        net, facts = load(dataset, retrain=args.retrain)
+        if dataset == "emoji" and "fluent_accuracy" not in facts:  # added after the first weights were cached
+            images, labels = fluent_set()
+            facts.update(fluent_images=int(len(labels)), fluent_accuracy=accuracy(net, images, labels),
+                         fluent_per_group={c: accuracy(net, images[labels == k], labels[labels == k])
+                                           for k, c in enumerate(EMOJI_GROUPS)})
+            save(dataset, net, facts)
         print(json.dumps(facts, indent=1))
         print(f"weights: {weights_path(dataset)}")
     return 0

@@ -368,11 +368,20 @@ def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tup
     return scores
 
 
+#: Sets scored by another set's domain classifier: Fluent's 3D emoji by the emoji one (OpenMoji's groups), at its
+#: 64 px (the classifier resizes them).
+DOMAIN_CLASSIFIER_OF = {"fluent": "emoji"}
+
+
+def domain_classifier_name(dataset: str | None) -> str | None:
+    return DOMAIN_CLASSIFIER_OF.get(dataset, dataset)
+
+
 def has_domain_classifier(dataset: str | None) -> bool:
-    """Whether ``benchmarks/domain_classifier.py`` has a classifier for ``dataset`` (emoji and fashion have;
-    fluent has none yet, and is scored without)."""
+    """Whether ``benchmarks/domain_classifier.py`` has a classifier for ``dataset`` (emoji and fashion have their
+    own; fluent uses emoji's)."""
     import domain_classifier as dc
-    return dataset in dc.RECIPES
+    return domain_classifier_name(dataset) in dc.RECIPES
 
 
 #: Each dataset's domain classifier and the reals' figures on it, once per process: (dataset, reals' digest) ->
@@ -389,7 +398,7 @@ def domain_reference(dataset: str, reals: torch.Tensor, n: int) -> tuple:
     import domain_classifier as dc
     key = (dataset, n, hashlib.sha256(reals.contiguous().numpy().tobytes()).hexdigest())
     if key not in _DOMAIN:
-        net, facts = dc.load(dataset)
+        net, facts = dc.load(domain_classifier_name(dataset))
         real_feats, reference = dc.real_reference(net, reals, n)
         _DOMAIN[key] = (net, real_feats, {**reference, "classifier": dc.facts_summary(facts)})
     return _DOMAIN[key]
