@@ -306,10 +306,7 @@ class CheckpointStore:
         if self._cleaned:
             return
         self._cleaned = True
-        for p in self.folder.iterdir():
-            m = _TEMPORARY.match(p.name)
-            if m and not _pid_alive(int(m.group(1))):
-                p.unlink(missing_ok=True)
+        remove_stale_temporaries(self.folder)
 
     # -------------------------------------------------------------- finding a good one
     def verify(self, entry: dict) -> bool:
@@ -354,6 +351,21 @@ class CheckpointStore:
                     continue
             return path, entry
         return None
+
+
+def remove_stale_temporaries(folder: Path, recursive: bool = False) -> int:
+    """Remove the temporary twins (``.NAME.tmp-PID``) that processes killed mid-write left in ``folder``
+    (and its subfolders, ``recursive``), never those of a live process; returns how many went."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for p in folder.rglob(".*.tmp-*") if recursive else folder.iterdir():
+        m = _TEMPORARY.match(p.name)
+        if m and p.is_file() and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _pid_alive(pid: int) -> bool:
