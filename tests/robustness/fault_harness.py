@@ -287,7 +287,7 @@ def kill_and_resume(images: Path, runs: Path, cycles: int, epochs: int, seed: in
         run = _started(runs, proc)
         before = check_run(run, Counts())
         mode = modes[cycle % len(modes)] if aim_every_cycle else rng.choice(modes)
-        aimed = mode != "random" and aimed_kill(proc, run, mode, rng, lifetimes, timeout=max(5.0, 3 * max_delay))
+        aimed = mode != "random" and aimed_kill(proc, run, mode, rng, lifetimes, timeout=120)
         if not aimed:
             time.sleep(rng.uniform(0.2, max_delay))  # a random instant of the run: a step, a save, a report
         if proc.poll() is not None:  # it finished first: the run is complete
