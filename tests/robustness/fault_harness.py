@@ -105,7 +105,9 @@ def check_run(run: Path, counts: Counts) -> int:
     Returns the checkpoint's step."""
     warnings: list[str] = []
     found = CheckpointStore(run / "checkpoints").latest_valid(warn=warnings.append)
-    counts.corrupt_checkpoints += sum("fails its checksum" in w for w in warnings)
+    corrupt = [w for w in warnings if "fails its checksum" in w]
+    counts.corrupt_checkpoints += len(corrupt)
+    counts.notes += corrupt
     if found is None:
         return 0
     path, entry = found
