@@ -48,7 +48,13 @@ def tree(pid: int) -> list[int]:
 
 
 def du_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except FileNotFoundError:  # a temporary file renamed into place meanwhile
+            pass
+    return total / 2**20
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -84,10 +90,10 @@ def main() -> int:
                 pids = tree(proc.pid)
                 rss = sum(rss_mb(q) for q in pids)
                 fds = sum(len(os.listdir(f"/proc/{q}/fd")) for q in pids)
-            except (FileNotFoundError, ProcessLookupError):
-                break
+            except (FileNotFoundError, ProcessLookupError):  # a worker (or the process) ended while read
+                continue
             if rss == 0:  # the process is exiting: not a reading
-                break
+                continue
             run = next(iter(runs.glob("*")), None)
             size = du_mb(run) if run else 0.0
             folder = run / "checkpoints" if run else None
@@ -101,6 +107,7 @@ def main() -> int:
             readings.append({"s": round(time.time() - t0, 1), "rss_mb": round(rss, 1), "fds": fds,
                              "run_mb": round(size, 2), "step_checkpoints": steps, "temporaries": sorted(temporaries)})
             print(json.dumps(readings[-1]), flush=True)
+        proc.wait()  # its exit status, and nothing left running when the folder goes
         log.seek(0)
         err = log.read()
         log.close()
