@@ -1,7 +1,12 @@
 """Soak: train the default recipe for a long time with mid-run saves, sample grids and evaluation on, and
 record the process's RSS, its open file descriptors and the run directory's size over time; they must level
-off (the slope of the second half is printed), and checkpoints/ must hold at most train.keep_checkpoints
-step checkpoints plus best.pt.
+off (the slope of the second half is printed, and whether it stays under a leak's), and checkpoints/ must
+hold at most train.keep_checkpoints step checkpoints plus best.pt (and no temporary files left behind).
+
+The run is ``ganforge train`` with no data and no preset (the default recipe on the bundled Fashion-MNIST,
+as a new user's first run), with ``--midsave 1m``, ``train.sample_every=200``, ``eval.every=1000``
+(``eval.n=500``), ``train.keep_checkpoints=3`` and ``train.max_minutes=MINUTES``; it trains this checkout's
+ganforge (``src/``).  Readings every ``--every`` seconds include the loader's worker processes.
 
     nice python benchmarks/soak.py --minutes 30            # issue 42's soak (Fashion-MNIST, the recipe)
     nice python benchmarks/soak.py --minutes 3             # shortened
@@ -18,6 +23,11 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+SRC = Path(__file__).resolve().parent.parent / "src"
+#: What counts as levelled off: over the second half, RSS grows by less than this share of its median per
+#: minute, and the open file descriptors by less than one every ten minutes.
+RSS_LEAK_SHARE_PER_MIN = 0.01
+FDS_LEAK_PER_MIN = 0.1
 
 
 def rss_mb(pid: int) -> float:
@@ -38,7 +48,13 @@ def tree(pid: int) -> list[int]:
 
 
 def du_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except FileNotFoundError:  # a temporary file renamed into place meanwhile
+            pass
+    return total / 2**20
 
 
 def slope(points: list[tuple[float, float]]) -> float:
@@ -64,38 +80,56 @@ def main() -> int:
         cmd = [sys.executable, "-m", "ganforge", "train", "--quiet", "--runs-dir", str(runs), "--midsave", "1m",
                f"train.max_minutes={args.minutes}", "train.sample_every=200", "eval.every=1000", "eval.n=500",
                f"train.keep_checkpoints={keep}"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        t0, readings, most_checkpoints = time.time(), [], 0
+        env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        log = open(Path(tmp) / "stderr.txt", "w+")  # a file, not a pipe nobody reads for half an hour
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
+        t0, readings, most_checkpoints, most_best, leftovers = time.time(), [], 0, 0, set()
         while proc.poll() is None:
             time.sleep(args.every)
             try:
                 pids = tree(proc.pid)
                 rss = sum(rss_mb(q) for q in pids)
                 fds = sum(len(os.listdir(f"/proc/{q}/fd")) for q in pids)
-            except (FileNotFoundError, ProcessLookupError):
-                break
+            except (FileNotFoundError, ProcessLookupError):  # a worker (or the process) ended while read
+                continue
             if rss == 0:  # the process is exiting: not a reading
-                break
+                continue
             run = next(iter(runs.glob("*")), None)
             size = du_mb(run) if run else 0.0
-            steps = len(list((run / "checkpoints").glob("step_*.pt"))) if run and (run / "checkpoints").exists() else 0
+            folder = run / "checkpoints" if run else None
+            names = [q.name for q in folder.iterdir()] if folder and folder.is_dir() else []
+            steps = sum(n.startswith("step_") and n.endswith(".pt") for n in names)
             most_checkpoints = max(most_checkpoints, steps)
+            most_best = max(most_best, sum(n == "best.pt" for n in names))
+            # A temporary twin seen twice in a row is not a write under way: it was left behind.
+            temporaries = {n for n in names if ".tmp-" in n}
+            leftovers |= temporaries & set(readings[-1]["temporaries"]) if readings else set()
             readings.append({"s": round(time.time() - t0, 1), "rss_mb": round(rss, 1), "fds": fds,
-                             "run_mb": round(size, 2), "step_checkpoints": steps})
+                             "run_mb": round(size, 2), "step_checkpoints": steps, "temporaries": sorted(temporaries)})
             print(json.dumps(readings[-1]), flush=True)
-        err = proc.stderr.read()
+        proc.wait()  # its exit status, and nothing left running when the folder goes
+        log.seek(0)
+        err = log.read()
+        log.close()
+    rss_slope = slope([(r["s"], r["rss_mb"]) for r in readings])
+    fds_slope = slope([(r["s"], r["fds"]) for r in readings])
+    median_rss = sorted(r["rss_mb"] for r in readings)[len(readings) // 2] if readings else 0.0
     result = {"benchmark": "soak", "minutes": args.minutes, "exit": proc.returncode,
-              "rss_slope_mb_per_min": round(slope([(r["s"], r["rss_mb"]) for r in readings]), 2),
-              "fds_slope_per_min": round(slope([(r["s"], r["fds"]) for r in readings]), 2),
+              "rss_slope_mb_per_min": round(rss_slope, 2), "median_rss_mb": median_rss,
+              "rss_levels_off": rss_slope < RSS_LEAK_SHARE_PER_MIN * median_rss,
+              "fds_slope_per_min": round(fds_slope, 2), "fds_level_off": fds_slope < FDS_LEAK_PER_MIN,
               "run_mb_slope_per_min": round(slope([(r["s"], r["run_mb"]) for r in readings]), 2),
-              "most_step_checkpoints": most_checkpoints, "keep_checkpoints": keep,
+              "most_step_checkpoints": most_checkpoints, "keep_checkpoints": keep, "most_best": most_best,
+              "temporaries_left_behind": sorted(leftovers),
               "error": err.strip().splitlines()[-1] if proc.returncode else None, "readings": readings}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
     print({k: v for k, v in result.items() if k != "readings"})
     print(f"wrote {out}")
-    return 0 if most_checkpoints <= keep and proc.returncode == 0 else 1
+    ok = (most_checkpoints <= keep and most_best <= 1 and not leftovers and proc.returncode == 0
+          and result["rss_levels_off"] and result["fds_level_off"])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

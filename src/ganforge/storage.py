@@ -10,7 +10,9 @@ write goes to a temporary file that is flushed, fsynced and renamed into place, 
 ``checkpoints/manifest.json`` with its SHA-256; a kill at any moment leaves the previous checkpoint and
 manifest intact.  The order of a save is what makes that true:
 
-1. ``step_N.pt`` is written to ``.step_N.pt.tmp-PID``, fsynced, renamed (and the folder fsynced);
+1. ``step_N.pt`` is written to ``.step_N.pt.tmp-PID``, fsynced, renamed (and the folder fsynced); when the
+   manifest lists a ``step_N.pt`` already (or a ``best.pt`` that is being replaced), a manifest without it
+   is written first;
 2. the manifest that lists it is written the same way;
 3. only then are the checkpoints that this manifest no longer lists (older than the last K) deleted.
 
@@ -285,10 +287,20 @@ class CheckpointStore:
         name = f"step_{step:08d}.pt"
         path = self.folder / name
         data = to_bytes(state)
+        manifest = self.manifest()
+        # Saving a step the manifest lists already (an epoch's end right after a mid-epoch save of the same
+        # step) replaces its file: unlist it first, so that at no instant does the manifest name bytes that
+        # are not on disk (a kill between the two writes would leave a listed checkpoint failing its checksum).
+        replaced = [c for c in manifest["checkpoints"] if c["file"] == name]
+        if best and manifest.get("best"):
+            replaced.append(manifest["best"])
+            manifest["best"] = None
+        if replaced:
+            manifest["checkpoints"] = [c for c in manifest["checkpoints"] if c["file"] != name]
+            self._write_manifest(manifest)
         atomic_write_bytes(path, data)
         entry = {"file": name, "step": step, "epoch": state.get("epoch"), "sha256": hashlib.sha256(data).hexdigest(),
                  "bytes": len(data)}
-        manifest = self.manifest()
         entries = [c for c in manifest["checkpoints"] if c["file"] != name] + [entry]
         # Beyond the last K: forgotten by this manifest, deleted only once it is on disk.
         drop = entries[:-self.keep] if self.keep > 0 else []
@@ -306,10 +318,7 @@ class CheckpointStore:
         if self._cleaned:
             return
         self._cleaned = True
-        for p in self.folder.iterdir():
-            m = _TEMPORARY.match(p.name)
-            if m and not _pid_alive(int(m.group(1))):
-                p.unlink(missing_ok=True)
+        remove_stale_temporaries(self.folder)
 
     # -------------------------------------------------------------- finding a good one
     def verify(self, entry: dict) -> bool:
@@ -354,6 +363,21 @@ class CheckpointStore:
                     continue
             return path, entry
         return None
+
+
+def remove_stale_temporaries(folder: Path, recursive: bool = False) -> int:
+    """Remove the temporary twins (``.NAME.tmp-PID``) that processes killed mid-write left in ``folder``
+    (and its subfolders, ``recursive``), never those of a live process; returns how many went."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for p in folder.rglob(".*.tmp-*") if recursive else folder.iterdir():
+        m = _TEMPORARY.match(p.name)
+        if m and p.is_file() and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _pid_alive(pid: int) -> bool:

@@ -151,14 +151,39 @@ def test_a_few_files_gone_are_replaced_and_counted_and_training_goes_on(tmp_path
     assert 1 <= len(listed) <= 3 and all("could not be read" in line for line in listed)
 
 
-def test_sigterm_while_the_loader_is_stuck_still_saves_and_exits(tmp_path, images):
-    folder = _folder_copy(images, tmp_path)
-    proc, runs, log = _start(tmp_path, folder)
-    run = _wait_until_trained(proc, runs)
-    # Every file becomes a FIFO with no writer: opening it blocks, as a read from a hung mount does.
+def _hang(folder: Path) -> None:
+    """Every file becomes a FIFO with no writer: opening it blocks for ever, with no error, as a read from a
+    network mount that stopped answering does."""
     for p in list(folder.iterdir()):
         p.unlink()
         os.mkfifo(p)
+
+
+def test_a_loader_that_hangs_without_an_error_times_out_and_stops_the_run_with_a_checkpoint(tmp_path, images):
+    folder = _folder_copy(images, tmp_path)
+    proc, runs, log = _start(tmp_path, folder, "data.timeout_seconds=3")
+    run = _wait_until_trained(proc, runs)
+    hung = time.monotonic()
+    _hang(folder)
+    took = _wait_for_exit(proc, hung)
+    err = log.read_text()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err, err
+    (line,) = [line for line in err.splitlines() if line.startswith("ganforge train: error:")]
+    assert f"delivered no batch for 3 s (data.timeout_seconds): reading {folder} hangs" in line, line
+    entry = _assert_saved_and_loads(run)
+    assert f"Training stopped at step {entry['step']}" in line and line.endswith(f"ganforge train --resume {run}")
+    assert json.loads((run / "summary.json").read_text())["status"] == "stopped: data error"
+    print(f"hung loader: stopped {took:.1f} s after the files hung")  # with -s
+
+
+@pytest.mark.parametrize("workers", [2, 0])
+def test_sigterm_while_the_loader_is_stuck_still_saves_and_exits(tmp_path, images, workers):
+    # workers=0: the training process itself is the one blocked in open(); the signal interrupts it.
+    folder = _folder_copy(images, tmp_path)
+    proc, runs, log = _start(tmp_path, folder, f"data.num_workers={workers}")
+    run = _wait_until_trained(proc, runs)
+    _hang(folder)
     metrics = run / "metrics.jsonl"
     last, still = metrics.stat().st_size, time.monotonic()
     while time.monotonic() - still < 3:  # stuck: no new metrics line for 3 s (the prefetched batches are used up)

@@ -76,7 +76,7 @@ NON_NEGATIVE = ["train.seed", "noise.anneal_steps", "ema.start_step", "guard.d_w
                 "ema.rampup", "model.num_classes", "eval.every", "train.keep_checkpoints",
                 "model.nz", "model.ngf", "model.ndf", "data.batch_size", "optim.g.lr", "optim.d.lr", "train.d_steps",
                 "train.n_fixed_noise", "train.log_every", "loss.r1_every", "augment.ada_interval", "data.prefetch_factor",
-                "augment.ada_kimg", "eval.n"]
+                "augment.ada_kimg", "eval.n", "data.timeout_seconds"]
 UNIT_INTERVAL = ["data.hflip", "loss.label_flip", "augment.p", "ema.decay", "augment.ada_target",
                  "data.max_bad_fraction", "guard.lr_factor"]
 #: Keys whose values become tensor sizes or counts: a huge one must be refused, not allocated.

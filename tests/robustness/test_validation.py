@@ -23,6 +23,7 @@ from .conftest import one_thread, tiny_args, tiny_cfg, write_images
     ("train.cuda_graphs=true", "train.cuda_graphs=true (CUDA graphs) needs a CUDA device, but train.device=cpu"),
     ("data.num_workers=-3", "data.num_workers must be -1 (one per core), 0 (none) or more"),
     ("data.max_bad_fraction=1.5", "data.max_bad_fraction must be between 0 and 1"),
+    ("data.timeout_seconds=-1", "data.timeout_seconds must be >= 0"),
 ])
 def test_bad_settings_are_refused_before_any_data_is_read(tmp_path, capsys, override, said):
     # The dataset does not exist: a config error proves the config was checked first.

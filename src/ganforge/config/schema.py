@@ -56,6 +56,7 @@ class DataConfig:
     prefetch_factor: int = 2
     persistent_workers: bool = True
     max_bad_fraction: float = 0.05  # stop before training if more of the files are broken than this
+    timeout_seconds: float = 120.0  # stop (saving) when loader workers deliver no batch for this long (0: wait forever)
     on_gpu: bool = False  # hold a prepared dataset on the GPU whole
     index_cache: str = "~/.cache/ganforge/index"  # where folder/zip name indexes are cached ("": no cache)
 

@@ -26,7 +26,7 @@ def _check_limits_and_devices(cfg: Config) -> None:
     """Ranges the first checks leave out, the device's name, and settings that need a GPU."""
     _positive(cfg, "data.prefetch_factor", "augment.ada_kimg", "eval.n")
     _positive(cfg, "train.seed", "noise.anneal_steps", "ema.start_step", "guard.d_wins_steps",
-              "guard.max_recoveries", allow_zero=True)
+              "guard.max_recoveries", "data.timeout_seconds", allow_zero=True)
     if cfg.data.num_workers < -1:
         raise ConfigError(f"data.num_workers must be -1 (one per core), 0 (none) or more, got {cfg.data.num_workers}")
     for k in ("data.max_bad_fraction", "guard.lr_factor"):

@@ -94,6 +94,7 @@ class BatchLoader:
         self.seed, self.rank = cfg.train.seed, rank
         self.source = cfg.data.source
         self.max_bad_fraction = cfg.data.max_bad_fraction
+        self.timeout = cfg.data.timeout_seconds
         self._iterator = None  # the DataLoader's current iterator (its worker processes): close() stops them
         self.sampler = EpochSampler(len(dataset), self.batch_size, cfg.train.seed, rank, world_size)
         self.batches_per_epoch = self.sampler.batches
@@ -124,6 +125,9 @@ class BatchLoader:
                 prefetch_factor=cfg.data.prefetch_factor if workers else None,
                 persistent_workers=bool(workers) and cfg.data.persistent_workers,
                 worker_init_fn=functools.partial(_seed_worker, hook=worker_init) if workers else None, generator=self.loader_generator,
+                # A worker stuck on a read that never returns (a hung network mount gives no error): after
+                # this long with no batch, torch raises, and the run stops with a checkpoint (see epoch()).
+                timeout=self.timeout if workers else 0,
             )
         # Flips are drawn from this generator on the device's side; its state is checkpointed.
         self.generator = torch.Generator().manual_seed(cfg.train.seed + 7919 * (rank + 1))
@@ -151,6 +155,13 @@ class BatchLoader:
                 return
             except DataError as e:  # raised in a worker: torch wraps it in the worker's traceback
                 raise DataError(_worker_message(e)) from None
+            except RuntimeError as e:
+                if not str(e).startswith("DataLoader timed out"):
+                    raise
+                raise DataError(
+                    f"the data-loader workers delivered no batch for {self.timeout:g} s (data.timeout_seconds): "
+                    f"reading {self.source} hangs without an error (a network mount or drive that stopped "
+                    "answering?)") from None
             for j in bad[bad >= 0].tolist():
                 if j not in self._seen_bad:
                     self._seen_bad.add(j)

@@ -12,7 +12,7 @@ from ganforge.training import distributed
 from ganforge.training import init_from
 from ganforge.training.callbacks import default_callbacks
 from ganforge.training.preflight import preflight
-from ganforge.storage import CheckpointStore, RunLock, atomic_write_text, trim_jsonl
+from ganforge.storage import CheckpointStore, RunLock, atomic_write_text, remove_stale_temporaries, trim_jsonl
 from ganforge.training.signals import fit_until_stopped
 from ganforge.training.trainer import Trainer
 
@@ -20,7 +20,7 @@ from ganforge.training.trainer import Trainer
 RESUME_MAY_CHANGE = {"train.epochs", "train.max_steps", "train.max_minutes", "train.log_every", "train.sample_every",
                      "train.midsave_steps", "train.midsave_minutes", "train.save_every_minutes", "train.keep_checkpoints",
                      "train.tensorboard", "train.report", "eval.every", "data.num_workers",
-                     "data.prefetch_factor", "data.persistent_workers", "data.index_cache",
+                     "data.prefetch_factor", "data.persistent_workers", "data.index_cache", "data.timeout_seconds",
                      "train.compile", "train.channels_last", "train.cuda_graphs"}  # speed, not results
 
 
@@ -139,6 +139,8 @@ def _resume(run_dir: Path, log_format: str, overrides: list[str] | None, force: 
     checkpoint, entry = found
     if rank == 0:
         trim_logs(run_dir, entry["step"])
+        # What a killed writer left half-written (a report, a grid, an eval file): its finished twin is intact.
+        remove_stale_temporaries(run_dir, recursive=True)
         # A run saved before run.json had its facts in config.yaml: both files are written in today's form.
         if cfg != saved or not RunDir(run_dir).facts.is_file():
             save_config(cfg, run_dir)
