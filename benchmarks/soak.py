@@ -78,7 +78,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
         cmd = [sys.executable, "-m", "ganforge", "train", "--quiet", "--runs-dir", str(runs), "--midsave", "1m",
-               f"train.max_minutes={args.minutes}", "train.sample_every=200", "eval.every=1000", "eval.n=500",
+               # The time budget alone ends the run: the recipe's planned epochs would end it sooner.
+               f"train.max_minutes={args.minutes}", "train.epochs=100000", "train.sample_every=200",
+               "eval.every=1000", "eval.n=500",
                f"train.keep_checkpoints={keep}"]
         env = dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         log = open(Path(tmp) / "stderr.txt", "w+")  # a file, not a pipe nobody reads for half an hour
@@ -99,7 +101,10 @@ def main() -> int:
             folder = run / "checkpoints" if run else None
             names = [q.name for q in folder.iterdir()] if folder and folder.is_dir() else []
             steps = sum(n.startswith("step_") and n.endswith(".pt") for n in names)
-            most_checkpoints = max(most_checkpoints, steps)
+            # A save writes the new checkpoint and its manifest before it deletes the oldest (a kill between
+            # them must leave a listed, whole file), so keep + 1 exist for milliseconds: a count is held
+            # against the limit when two readings in a row see it, as a left-behind file would be.
+            most_checkpoints = max(most_checkpoints, min(steps, readings[-1]["step_checkpoints"]) if readings else steps)
             most_best = max(most_best, sum(n == "best.pt" for n in names))
             # A temporary twin seen twice in a row is not a write under way: it was left behind.
             temporaries = {n for n in names if ".tmp-" in n}
