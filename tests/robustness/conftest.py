@@ -128,3 +128,18 @@ def damaged_copy(tmp_path, reference_run):
         shutil.copytree(reference_run, dest)
         return dest
     return make
+
+
+def fill_disk(disk: Path, leave: int) -> Path:
+    """A ballast file that fills the file system at ``disk``, then gives back ``leave`` bytes."""
+    import errno
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    os.truncate(ballast, max(ballast.stat().st_size - leave, 0))
+    return ballast

@@ -17,7 +17,6 @@ read-write) ``train --resume`` goes on from it.  Both need root (mount); elsewhe
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -30,7 +29,7 @@ import pytest
 
 from ganforge.storage import CheckpointStore, safe_load
 
-from .conftest import cli_env, ganforge_cmd
+from .conftest import cli_env, fill_disk, ganforge_cmd
 from .fault_harness import run_args
 
 pytestmark = pytest.mark.slow  # each trains real processes twice (20-60 s on 2 busy cores)
@@ -138,27 +137,13 @@ def _resume_goes_on(run: Path, step: int) -> None:
     assert _good_checkpoint(run)[1]["step"] == step + 3
 
 
-def _fill(disk: Path, leave: int) -> Path:
-    """A ballast file that fills the file system, then gives back ``leave`` bytes."""
-    ballast = disk / "ballast"
-    with open(ballast, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as e:
-            assert e.errno == errno.ENOSPC
-    os.truncate(ballast, max(ballast.stat().st_size - leave, 0))
-    return ballast
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_disk_that_fills_up_at_a_random_instant_stops_the_run_and_keeps_its_last_checkpoint(small_tmpfs, images, seed):
     rng = random.Random(seed)
     proc = _start(small_tmpfs / "runs", images)
     run = _wait_for_checkpoints(proc, small_tmpfs / "runs")
     time.sleep(rng.uniform(0, 1.5))  # a random instant: a step, a checkpoint, the manifest, a grid, the report
-    ballast = _fill(small_tmpfs, leave=rng.randint(0, 96) * 1024)
+    ballast = fill_disk(small_tmpfs, leave=rng.randint(0, 96) * 1024)
     err = _wait_for_exit(proc)
     line = _error_line(err, proc)
     path, entry = _good_checkpoint(run)

@@ -17,7 +17,7 @@ import pytest
 
 from ganforge.cli import main
 
-from .conftest import STEPS, cli_env, ganforge_cmd, manifest, one_thread, sha256, temporaries
+from .conftest import STEPS, cli_env, fill_disk, ganforge_cmd, manifest, one_thread, sha256, temporaries
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
@@ -41,20 +41,6 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def _fill(disk: Path, leave: int) -> Path:
-    """Fill the file system up, then give back ``leave`` bytes."""
-    filler = disk / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as e:
-            assert e.errno == errno.ENOSPC
-    os.truncate(filler, max(filler.stat().st_size - leave, 0))
-    return filler
-
-
 def _error_line(stderr: str) -> str:
     lines = [l for l in stderr.splitlines() if l.startswith("ganforge train: error:")]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
@@ -68,7 +54,7 @@ def test_a_full_disk_stops_with_one_paragraph_and_keeps_the_last_checkpoint(refe
     before = (sha256(good), (run / "checkpoints" / "manifest.json").read_bytes())
     limit = None
     if small_disk is not None:
-        filler = _fill(small_disk, leave=128 * 1024)  # room for samples and metrics, not for a checkpoint
+        filler = fill_disk(small_disk, leave=128 * 1024)  # room for samples and metrics, not for a checkpoint
     else:
         limit = good.stat().st_size // 2  # no file may grow past half a checkpoint
 
