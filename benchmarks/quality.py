@@ -85,20 +85,30 @@ EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
 SKIN_TONES = ("-1f3fb", "-1f3fc", "-1f3fd", "-1f3fe", "-1f3ff")
 
 
-def emoji_folder(work: Path) -> Path:
-    """A folder of the emoji without skin-tone variants (symbolic links into the npm package)."""
-    pkg = work / "npm" / "node_modules" / "emoji-datasource-google" / "img" / "google" / "64"
-    if not pkg.is_dir():
-        print(f"installing {EMOJI_PACKAGE} with npm into {work / 'npm'} ...", flush=True)
-        subprocess.run(["npm", "install", "--prefix", str(work / "npm"), "--no-save", "--no-package-lock",
-                        "--ignore-scripts", EMOJI_PACKAGE], check=True, stdout=subprocess.DEVNULL)
-    folder = work / "emoji64"
+def npm_package(prefix: Path, package: str, inside: str) -> Path:
+    """``prefix/node_modules/<inside>``, installed with npm first when it is missing."""
+    folder = prefix / "node_modules" / inside
+    if not folder.is_dir():
+        print(f"installing {package} with npm into {prefix} ...", flush=True)
+        subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-save", "--no-package-lock", "--ignore-scripts",
+                        package], check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+def linked_folder(folder: Path, files: list[Path]) -> Path:
+    """``folder`` of symbolic links to ``files`` (made once): a set read in place from an npm package."""
     if not folder.is_dir():
         folder.mkdir(parents=True)
-        for f in sorted(pkg.glob("*.png")):
-            if not any(t in f.name for t in SKIN_TONES):
-                (folder / f.name).symlink_to(f)
+        for f in files:
+            (folder / f.name).symlink_to(f)
     return folder
+
+
+def emoji_folder(work: Path) -> Path:
+    """A folder of the emoji without skin-tone variants (symbolic links into the npm package)."""
+    pkg = npm_package(work / "npm", EMOJI_PACKAGE, "emoji-datasource-google/img/google/64")
+    return linked_folder(work / "emoji64", [f for f in sorted(pkg.glob("*.png"))
+                                            if not any(t in f.name for t in SKIN_TONES)])
 
 
 FLUENT_PACKAGE = "@lobehub/fluent-emoji-3d@1.1.0"
@@ -107,17 +117,8 @@ FLUENT_PACKAGE = "@lobehub/fluent-emoji-3d@1.1.0"
 def fluent_folder(work: Path) -> Path:
     """Microsoft's Fluent Emoji 3D (3,391 RGBA WebP at 256 px, MIT), as symbolic links into the npm package;
     trained and scored at 128 px."""
-    pkg = work / "npm-fluent" / "node_modules" / "@lobehub" / "fluent-emoji-3d" / "assets"
-    if not pkg.is_dir():
-        print(f"installing {FLUENT_PACKAGE} with npm into {work / 'npm-fluent'} ...", flush=True)
-        subprocess.run(["npm", "install", "--prefix", str(work / "npm-fluent"), "--no-save", "--no-package-lock",
-                        "--ignore-scripts", FLUENT_PACKAGE], check=True, stdout=subprocess.DEVNULL)
-    folder = work / "fluent"
-    if not folder.is_dir():
-        folder.mkdir(parents=True)
-        for f in sorted(pkg.glob("*.webp")):
-            (folder / f.name).symlink_to(f)
-    return folder
+    pkg = npm_package(work / "npm-fluent", FLUENT_PACKAGE, "@lobehub/fluent-emoji-3d/assets")
+    return linked_folder(work / "fluent", sorted(pkg.glob("*.webp")))
 
 
 DATASETS = {
