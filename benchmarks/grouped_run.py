@@ -38,5 +38,5 @@ def open_grouped_run(run: Path) -> GroupedRun:
     dataset = open_source(cfg)
     cpu = torch.device("cpu")
     term.start(dataset, cpu, latent_clusters(cfg, dataset, cpu))
-    good = torch.cat([x for x, _ in real_batches(dataset, cpu)])
+    good = torch.cat([x for x, _, _ in real_batches(dataset, cpu)])
     return GroupedRun(G, cfg, term, good, term.clusters)

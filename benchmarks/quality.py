@@ -11,6 +11,8 @@ Datasets:
 - ``emoji``: Google's Noto emoji at 64x64 (npm ``emoji-datasource-google@16.0.0``, Apache-2.0), the
   images without skin-tone variants, composited on white.  Installed with npm into ``--work`` if missing.
 - ``fashion``: Fashion-MNIST at 32x32, grey (Debian ``dataset-fashion-mnist``, MIT).
+- ``emoji-classes``: the same emoji in a folder per Unicode category (``emoji.json``), for runs that read
+  the classes (``--set data.labels=true``); its reference set is the first 1,000 files in folder order.
 - ``fluent``: Microsoft's Fluent Emoji 3D at 128x128 (npm ``@lobehub/fluent-emoji-3d@1.1.0``, MIT; 3,391
   images at 256 px), the first check at the resolutions users train at.  Installed with npm into ``--work``.
 
@@ -111,6 +113,22 @@ def emoji_folder(work: Path) -> Path:
                                             if not any(t in f.name for t in SKIN_TONES)])
 
 
+def emoji_class_folder(work: Path) -> Path:
+    """The same emoji in a folder per Unicode category (``emoji.json``'s ``category``: Smileys & Emotion,
+    People & Body, ...; the 5 skin-tone and hair components go with the symbols), for runs that read the
+    classes (``data.labels=true``)."""
+    flat = emoji_folder(work)
+    meta = json.loads((work / "npm" / "node_modules" / "emoji-datasource-google" / "emoji.json").read_text())
+    category = {e["image"]: e["category"].replace("Component", "Symbols") for e in meta}
+    folder = work / "emoji64-classes"
+    if not folder.is_dir():
+        for f in sorted(flat.iterdir()):
+            target = folder / re.sub(r"[^a-z]+", "-", category[f.name].lower()).strip("-") / f.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(f.resolve())
+    return folder
+
+
 FLUENT_PACKAGE = "@lobehub/fluent-emoji-3d@1.1.0"
 
 
@@ -125,6 +143,7 @@ DATASETS = {
     "emoji": dict(size=64, channels=3, source=emoji_folder),
     "fashion": dict(size=32, channels=1, source=lambda work: "fashion-mnist"),
     "fluent": dict(size=128, channels=3, source=fluent_folder),
+    "emoji-classes": dict(size=64, channels=3, source=emoji_class_folder),
 }
 
 
@@ -371,7 +390,7 @@ def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tup
 
 #: Sets scored by another set's domain classifier: Fluent's 3D emoji by the emoji one (OpenMoji's groups), at its
 #: 64 px (the classifier resizes them).
-DOMAIN_CLASSIFIER_OF = {"fluent": "emoji"}
+DOMAIN_CLASSIFIER_OF = {"fluent": "emoji", "emoji-classes": "emoji"}
 
 
 def domain_classifier_name(dataset: str | None) -> str | None:

@@ -36,6 +36,14 @@ def fashion_images() -> np.ndarray:
     return _read_idx(FASHION_TRAIN)[:2000].copy()
 
 
+def read_fashion_labels() -> np.ndarray:
+    """The classes (0-9) of the first 2,000 Fashion-MNIST training images, in :func:`fashion_images`' order."""
+    path = DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz"
+    if not path.is_file():
+        pytest.skip("Fashion-MNIST labels missing: apt-get install dataset-fashion-mnist")
+    return _read_idx(path)[:2000].copy()
+
+
 def write_images(folder: Path, images: np.ndarray, n: int, rgb: bool = True, size: int = 40,
                  formats: tuple[str, ...] = ("png", "jpg"), classes: int = 0) -> list[Path]:
     """Write ``n`` real images as files (alternating formats), upscaled to ``size`` and tinted to RGB."""

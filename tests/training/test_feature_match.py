@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import fit_whole_and_resumed
+from conftest import fit_whole_and_resumed, read_fashion_labels, write_images
 from ganforge.config import ConfigError
 from ganforge.data import open_source
 from ganforge.storage import safe_load
-from ganforge.training.clusters import balanced_kmeans, latent_clusters
+from ganforge.training.clusters import balanced_kmeans, class_shares, latent_clusters
 from ganforge.training.feature_match import FeatureMatchTerm
 from ganforge.training.feature_stats import grams, moment_errors, variance_error
 from ganforge.training.trainer import Trainer
@@ -143,6 +143,38 @@ def test_with_latent_groups_each_cluster_of_equal_size_has_its_own_statistics(tm
             torch.testing.assert_close(var[g], r[clusters == g].var(0, unbiased=False), atol=1e-4, rtol=1e-3)
     # The scale stays the whole set's, so a group's error is in the same units as the plain term's.
     torch.testing.assert_close(term.scale[1], rows[1].var(0, unbiased=False).mean(), atol=1e-5, rtol=1e-3)
+
+
+def test_with_class_folders_read_every_cluster_lies_inside_one_class(tmp_path, fashion_images, tiny):
+    # 60 real images in three class folders of 30, 20 and 10 (Fashion-MNIST's own classes, so the folders
+    # differ in what they show): 6 groups go 3, 2 and 1 to the classes, and no cluster mixes two of them.
+    folder = tmp_path / "classes"
+    labels = torch.from_numpy(read_fashion_labels()[:len(fashion_images)])
+    for name, cls, n in (("boot", 9, 30), ("trouser", 1, 20), ("bag", 8, 10)):
+        write_images(folder / name, fashion_images[(labels == cls).numpy()], n)
+    cfg = tiny(folder, "loss.feature_match=1", "model.latent_groups=6", "data.labels=true")
+    dataset = open_source(cfg)
+    clusters = latent_clusters(cfg, dataset, torch.device("cpu"))
+    classes = torch.tensor([dataset[i][1] for i in range(len(dataset))])
+    assert classes.bincount().tolist() == [10, 30, 20]  # bag, boot, trouser: classes in folder-name order
+    for g in range(6):
+        assert len(classes[clusters == g].unique()) == 1, f"group {g} mixes classes"
+    assert sorted(torch.bincount(clusters).tolist()) == [10, 10, 10, 10, 10, 10]
+    # Without data.labels the same images cluster across the folders, by the features alone.
+    plain = latent_clusters(tiny(folder, "loss.feature_match=1", "model.latent_groups=6"), dataset, torch.device("cpu"))
+    assert torch.bincount(plain).tolist() == [10] * 6
+    # More classes than groups is refused with the fix named.
+    with pytest.raises(ConfigError, match="model.latent_groups >= 3"):
+        latent_clusters(tiny(folder, "loss.feature_match=1", "model.latent_groups=2", "data.labels=true"),
+                        dataset, torch.device("cpu"))
+
+
+def test_class_shares_follow_the_class_sizes_with_one_group_at_least_each():
+    assert class_shares([100, 50, 30, 5, 2], 16) == [8, 4, 2, 1, 1]
+    assert sum(class_shares([386, 270, 264, 229, 218, 169, 159, 131, 85], 16)) == 16
+    assert class_shares([2, 2, 2], 3) == [1, 1, 1]
+    with pytest.raises(ConfigError, match="at most 3 groups"):
+        class_shares([3, 3, 3], 4)  # each class holds one group of 2 at most
 
 
 def test_grouped_moments_match_each_groups_share_of_the_batch_to_its_cluster(tmp_path, image_folder, tiny):

@@ -110,7 +110,7 @@ class FeatureMatchTerm(GTerm):
         gram_sums: list[torch.Tensor] = []  # per depth, (k, C * C); the whole set's squares for the scale
         gram_squares: list[torch.Tensor] = []
         done = 0
-        for x, _ in real_batches(dataset, device):
+        for x, _, _ in real_batches(dataset, device):
             group = (cluster[done:done + len(x)] if cluster is not None
                      else torch.zeros(len(x), dtype=torch.long, device=device))
             done += len(x)
