@@ -207,12 +207,13 @@ def yardsticks(reals: torch.Tensor, n: int) -> dict:
     return {"real_half_vs_half": evaluate(a, b, metrics=m, n=n), "noise_vs_real": evaluate(noise, reals, metrics=m, n=n)}
 
 
-def score_run(run: Path, reals: torch.Tensor, n: int, grid: Path) -> dict:
+def score_run(run: Path, reals: torch.Tensor, n: int, grid: Path, dataset: str | None = None) -> dict:
     """FID and KID (EfficientNet-Lite0) of ``n`` samples of a finished run (latents of seed 123) against
-    ``reals``, and a grid of the first 64 saved at ``grid``."""
+    ``reals``, and a grid of the first 64 saved at ``grid``; with ``dataset``, SWD and its domain classifier's
+    scores too (:func:`score_images`)."""
     G, run_cfg, _ = load_generator(run)
     fakes = generate(G, torch.randn(n, run_cfg.model.nz, generator=torch.Generator().manual_seed(123)))
-    scores = score_images(fakes, reals, n, features=("effnet-lite0",))
+    scores = score_images(fakes, reals, n, features=("effnet-lite0",), dataset=dataset)
     return {**scores, "grid": str(save_grid(fakes[:64], grid))}
 
 
