@@ -674,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=0.0, help="seconds for all stages (default 480; quick 170)")
     p.add_argument("--quality-minutes", type=float, default=0.0, help="training minutes of the quality stage (default 3)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="the device's dense bf16 peak, when not in the table")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply every stage's time limit and the budget (a loaded machine; the device needs 1)")
     p.add_argument("--out", type=Path, help="the JSON (default benchmarks/results/gpu-check-<device>-<time>.json)")
     p.add_argument("--work", type=Path, help="logs and runs (default a new folder under /tmp)")
     p.add_argument("--stage", choices=["quality"], help=argparse.SUPPRESS)  # internal: one stage, in this process
@@ -685,6 +687,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = PLANS["quick" if args.quick else "full"]
     if args.quality_minutes < 0 or args.budget_s < 0 or args.peak_tflops < 0:
         p.error("--quality-minutes, --budget-s and --peak-tflops must not be negative")
+    if not 1 <= args.time_scale <= 100:
+        p.error("--time-scale must be between 1 and 100")
+    plan = {**plan, "budget_s": plan["budget_s"] * args.time_scale,
+            "caps_s": {k: v * args.time_scale for k, v in plan["caps_s"].items()},
+            "least_s": {k: v * args.time_scale for k, v in plan["least_s"].items()}}
     args.quality_minutes = args.quality_minutes or plan["quality_minutes"]
     sys.path.insert(0, str(REPO / "src"))
     effnet = ensure_effnet()
