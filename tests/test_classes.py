@@ -176,5 +176,31 @@ def test_the_recipe_notices_class_folders_and_leaves_labels_off(class_folder, ca
     assert cfg.data.labels is False and cfg.model.num_classes == 0
     assert any("3 class folders (bag, sneaker, trouser): data.labels=true model.num_classes=3 would train a "
                "conditional model (not switched on)" in n for n in cfg.notes)
+    assert cfg.model.latent_groups == 0  # 48 images: too few for the recipe's groups
+    assert not any("after model.latent_groups=0" in n for n in cfg.notes)
     given = auto_config(str(class_folder), ["train.device=cpu", "data.labels=false"])
     assert not any("class folders" in n for n in given.notes)
+
+
+def test_with_the_recipes_latent_groups_the_class_note_says_how_classes_fit_them(tmp_path):
+    # 300 real images in three class folders: enough for the recipe's latent groups, which condition G
+    # already, so the note says that a conditional model needs them off and that labels alone keep each
+    # group inside one class.
+    if not FASHION_TRAIN.is_file():
+        pytest.skip("Fashion-MNIST files missing: apt-get install dataset-fashion-mnist")
+    images = _read_idx(FASHION_TRAIN)[:3000]
+    labels = _read_idx(FASHION_TRAIN.with_name("train-labels-idx1-ubyte.gz"))[:3000]
+    root = tmp_path / "clothes"
+    for name, label in CLASSES.items():
+        (root / name).mkdir(parents=True)
+        for i, idx in enumerate(np.flatnonzero(labels == label)[:100]):
+            Image.fromarray(images[idx]).save(root / name / f"{i:03d}.png")
+    cfg = auto_config(str(root), ["train.device=cpu"])
+    if not cfg.loss.feature_match:
+        pytest.skip("the recipe's feature matching (and so its latent groups) needs the extra 'projected'")
+    assert cfg.model.latent_groups > 0 and cfg.data.labels is False
+    (hint,) = [n for n in cfg.notes if "class folders" in n]
+    assert "model.num_classes=3 would train a conditional model (not switched on), after model.latent_groups=0" in hint
+    assert "data.labels=true alone keeps each group inside one class" in hint
+    # What the note proposes is a config the checks accept.
+    assert auto_config(str(root), ["train.device=cpu", "data.labels=true"]).data.labels is True
