@@ -118,7 +118,8 @@ def emoji_class_folder(work: Path) -> Path:
     People & Body, ...; the 5 skin-tone and hair components go with the symbols), for runs that read the
     classes (``data.labels=true``)."""
     flat = emoji_folder(work)
-    meta = json.loads((work / "npm" / "node_modules" / "emoji-datasource-google" / "emoji.json").read_text())
+    package = npm_package(work / "npm", EMOJI_PACKAGE, "emoji-datasource-google")  # installed by emoji_folder
+    meta = json.loads((package / "emoji.json").read_text())
     category = {e["image"]: e["category"].replace("Component", "Symbols") for e in meta}
     folder = work / "emoji64-classes"
     if not folder.is_dir():

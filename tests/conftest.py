@@ -38,7 +38,7 @@ def fashion_images() -> np.ndarray:
 
 def read_fashion_labels() -> np.ndarray:
     """The classes (0-9) of the first 2,000 Fashion-MNIST training images, in :func:`fashion_images`' order."""
-    path = DEBIAN_FASHION_MNIST / "train-labels-idx1-ubyte.gz"
+    path = FASHION_TRAIN.with_name("train-labels-idx1-ubyte.gz")
     if not path.is_file():
         pytest.skip("Fashion-MNIST labels missing: apt-get install dataset-fashion-mnist")
     return _read_idx(path)[:2000].copy()

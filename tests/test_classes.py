@@ -22,18 +22,22 @@ from ganforge.storage import safe_load
 CLASSES = {"bag": 8, "sneaker": 7, "trouser": 1}  # folder name -> Fashion-MNIST label
 
 
-@pytest.fixture(scope="module")
-def class_folder(tmp_path_factory):
+def write_class_folder(root, per_class: int):
+    """``root`` with a folder per class of ``CLASSES``, each holding ``per_class`` real images of that class."""
     if not FASHION_TRAIN.is_file():
         pytest.skip("Fashion-MNIST files missing: apt-get install dataset-fashion-mnist")
     images = _read_idx(FASHION_TRAIN)[:3000]
     labels = _read_idx(FASHION_TRAIN.with_name("train-labels-idx1-ubyte.gz"))[:3000]
-    root = tmp_path_factory.mktemp("classes") / "clothes"
     for name, label in CLASSES.items():
         (root / name).mkdir(parents=True)
-        for i, idx in enumerate(np.flatnonzero(labels == label)[:16]):
+        for i, idx in enumerate(np.flatnonzero(labels == label)[:per_class]):
             Image.fromarray(images[idx]).save(root / name / f"{i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory):
+    return write_class_folder(tmp_path_factory.mktemp("classes") / "clothes", 16)
 
 
 @pytest.fixture(scope="module")
@@ -186,15 +190,7 @@ def test_with_the_recipes_latent_groups_the_class_note_says_how_classes_fit_them
     # 300 real images in three class folders: enough for the recipe's latent groups, which condition G
     # already, so the note says that a conditional model needs them off and that labels alone keep each
     # group inside one class.
-    if not FASHION_TRAIN.is_file():
-        pytest.skip("Fashion-MNIST files missing: apt-get install dataset-fashion-mnist")
-    images = _read_idx(FASHION_TRAIN)[:3000]
-    labels = _read_idx(FASHION_TRAIN.with_name("train-labels-idx1-ubyte.gz"))[:3000]
-    root = tmp_path / "clothes"
-    for name, label in CLASSES.items():
-        (root / name).mkdir(parents=True)
-        for i, idx in enumerate(np.flatnonzero(labels == label)[:100]):
-            Image.fromarray(images[idx]).save(root / name / f"{i:03d}.png")
+    root = write_class_folder(tmp_path / "clothes", 100)
     cfg = auto_config(str(root), ["train.device=cpu"])
     if not cfg.loss.feature_match:
         pytest.skip("the recipe's feature matching (and so its latent groups) needs the extra 'projected'")

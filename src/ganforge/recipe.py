@@ -354,12 +354,12 @@ def resolve(facts: DataFacts, device_type: str, source: str, overrides: list[str
         chosen, why = gpu_plan.on_gpu(chosen, why, given, gpu, facts.count)
     notes = [f"auto recipe ({CURRENT}) for {facts.count:,} images (median shorter side {facts.shorter_side}px, "
              f"{'grey' if facts.channels == 1 else 'colour'}) on {device_type}:"] + why
-    if hint and any(s.startswith("model.latent_groups=") and s != "model.latent_groups=0" for s in chosen):
-        # The recipe's latent groups already condition G, and a model cannot have both conditions.
+    data = C.apply_overrides({"preset": recipe, "notes": notes}, [f"data.source={source}", *chosen, *overrides])
+    if hint and data.get("model", {}).get("latent_groups"):
+        # The run's latent groups already condition G, and a model cannot have both conditions.
         hint += (", after model.latent_groups=0; with the latent groups, data.labels=true alone keeps each "
                  "group inside one class (docs/strategies.md)")
-    notes += [hint] if hint else []
-    data = C.apply_overrides({"preset": recipe, "notes": notes}, [f"data.source={source}", *chosen, *overrides])
+    data["notes"] += [hint] if hint else []
     return C.from_dict(data)
 
 

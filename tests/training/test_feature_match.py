@@ -160,7 +160,7 @@ def test_with_class_folders_read_every_cluster_lies_inside_one_class(tmp_path, f
     for g in range(6):
         assert len(classes[clusters == g].unique()) == 1, f"group {g} mixes classes"
     assert sorted(torch.bincount(clusters).tolist()) == [10, 10, 10, 10, 10, 10]
-    # Without data.labels the same images cluster across the folders, by the features alone.
+    # Without data.labels the same images are clustered by the features alone, in six equal clusters.
     plain = latent_clusters(tiny(folder, "loss.feature_match=1", "model.latent_groups=6"), dataset, torch.device("cpu"))
     assert torch.bincount(plain).tolist() == [10] * 6
     # More classes than groups is refused with the fix named.
