@@ -58,18 +58,33 @@ class StorageError(CheckpointError):
 # ------------------------------------------------------------------------------------------------
 # Writing files so that a crash never leaves half of one
 # ------------------------------------------------------------------------------------------------
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+#: EIO is here because a file system that hits an error answers the write in flight with it (ext4's
+#: errors=remount-ro answers EIO to the fsync it was in, then EROFS to every later write).
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def _is_read_only(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` (or its nearest existing parent) is mounted read-only now."""
+    for place in (folder, *folder.parents):
+        try:
+            return bool(os.statvfs(place).f_flag & os.ST_RDONLY)
+        except OSError:
+            continue
+    return False
 
 
 def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable.  Where directories cannot be opened or synced (Windows, some
+    file systems say EINVAL) there is nothing to do; a disk that fails the sync fails the write."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as e:
+        if e.errno in _STORAGE_ERRNOS:
+            raise
     finally:
         os.close(fd)
 
@@ -91,6 +106,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # until the folder is synced, a crash may undo the rename
     except BaseException as e:
         try:
             tmp.unlink(missing_ok=True)
@@ -99,7 +115,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
             raise StorageError(storage_error_message(e, path), e.errno) from e
         raise
-    _fsync_dir(path.parent)
 
 
 def to_bytes(state: dict) -> bytes:
@@ -160,6 +175,12 @@ def resume_command(run_dir: Path) -> str:
     return f"ganforge train --resume {shlex.quote(str(run_dir))}"
 
 
+#: After an I/O error the kernel may drop writes it had not yet committed, so what this process still
+#: sees can be newer than what a repaired disk holds: the resume takes the newest that passes its checksum.
+_AFTER_REPAIR = ("(A disk repaired after an error may hold an earlier checkpoint than this one; resuming takes "
+                 "the newest that passes its checksum.) ")
+
+
 def storage_error_message(e: OSError, path: Path | str | None = None, within: Path | None = None) -> str | None:
     """One paragraph for a failed write: what happened, what is still good, what to do.
 
@@ -182,6 +203,7 @@ def storage_error_message(e: OSError, path: Path | str | None = None, within: Pa
     run_dir = find_run_dir(folder)
     where = run_dir or folder
     path = path_text or path
+    read_only = e.errno == errno.EROFS or (e.errno == errno.EIO and _is_read_only(Path(where)))
     if e.errno == errno.EFBIG:
         what = (f"{path} could not be written: it would be larger than this process may write "
                 f"({os.strerror(e.errno)}: a file-size limit, see ulimit -f, or the file system's largest file)")
@@ -189,19 +211,26 @@ def storage_error_message(e: OSError, path: Path | str | None = None, within: Pa
     elif e.errno in (errno.ENOSPC, errno.EDQUOT):
         what = f"there is no space left to write {path} ({os.strerror(e.errno)}: the disk or your quota is full)"
         fix = f"Free some space (df -h {shlex.quote(str(where))} shows how much is left; old runs can go)"
-    elif e.errno == errno.EROFS:
+    elif read_only:
         what = f"{path} cannot be written: {where} is on a read-only file system"
-        fix = "Remount it read-write, or copy the run directory to a writable place (and resume the copy)"
+        if e.errno == errno.EIO:
+            what += " (it turned read-only after an input/output error: dmesg shows what the kernel saw)"
+        fix = _AFTER_REPAIR + "Remount it read-write, or copy the run directory to a writable place (and resume the copy)"
+    elif e.errno == errno.EIO:
+        what = (f"the disk or file system holding {path} reported an input/output error ({os.strerror(e.errno)}: "
+                "a failing disk, or a network mount that dropped; dmesg shows what the kernel saw)")
+        fix = _AFTER_REPAIR + "Check the disk and its mount, or copy the run directory to a healthy disk (and resume the copy)"
     else:
         what = f"{path} cannot be written: no permission ({os.strerror(e.errno)})"
         fix = (f"Give your user write access to {where} (chown/chmod), or copy the run directory to a writable "
                "place (and resume the copy)")
     if run_dir is None:
-        fix = fix.replace(", or copy the run directory to a writable place (and resume the copy)", "")
+        fix = fix.removeprefix(_AFTER_REPAIR).split(", or copy the run directory")[0]  # no run, no checkpoint
         return (f"{what}. Nothing was trained or saved there. {fix}, or write somewhere else (for training, "
                 "choose the place of run directories with --runs-dir), then start again.")
     found = CheckpointStore(RunDir(run_dir).checkpoints).latest_valid(warn=lambda *_: None)
     if found is None:
+        fix = fix.removeprefix(_AFTER_REPAIR)
         return f"{what}. Training stopped before any checkpoint was saved. {fix}, then start the run again."
     return (f"{what}. Training stopped; files already saved were not changed: the last good checkpoint, "
             f"{found[0]} (step {found[1]['step']}), is untouched. {fix}, then continue with: "

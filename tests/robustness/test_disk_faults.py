@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -163,12 +164,21 @@ def test_a_file_system_that_turns_read_only_at_a_random_instant_stops_the_run_an
     trigger.write_text("ganforge test: a disk error\n")  # the kernel turns the file system read-only at once
     err = _wait_for_exit(proc)
     line = _error_line(err, proc)
-    assert "is on a read-only file system" in line and "Remount it read-write" in line, line
+    # The write in flight gets EIO and every later one EROFS; which one the run meets first is the
+    # kernel's race, and each has its own explanation.
+    read_only = "is on a read-only file system" in line and "Remount it read-write" in line
+    io_error = "reported an input/output error" in line and "Check the disk and its mount" in line
+    assert read_only or io_error, line
     assert f"ganforge train --resume {run}" in line
     # What a remount finds: the file system repaired (as after any error), the last checkpoint intact.
     assert _run("umount", str(where)).returncode == 0
     assert _run("e2fsck", "-fy", str(image)).returncode in (0, 1)  # 1: errors were corrected
     assert _run("mount", "-o", "loop", str(image), str(where)).returncode == 0
     path, entry = _good_checkpoint(run)
-    assert f"the last good checkpoint, {path} (step {entry['step']}), is untouched" in line
+    named = re.search(r"the last good checkpoint, .* \(step (\d+)\), is untouched", line)
+    assert named, line
+    if int(named.group(1)) != entry["step"]:
+        # The kernel dropped the writes it had not committed when the error came (e2fsck may replay
+        # less than the process saw): the message says so, and what the disk holds is older, never newer.
+        assert int(named.group(1)) > entry["step"] and "A disk repaired after an error" in line, line
     _resume_goes_on(run, entry["step"])

@@ -123,3 +123,16 @@ def test_a_failed_write_that_names_no_file_still_says_where_and_what_is_kept(ref
     assert f"step_{STEPS:08d}.pt (step {STEPS}), is untouched" in message
     assert message.endswith(f"ganforge train --resume {reference_run}")
     assert storage_error_message(OSError(errno.ENOENT, "No such file")) is None
+
+
+def test_an_input_output_error_is_explained_as_the_disk_failing_and_keeps_the_resume_command(reference_run):
+    # What a failing disk or a dropped network mount answers a write with; the run's folder is still
+    # writable here, so the message is about the I/O error, not a read-only file system.
+    from ganforge.storage import storage_error_message
+
+    message = storage_error_message(OSError(errno.EIO, "Input/output error"), within=reference_run)
+    assert message.startswith(f"the disk or file system holding a file in {reference_run} reported an "
+                              "input/output error"), message
+    assert "read-only" not in message
+    assert f"step_{STEPS:08d}.pt (step {STEPS}), is untouched" in message
+    assert message.endswith(f"ganforge train --resume {reference_run}")
