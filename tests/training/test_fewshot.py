@@ -123,3 +123,5 @@ def test_penalties_are_built_from_the_config():
         C.load(overrides=["model.name=fastgan", "loss.recon=none"])
     with pytest.raises(ConfigError, match="model.fastgan_decoder=12"):
         C.load(overrides=["model.name=fastgan", "model.fastgan_decoder=12"])
+    with pytest.raises(ConfigError, match="no self-attention"):
+        C.load(overrides=["model.name=fastgan", "model.attention=16"])

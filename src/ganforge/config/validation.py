@@ -143,6 +143,9 @@ def _check_fastgan(cfg: Config) -> None:
     m = cfg.model
     if m.name != "fastgan":
         return
+    if m.attention:
+        raise ConfigError("model.name=fastgan has no self-attention block (skip-layer excitation gives it global "
+                          "context): set model.attention=0, or use model.name=dcgan or resnet for attention")
     dec = m.fastgan_decoder
     if dec and (dec < 8 or dec & (dec - 1) or dec > cfg.data.image_size):
         raise ConfigError(f"model.fastgan_decoder={dec}: the decoders rebuild images from 8x8 features, so give a "

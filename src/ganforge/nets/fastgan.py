@@ -40,8 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ganforge.config import Config
-from ganforge.modules import (ClassProjection, SelfAttention, batchnorm, maybe_spectral_norm,
-                              refresh_spectral_norm)
+from ganforge.modules import ClassProjection, batchnorm, maybe_spectral_norm, refresh_spectral_norm
 from ganforge.modules.conditional import SHARED_EMBEDDING_DIM
 from ganforge.modules.latent_groups import label_or_group
 from ganforge.nets.init import initialise
@@ -208,7 +207,7 @@ class Decoder(nn.Module):
 
 class FastGANDiscriminator(nn.Module):
     def __init__(self, ndf: int = 16, nc: int = 3, image_size: int = 64, *, num_classes: int = 0,
-                 decoder_size: int = 32, spectral_norm: bool = False, attention: int = 0):
+                 decoder_size: int = 32, spectral_norm: bool = False):
         super().__init__()
         sn = lambda m: maybe_spectral_norm(m, spectral_norm)  # noqa: E731
         w = widths(ndf, image_size)  # D's map at resolution r gets the channels G has at 2r
@@ -220,10 +219,6 @@ class FastGANDiscriminator(nn.Module):
         while r > 8:
             self.down[str(r // 2)] = DownBlock(ch(r), ch(r // 2), spectral_norm)
             r //= 2
-        # A self-attention block on D's map at ``attention`` px: every position sees the whole object,
-        # not only its receptive field (G needs none: skip-layer excitation gives it global context).
-        self.attention_at = attention
-        self.attention = SelfAttention(ch(attention), spectral_norm) if attention else None
         c8 = ch(8)
         self.head = nn.Sequential(sn(nn.Conv2d(c8, c8, 1, 1, 0, bias=False)), nn.BatchNorm2d(c8),
                                   nn.LeakyReLU(0.2, inplace=True), sn(nn.Conv2d(c8, 1, 4, 1, 0, bias=False)))
@@ -237,15 +232,12 @@ class FastGANDiscriminator(nn.Module):
         self._features: list[tuple[torch.Tensor, dict[int, torch.Tensor]]] = []
 
     def features(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
-        h = self._attend(x.shape[-1] // 2, self.stem(x))
+        h = self.stem(x)
         maps = {x.shape[-1] // 2: h}
         for r, block in self.down.items():
-            h = self._attend(int(r), block(h))
+            h = block(h)
             maps[int(r)] = h
         return maps
-
-    def _attend(self, resolution: int, h: torch.Tensor) -> torch.Tensor:
-        return self.attention(h) if resolution == self.attention_at else h
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         maps = self.features(x)
@@ -282,7 +274,7 @@ def build(cfg: Config) -> tuple[nn.Module, nn.Module]:
     G = FastGANGenerator(m.nz, m.ngf, d.channels, d.image_size, num_classes=m.num_classes,
                          spectral_norm=m.spectral_norm_g, latent_groups=m.latent_groups)
     D = FastGANDiscriminator(m.ndf, d.channels, d.image_size, num_classes=m.num_classes,
-                             decoder_size=m.fastgan_decoder, spectral_norm=m.spectral_norm, attention=m.attention)
+                             decoder_size=m.fastgan_decoder, spectral_norm=m.spectral_norm)
     initialise(G, m.init)
     initialise(D, m.init)
     # GLU convs are twice as wide as they are deep, and the power method converges more slowly on
