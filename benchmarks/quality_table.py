@@ -137,6 +137,11 @@ def spread(values: list[float], digits: int) -> str:
     return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+#: The tables show the baselines and earlier recipes from this point on (their early points are in the
+#: plot), so that the page stays a page.
+BASELINE_FROM_MINUTES = 12
+
+
 def summary(data: dict) -> str:
     scores = [s for s in SCORES if any(s in p for r in data["runs"] for p in r["points"])]
     lines = ["| system | minutes | runs (seeds) | steps | " + " | ".join(HEADS[s] for s in scores) + " |",
@@ -144,6 +149,8 @@ def summary(data: dict) -> str:
     for label, runs in summary_rows(data).items():
         shown = f"**{label}**" if runs[0]["system"] == DEFAULT else label
         for minutes in sorted({p["minutes"] for r in runs for p in r["points"]}):
+            if runs[0]["system"] != DEFAULT and minutes < BASELINE_FROM_MINUTES:
+                continue
             at = [(r, p) for r in runs for p in r["points"] if p["minutes"] == minutes]
             steps = [p["step"] for _, p in at]
             seeds = ", ".join(str(s) for s in sorted({r["seed"] for r, _ in at}))
