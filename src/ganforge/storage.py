@@ -204,6 +204,7 @@ def storage_error_message(e: OSError, path: Path | str | None = None, within: Pa
     where = run_dir or folder
     path = path_text or path
     read_only = e.errno == errno.EROFS or (e.errno == errno.EIO and _is_read_only(Path(where)))
+    after_repair = _AFTER_REPAIR if read_only or e.errno == errno.EIO else ""  # only where a checkpoint is named
     if e.errno == errno.EFBIG:
         what = (f"{path} could not be written: it would be larger than this process may write "
                 f"({os.strerror(e.errno)}: a file-size limit, see ulimit -f, or the file system's largest file)")
@@ -215,25 +216,24 @@ def storage_error_message(e: OSError, path: Path | str | None = None, within: Pa
         what = f"{path} cannot be written: {where} is on a read-only file system"
         if e.errno == errno.EIO:
             what += " (it turned read-only after an input/output error: dmesg shows what the kernel saw)"
-        fix = _AFTER_REPAIR + "Remount it read-write, or copy the run directory to a writable place (and resume the copy)"
+        fix = "Remount it read-write, or copy the run directory to a writable place (and resume the copy)"
     elif e.errno == errno.EIO:
         what = (f"the disk or file system holding {path} reported an input/output error ({os.strerror(e.errno)}: "
                 "a failing disk, or a network mount that dropped; dmesg shows what the kernel saw)")
-        fix = _AFTER_REPAIR + "Check the disk and its mount, or copy the run directory to a healthy disk (and resume the copy)"
+        fix = "Check the disk and its mount, or copy the run directory to a healthy disk (and resume the copy)"
     else:
         what = f"{path} cannot be written: no permission ({os.strerror(e.errno)})"
         fix = (f"Give your user write access to {where} (chown/chmod), or copy the run directory to a writable "
                "place (and resume the copy)")
     if run_dir is None:
-        fix = fix.removeprefix(_AFTER_REPAIR).split(", or copy the run directory")[0]  # no run, no checkpoint
+        fix = fix.split(", or copy the run directory")[0]  # there is no run directory to copy
         return (f"{what}. Nothing was trained or saved there. {fix}, or write somewhere else (for training, "
                 "choose the place of run directories with --runs-dir), then start again.")
     found = CheckpointStore(RunDir(run_dir).checkpoints).latest_valid(warn=lambda *_: None)
     if found is None:
-        fix = fix.removeprefix(_AFTER_REPAIR)
         return f"{what}. Training stopped before any checkpoint was saved. {fix}, then start the run again."
     return (f"{what}. Training stopped; files already saved were not changed: the last good checkpoint, "
-            f"{found[0]} (step {found[1]['step']}), is untouched. {fix}, then continue with: "
+            f"{found[0]} (step {found[1]['step']}), is untouched. {after_repair}{fix}, then continue with: "
             f"{resume_command(run_dir)}")
 
 
