@@ -134,11 +134,11 @@ def fill_disk(disk: Path, leave: int) -> Path:
     """A ballast file that fills the file system at ``disk``, then gives back ``leave`` bytes."""
     import errno
     ballast = disk / "ballast"
-    with open(ballast, "wb") as f:
+    # Unbuffered: a buffered file keeps the tail of a short write and raises ENOSPC again on close.
+    with open(ballast, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as e:
             assert e.errno == errno.ENOSPC
     os.truncate(ballast, max(ballast.stat().st_size - leave, 0))
