@@ -81,6 +81,39 @@ def test_a_prepared_dataset_says_how_to_train_on_it(image_folder, tmp_path, tiny
         build_loader(tiny(out), CPU)
 
 
+def test_rows_read_after_the_file_shrank_are_a_data_error_never_a_crash(image_folder, tmp_path, tiny):
+    """Issue 42: a prepared set cut short while a run reads it (CI met the window between a size check and a
+    memory-mapped read: SIGBUS killed the run).  Reads run in a child process, so a crash shows as one."""
+    out = tmp_path / "p"
+    prepare(tiny(image_folder), out, workers=0, progress=False)
+    code = f"""
+import sys, os, numpy as np, torch
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from conftest import tiny_config
+from ganforge.data import DataError
+from ganforge.data.prepared_source import PreparedSource
+source = PreparedSource({str(out)!r}, tiny_config({str(out)!r}))
+whole = source.get_batch(torch.arange(64))[0]
+os.truncate({str(out / "images.u8")!r}, source.row_bytes * 40 + 100)  # mid-row, as a cut-off copy leaves it
+assert torch.equal(source.get_batch(torch.tensor([39, 3, 0]))[0], whole[[39, 3, 0]])  # rows before the cut
+for read in (lambda: source.get_batch(torch.tensor([2, 40, 63])), lambda: source[40], lambda: source.hold(torch.device("cpu"))):
+    try:
+        read()
+    except DataError as e:
+        assert "changed during training" in str(e) and "run ganforge prepare again" in str(e), e
+    else:
+        raise AssertionError("a read past the end of the shrunk file succeeded")
+os.remove({str(out / "images.u8")!r})
+try:
+    source.get_batch(torch.tensor([0]))
+except DataError as e:
+    print("gone:", e)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # -7 is SIGBUS
+    assert "gone:" in done.stdout and "No such file" in done.stdout, done.stdout
+
+
 def _rss_anon_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("RssAnon:"):

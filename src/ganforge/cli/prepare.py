@@ -1,4 +1,4 @@
-"""ganforge prepare: decode and resize a dataset once into a memory-mapped uint8 array."""
+"""ganforge prepare: decode and resize a dataset once into one raw uint8 array file."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "prepare", help="decode and resize a dataset once, for training at memory speed",
         description="Decode every image of SRC (a folder, a zip, zip:inner/dir, or a named dataset), convert it to "
                     "--channels, resize its shorter side to --size and centre-crop it, and store the result in the "
-                    "new folder OUT as one memory-mapped uint8 array plus manifest.json. Train on it with "
+                    "new folder OUT as one raw uint8 array file plus manifest.json. Train on it with "
                     "--data OUT data.image_size=SIZE data.channels=CHANNELS. Broken files are skipped and listed "
                     "in the manifest.")
     p.add_argument("src", metavar="SRC", help="images to prepare: folder, zip (zip:inner/dir) or named dataset")

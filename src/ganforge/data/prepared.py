@@ -1,4 +1,4 @@
-"""Prepared datasets: every image decoded and resized once, stored as one memory-mapped uint8 array.
+"""Prepared datasets: every image decoded and resized once, stored as one raw uint8 array file.
 
 ``ganforge prepare SRC OUT --size 64`` writes into the folder OUT:
 
@@ -8,9 +8,10 @@
   files skipped as broken, and the decoding settings.  It is written last: a folder without it is an
   interrupted preparation, never mistaken for a finished one.
 
-Training from OUT (``--data OUT``) reads batches straight from the memory map: no decoding, no worker
-processes.  A dataset larger than RAM streams, because the operating system pages the file in and out
-as batches touch it; the process itself only ever holds a batch.  With ``data.on_gpu=true`` on a CUDA
+Training from OUT (``--data OUT``) reads each batch's rows straight from the file with positioned reads
+(:mod:`ganforge.data.prepared_source` says why not through a memory map): no decoding, no worker processes.
+A dataset larger than RAM streams, the operating system's page cache keeping what fits; the process itself
+only ever holds a batch.  With ``data.on_gpu=true`` on a CUDA
 device the whole array is copied to GPU memory once when it fits.
 """
 from __future__ import annotations

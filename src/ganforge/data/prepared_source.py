@@ -1,7 +1,12 @@
-"""Reading a prepared dataset (``ganforge prepare``'s output): the manifest and the memory-mapped images.
+"""Reading a prepared dataset (``ganforge prepare``'s output): the manifest and the images' rows.
 
 The format and how it is written are described in :mod:`ganforge.data.prepared`; this module only reads
 it, so that opening a source (:mod:`ganforge.data.sources`) does not depend on the code that writes one.
+
+Rows are read with positioned reads of the file, not through a memory map: a mapped page past the end of a
+file that shrank (overwritten, cut off, a drive that went away) kills the reading process with SIGBUS, with
+no chance to save, and no check before the read can close that window; a read that comes up short is an
+error the run can stop on.  The operating system's page cache keeps repeated reads as cheap.
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ def read_manifest(path: Path) -> dict:
 
 
 class PreparedSource(torch.utils.data.Dataset):
-    """A prepared dataset, memory-mapped; ``get_batch`` reads a batch of rows in one go."""
+    """A prepared dataset; ``get_batch`` reads a batch of rows, in file order, with one read per run of
+    neighbouring rows."""
 
     def __init__(self, path: Path, cfg: Config):
         self.path = Path(path)
@@ -49,7 +55,9 @@ class PreparedSource(torch.utils.data.Dataset):
                             f"({count} images); the dataset is damaged: run ganforge prepare again")
         self.expected_bytes = expected
         n = min(count, cfg.data.limit) if cfg.data.limit else count
-        self.array = np.memmap(self.path / IMAGES, dtype=np.uint8, mode="r", shape=(count, channels, size, size))[:n]
+        self.count = n
+        self.row_shape = (channels, size, size)
+        self.row_bytes = channels * size * size
         self.labels_t = torch.from_numpy(np.load(self.path / LABELS)[:n].astype(np.int64))
         self.classes = list(m.get("classes") or []) if cfg.data.labels else []
         self.on_device: torch.Tensor | None = None
@@ -72,38 +80,51 @@ class PreparedSource(torch.utils.data.Dataset):
                             "again with --labels")
 
     def __len__(self) -> int:
-        return self.array.shape[0]
+        return self.count
 
     def name(self, i: int) -> str:
         return f"{self.path.name}[{i}]"
 
-    def _check_still_there(self) -> None:
-        """Reading a memory-mapped page past the end of a file that shrank kills the process (SIGBUS), with
-        no chance to save: so the size is checked before each read (a stat, microseconds)."""
+    def _changed(self, why: str) -> DataError:
+        return DataError(f"{self.path / IMAGES} changed during training ({why}): the prepared dataset was "
+                         "overwritten, truncated or went away (a disconnected drive or network mount?); "
+                         "restore it or run ganforge prepare again")
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Images ``rows`` (sorted, each in range) as one uint8 array; a file that shrank or went away is a
+        :class:`DataError`."""
+        out = np.empty((len(rows), *self.row_shape), dtype=np.uint8)
+        if not len(rows):
+            return out
+        flat = memoryview(out).cast("B")
+        # Runs of neighbouring rows are read in one go (all of them, when the whole set is held).
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         try:
-            size = os.stat(self.path / IMAGES).st_size
+            with open(self.path / IMAGES, "rb", buffering=0) as f:
+                for first, last in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+                    f.seek(int(rows[first]) * self.row_bytes)
+                    view = flat[first * self.row_bytes:last * self.row_bytes]
+                    while view:
+                        got = f.readinto(view)
+                        if not got:
+                            size = os.fstat(f.fileno()).st_size
+                            raise self._changed(f"{size} bytes, {self.expected_bytes} expected")
+                        view = view[got:]
         except OSError as e:
-            size, why = -1, e.strerror
-        else:
-            why = f"{size} bytes, {self.expected_bytes} expected"
-        if size < self.expected_bytes:
-            raise DataError(f"{self.path / IMAGES} changed during training ({why}): the prepared dataset was "
-                            "overwritten, truncated or went away (a disconnected drive or network mount?); "
-                            "restore it or run ganforge prepare again")
+            raise self._changed(e.strerror or str(e)) from None
+        return out
 
     def __getitem__(self, key):
         i = key[0] if isinstance(key, tuple) else key
-        self._check_still_there()
-        return torch.from_numpy(np.array(self.array[i])), int(self.labels_t[i]), -1
+        return torch.from_numpy(self.read_rows(np.array([i]))[0]), int(self.labels_t[i]), -1
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.on_device is not None:
             return self.on_device[indices.to(self.on_device.device)], self.labels_t[indices]
-        self._check_still_there()
         # Rows in file order (sequential reads when streaming from disk), then back in the sampler's order.
         idx = indices.numpy()
         order = np.argsort(idx, kind="stable")
-        rows = self.array[idx[order]]
+        rows = self.read_rows(idx[order])
         out = np.empty_like(rows)
         out[order] = rows
         return torch.from_numpy(out), self.labels_t[indices]
@@ -113,8 +134,9 @@ class PreparedSource(torch.utils.data.Dataset):
         if device.type != "cuda":
             return self
         free, _ = torch.cuda.mem_get_info(device)
-        if self.array.nbytes > free // 2:
-            print(f"ganforge: data.on_gpu: {self.array.nbytes / 2**30:.1f} GiB does not fit in half the free GPU "
+        nbytes = self.count * self.row_bytes
+        if nbytes > free // 2:
+            print(f"ganforge: data.on_gpu: {nbytes / 2**30:.1f} GiB does not fit in half the free GPU "
                   f"memory ({free / 2**30:.1f} GiB); streaming from {self.path} instead", flush=True)
             return self
         return self.hold(device)
@@ -122,7 +144,7 @@ class PreparedSource(torch.utils.data.Dataset):
     def hold(self, device: torch.device) -> "PreparedSource":
         """Copy every image to ``device`` and serve batches from there, with no check of its free memory
         (``to`` checks first; the tests hold a set on the CPU to run the same batch order without a GPU)."""
-        self.on_device = torch.from_numpy(np.ascontiguousarray(self.array)).to(device)
+        self.on_device = torch.from_numpy(self.read_rows(np.arange(self.count))).to(device)
         return self
 
 
