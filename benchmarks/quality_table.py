@@ -137,8 +137,8 @@ def spread(values: list[float], digits: int) -> str:
     return mean if len(values) == 1 else f"{mean} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-#: The tables show the baselines and earlier recipes from this point on (their early points are in the
-#: plot), so that the page stays a page.
+#: The tables show the baselines, earlier recipes and the default's runs under other conditions from this
+#: point on (their early points are in the plot), so that the page stays a page.
 BASELINE_FROM_MINUTES = 12
 
 
@@ -149,7 +149,8 @@ def summary(data: dict) -> str:
     for label, runs in summary_rows(data).items():
         shown = f"**{label}**" if runs[0]["system"] == DEFAULT else label
         for minutes in sorted({p["minutes"] for r in runs for p in r["points"]}):
-            if runs[0]["system"] != DEFAULT and minutes < BASELINE_FROM_MINUTES:
+            main_rows = runs[0]["system"] == DEFAULT and runs[0]["threads"] == 1 and not runs[0].get("shared")
+            if not main_rows and minutes < BASELINE_FROM_MINUTES:
                 continue
             at = [(r, p) for r in runs for p in r["points"] if p["minutes"] == minutes]
             steps = [p["step"] for _, p in at]
