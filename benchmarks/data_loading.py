@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 PATHS = ["baseline", "folder", "zip", "prepared"]
 LABELS = {"baseline": "torchvision ImageFolder + tutorial transforms", "folder": "ganforge folder",
-          "zip": "ganforge zip (in place)", "prepared": "ganforge prepared (memory-mapped)"}
+          "zip": "ganforge zip (in place)", "prepared": "ganforge prepared (positioned reads)"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@
 Training from OUT (``--data OUT``) reads each batch's rows straight from the file with positioned reads
 (:mod:`ganforge.data.prepared_source` says why not through a memory map): no decoding, no worker processes.
 A dataset larger than RAM streams, the operating system's page cache keeping what fits; the process itself
-only ever holds a batch.  With ``data.on_gpu=true`` on a CUDA
-device the whole array is copied to GPU memory once when it fits.
+only ever holds a batch.  With ``data.on_gpu=true`` on a CUDA device the whole array is copied to GPU
+memory once when it fits.
 """
 from __future__ import annotations
 
