@@ -148,8 +148,8 @@ def summary(data: dict) -> str:
              "|---" * (4 + len(scores)) + "|"]
     for label, runs in summary_rows(data).items():
         shown = f"**{label}**" if runs[0]["system"] == DEFAULT else label
+        main_rows = runs[0]["system"] == DEFAULT and runs[0]["threads"] == 1 and not runs[0].get("shared")
         for minutes in sorted({p["minutes"] for r in runs for p in r["points"]}):
-            main_rows = runs[0]["system"] == DEFAULT and runs[0]["threads"] == 1 and not runs[0].get("shared")
             if not main_rows and minutes < BASELINE_FROM_MINUTES:
                 continue
             at = [(r, p) for r in runs for p in r["points"] if p["minutes"] == minutes]
