@@ -254,9 +254,11 @@ class GanforgeStep:
         self.trainer = Trainer(cfg, run_dir, log_format="quiet")
         if self.trainer.step_fn.g_terms:  # feature matching: the real set's statistics, as fit() reads them first
             from ganforge.data import build_loader
+            from ganforge.training.clusters import latent_clusters
             dataset = build_loader(cfg, device).dataset
+            clusters = latent_clusters(cfg, dataset, device)  # the latent groups' clusters, None without groups
             for term in self.trainer.step_fn.g_terms:
-                term.start(dataset, device)
+                term.start(dataset, device, clusters)
         self.settings = speed.accelerate(self.trainer, steps_left=steps_left)
         self.flags = current_flags()  # what accelerate set (cuDNN autotuning, TF32)
         self.channels_last = self.settings.channels_last

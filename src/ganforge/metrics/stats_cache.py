@@ -79,16 +79,26 @@ def _load(path: Path, logits: bool = False) -> np.ndarray | tuple[np.ndarray, np
         return None  # a damaged cache file (or one without the logits asked for) is recomputed, not trusted
 
 
+def real_subset(count: int, n: int) -> list[int]:
+    """Which ``n`` of ``count`` real images evaluation scores against (all of them when fewer), in order:
+    drawn with a fixed seed, so every evaluation of a set uses the same ones.  Not the first ``n``: a
+    folder is read in name order, and its first files are rarely a sample of it (class folders, or
+    emoji named by code point, whose first thousand hold every flag and few faces)."""
+    if n >= count:
+        return list(range(count))
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
+    return order[:n].sort().values.tolist()
+
+
 def real_batches(cfg: Config, n: int, batch_size: int = 50, dataset=None) -> Iterator[torch.Tensor]:
-    """The ``n`` real images of ``cfg.data`` that evaluation uses (all of them when fewer; the same subset
-    every time), centre-cropped, in batches as the dataset gives them."""
+    """The ``n`` real images of ``cfg.data`` that evaluation uses (:func:`real_subset`), centre-cropped,
+    in batches as the dataset gives them."""
     cfg = eval_data_config(cfg)
     if dataset is None:
         from ganforge.data import open_source
         dataset = open_source(cfg)
-    n = min(n, len(dataset))
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(REAL_SUBSET_SEED))
-    indices = order[:n].sort().values.tolist()
+    indices = real_subset(len(dataset), n)
+    n = len(indices)
     for i in range(0, n, batch_size):
         yield torch.stack([dataset[j][0] for j in indices[i:i + batch_size]])
 
