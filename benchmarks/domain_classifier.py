@@ -157,11 +157,13 @@ def domain_scores(net: DomainNet, fakes: torch.Tensor, real_features: np.ndarray
             "domain_spread": spread(logits)}
 
 
-def real_reference(net: DomainNet, reals: torch.Tensor, n: int) -> tuple[np.ndarray, dict[str, float]]:
-    """The first ``n`` reals' features, and the same figures for the real images: their confidence and spread,
-    and the FD of two disjoint halves of ``reals`` (``n`` images each at most, as quality.py's FID yardstick is
+def real_reference(net: DomainNet, reals: torch.Tensor, reference: torch.Tensor) -> tuple[np.ndarray, dict[str, float]]:
+    """The features of ``reference`` (the reals the samples are scored against: quality.py's evaluation subset of
+    ``reals``), and the same figures for real images: the reference's confidence and spread, and the FD of two
+    disjoint halves of ``reals`` (as many images each as the reference at most, as quality.py's FID yardstick is
     taken): the floor a generator's FD can reach."""
-    feats, logits = features_and_logits(net, reals[:n])
+    n = reference.shape[0]
+    feats, logits = features_and_logits(net, reference)
     perm = torch.randperm(reals.shape[0], generator=torch.Generator().manual_seed(0))
     half = reals.shape[0] // 2
     a = features_and_logits(net, reals[perm[:half]][:n])[0]

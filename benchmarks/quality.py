@@ -55,10 +55,13 @@ draws the plot (``docs/images/quality_curve_<set>.png``).
     python benchmarks/quality.py --curve --datasets emoji --systems default auto-v1 --threads 1
     python benchmarks/quality_table.py --add benchmarks/results/quality-curve-*.json --plot docs/images
 
-``--rescore FILE...`` adds the domain classifier's scores (and SWD where a point lacks it) to curve files already
-written, in place, from the samples each point kept (``samples_<m>min.npy`` beside its run):
+``--rescore FILE...`` scores SWD and the domain classifier's scores again, in place, from the samples each point
+kept (``samples_<m>min.npy`` beside its run), in curve files or in quality_table.py's per-dataset files:
 
-    python benchmarks/quality.py --rescore benchmarks/results/quality-curve-*.json
+    python benchmarks/quality.py --rescore benchmarks/results/quality-curve-*.json benchmarks/results/quality-emoji.json
+
+The independent scores compare with the ``n`` reals ``ganforge eval`` takes (a seeded subset of the set), FID and
+KID with the first ``n`` files in name order (:func:`score_images` says why).
 """
 from __future__ import annotations
 
@@ -83,6 +86,8 @@ from ganforge.sampling import generate, load_generator, save_grid
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
+#: Where the sets, runs and caches live (``--work``).
+WORK = Path.home() / ".cache" / "ganforge" / "bench-quality"
 EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
 SKIN_TONES = ("-1f3fb", "-1f3fc", "-1f3fd", "-1f3fe", "-1f3ff")
 
@@ -256,7 +261,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=12.0, help="training time per run (default 12)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per score (default 1000)")
     ap.add_argument("--seed", type=int, default=0, help="train.seed of every run (the noise between seeds is large)")
-    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ganforge" / "bench-quality")
+    ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--grids", type=Path, default=ROOT.parent / "docs" / "images")
     args = ap.parse_args()
     if args.threads:
@@ -346,7 +351,7 @@ class CurveSnapshots:
 
 #: Real images' features on disk, keyed by the images' bytes and the network: the same 1,000 reals are
 #: scored by every run of a sweep, and on this CPU their features cost as much as a run's samples'.
-REAL_FEATURES_CACHE = Path.home() / ".cache" / "ganforge" / "bench-quality" / "real-features"
+REAL_FEATURES_CACHE = WORK / "real-features"
 
 
 def real_features(extractor, features: str, reals: torch.Tensor):
@@ -366,12 +371,41 @@ def real_features(extractor, features: str, reals: torch.Tensor):
     return feats
 
 
+#: Which reals the independent scores (SWD, the domain classifier's) compare against, recorded with every
+#: point that has them: the ``n`` that ``ganforge eval`` takes (a seeded subset of the set).
+INDEPENDENT_REFERENCE = "evaluation subset"
+
+
+def independent_reference(reals: torch.Tensor, n: int) -> torch.Tensor:
+    """The reals SWD and the domain classifier score against: the ``n`` of the set that ``ganforge eval`` takes
+    (:func:`ganforge.metrics.stats_cache.real_subset`, a seeded subset), a sample of the whole set.  FID and
+    KID keep the first ``n`` files in name order (:func:`score_images`)."""
+    from ganforge.metrics.stats_cache import real_subset
+    return reals[real_subset(reals.shape[0], n)]
+
+
+def independent_scores(fakes: torch.Tensor, reals: torch.Tensor, n: int, dataset: str | None) -> dict:
+    """SWD and (where the set has one) the domain classifier's scores of the first ``n`` fakes against
+    :func:`independent_reference`, with ``independent_reference`` naming it."""
+    from ganforge.metrics.evaluate import score_swd
+    reference = independent_reference(reals, n)
+    # SWD of Laplacian-pyramid patches: no network, so nothing training's ImageNet features could please.
+    scores = {k: v for k, v in score_swd(fakes[:n].split(50), reference.split(50), n).items() if k.startswith("swd_")}
+    if has_domain_classifier(dataset):
+        scores.update(domain_scores(dataset, fakes, reals, n))
+    return {**scores, "independent_reference": INDEPENDENT_REFERENCE}
+
+
 def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tuple[str, ...] = FEATURES,
                  dataset: str | None = None) -> dict:
-    """FID, KID and the copy ratio (how near the samples sit to the real images), and SWD, of ``fakes`` against
-    the first ``n`` of ``reals`` (as :func:`ganforge.metrics.evaluate` takes a tensor of reals) on each feature
-    network; the reals' features are cached on disk.  With ``dataset``, also its domain classifier's scores
-    (:func:`domain_scores`)."""
+    """FID, KID and the copy ratio (how near the samples sit to the real images) of ``fakes`` against the first
+    ``n`` of ``reals`` on each feature network (the reals' features cached on disk), and SWD and the domain
+    classifier's scores (:func:`independent_scores`).
+
+    FID and KID compare with the first ``n`` files in name order, as every FID on docs/quality.md since the
+    first recipe was measured: for emoji that is not a sample of the set (every flag, few faces) and gives
+    about 6 more FID-EL0 than the evaluation subset, but the history compares.  The independent scores, all
+    of whose points keep their samples, were moved to the evaluation subset (``--rescore``)."""
     from ganforge.metrics.evaluate import score_features
     from ganforge.metrics.features import build_extractor, extract_features
     scores = {}
@@ -381,13 +415,7 @@ def score_images(fakes: torch.Tensor, reals: torch.Tensor, n: int, features: tup
         out = score_features(fake_features, fake_logits, real_features(extractor, name, reals[:n]),
                              ["fid", "kid", "copy"], name)
         scores.update({k: v for k, v in out.items() if k.startswith(("fid_", "kid_", "copy_ratio_"))})
-    # SWD of Laplacian-pyramid patches: no network, so nothing training's ImageNet features could please.
-    from ganforge.metrics.evaluate import score_swd
-    scores.update({k: v for k, v in score_swd(fakes[:n].split(50), reals[:n].split(50), n).items()
-                   if k.startswith("swd_")})
-    if has_domain_classifier(dataset):
-        scores.update(domain_scores(dataset, fakes, reals, n))
-    return scores
+    return {**scores, **independent_scores(fakes, reals, n, dataset)}
 
 
 #: Sets scored by another set's domain classifier: Fluent's 3D emoji by the emoji one (OpenMoji's groups), at its
@@ -413,7 +441,8 @@ _DOMAIN: dict = {}
 
 def domain_reference(dataset: str, reals: torch.Tensor, n: int) -> tuple:
     """The classifier of ``dataset`` (trained here from scratch, never on ImageNet nor on these images:
-    ``benchmarks/domain_classifier.py``), the first ``n`` reals' features on it, and the reals' own figures:
+    ``benchmarks/domain_classifier.py``), the features of the reals of :func:`independent_reference` on it, and
+    the reals' own figures on those same images:
     ``real_domain_confidence``, ``real_domain_spread``, and ``real_domain_fd_half_vs_half`` (two disjoint halves
     of the reals, ``n`` each at most, as the FID yardstick is taken), with what the classifier is."""
     import hashlib
@@ -421,7 +450,7 @@ def domain_reference(dataset: str, reals: torch.Tensor, n: int) -> tuple:
     key = (dataset, n, hashlib.sha256(reals.contiguous().numpy().tobytes()).hexdigest())
     if key not in _DOMAIN:
         net, facts = dc.load(domain_classifier_name(dataset))
-        real_feats, reference = dc.real_reference(net, reals, n)
+        real_feats, reference = dc.real_reference(net, reals, independent_reference(reals, n))
         _DOMAIN[key] = (net, real_feats, {**reference, "classifier": dc.facts_summary(facts)})
     return _DOMAIN[key]
 
@@ -566,37 +595,43 @@ def curve_main(args) -> int:
 
 
 def rescore(path: Path) -> dict:
-    """Add the domain classifier's scores (and SWD where a point lacks it) to a curve file's points, from the
-    samples each point kept (``samples``: a uint8 .npy), and the reals' figures to each dataset block; the file is
-    written back whole (a temporary file, then renamed).  Points without samples are left as they are."""
+    """Score the independent scores (SWD and the domain classifier's: :func:`independent_scores`) again from the
+    samples each point kept (``samples``: a uint8 .npy), against :func:`independent_reference`, and the reals'
+    figures of each dataset; FID and KID are left as they are.  ``path``: a curve file (``--curve``'s) or a
+    per-dataset results file (``quality_table.py``'s ``results/quality-<dataset>.json``).  The file is written
+    back whole (a temporary file, then renamed).  Points without samples are left as they are and named."""
     import numpy as np
-    from ganforge.metrics.evaluate import score_swd
     results = json.loads(path.read_text())
-    if results.get("mode") != "curve":
-        raise SystemExit(f"quality.py --rescore: {path} is not a --curve result file (no \"mode\": \"curve\")")
-    n = results["n"]
-    for ds_name, block in results["datasets"].items():
+    if results.get("mode") == "curve":
+        n = results["n"]
+        blocks = [(name, block, block["source"], [(e["system"], e["points"]) for e in block["systems"]])
+                  for name, block in results["datasets"].items()]
+    elif "runs" in results and "dataset" in results:  # quality_table's results file: 1,000 samples a point
+        n = 1000
+        blocks = [(results["dataset"], results, None, [(r["system"], r["points"]) for r in results["runs"]])]
+    else:
+        raise SystemExit(f"quality.py --rescore: {path} is not a --curve result file (no \"mode\": \"curve\") "
+                         "nor a quality_table.py results file")
+    for ds_name, block, source, runs in blocks:
         if ds_name not in DATASETS:
             raise SystemExit(f"quality.py --rescore: {path} has dataset '{ds_name}', which quality.py does not know")
         spec = DATASETS[ds_name]
-        reals = real_images(tutorial_config(block["source"], spec["size"], spec["channels"], []))
+        reals = real_images(tutorial_config(source or str(spec["source"](WORK)), spec["size"],
+                                            spec["channels"], []))
         if has_domain_classifier(ds_name):
-            block["domain"] = domain_reference(ds_name, reals, n)[2]
-        for entry in block["systems"]:
-            for point in entry["points"]:
+            reference = domain_reference(ds_name, reals, n)[2]
+            block["domain" if source else "real_domain"] = reference
+        for system, points in runs:
+            for point in points:
                 samples = Path(point.get("samples", ""))
                 if not point.get("samples") or not samples.is_file():
                     why = f"{samples} is missing" if point.get("samples") else 'the point has no "samples"'
-                    print(f"{path.name}: {entry['system']} at {point['minutes']:g} min: {why}: left as it is")
+                    print(f"{path.name}: {system} at {point['minutes']:g} min: {why}: left as it is")
                     continue
                 fakes = torch.from_numpy(np.load(samples, allow_pickle=False))
-                if has_domain_classifier(ds_name):
-                    point.update(domain_scores(ds_name, fakes, reals, n))
-                if "swd_mean" not in point:
-                    point.update({k: v for k, v in score_swd(fakes[:n].split(50), reals[:n].split(50), n).items()
-                                  if k.startswith("swd_")})
+                point.update(independent_scores(fakes, reals, n, ds_name))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
+    tmp.write_text(json.dumps(results, indent=1 if "runs" in results else 2) + ("\n" if "runs" in results else ""))
     tmp.replace(path)
     return results
 
@@ -604,7 +639,9 @@ def rescore(path: Path) -> dict:
 def rescore_main(paths: list[Path]) -> int:
     done = []
     for path in paths:
-        done.append(rescore(path))
+        results = rescore(path)
+        if results.get("mode") == "curve":  # a results file's tables are quality_table.py's
+            done.append(results)
         print(f"rescored {path}", flush=True)
     print_curve_table(done)
     return 0

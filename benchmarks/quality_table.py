@@ -43,7 +43,10 @@ DIGITS = {"fid_effnet_lite0": 1, "fid_effnet_lite2": 1, "swd_mean": 1, "domain_f
 #: The reals' figures on the domain classifier (quality.py's dataset block ``domain``), shown as a row of their own.
 REAL_DOMAIN = {"domain_fd": "real_domain_fd_half_vs_half", "domain_confidence": "real_domain_confidence",
                "domain_spread": "real_domain_spread"}
-KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0")
+#: The independent scores: shown only where a point records the reals they were scored against (quality.py's
+#: ``independent_reference``); before that they compared with the first 1,000 files in name order.
+INDEPENDENT = ("swd_mean", "domain_fd", "domain_confidence", "domain_spread", "domain_confidence_ratio")
+KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0", "independent_reference", "samples")
 #: The marker line on the page after which ``--write`` puts a dataset's table.
 MARKER = "<!-- benchmarks/quality_table.py {dataset} -->"
 
@@ -142,6 +145,10 @@ def spread(values: list[float], digits: int) -> str:
 BASELINE_FROM_MINUTES = 12
 
 
+def shown_score(point: dict, score: str) -> bool:
+    return score in point and (score not in INDEPENDENT or "independent_reference" in point)
+
+
 def summary(data: dict) -> str:
     scores = [s for s in SCORES if any(s in p for r in data["runs"] for p in r["points"])]
     lines = ["| system | minutes | runs (seeds) | steps | " + " | ".join(HEADS[s] for s in scores) + " |",
@@ -155,7 +162,7 @@ def summary(data: dict) -> str:
             at = [(r, p) for r in runs for p in r["points"] if p["minutes"] == minutes]
             steps = [p["step"] for _, p in at]
             seeds = ", ".join(str(s) for s in sorted({r["seed"] for r, _ in at}))
-            cells = [spread([p[s] for _, p in at if s in p], DIGITS.get(s, 3)) if any(s in p for _, p in at)
+            cells = [spread(values, DIGITS.get(s, 3)) if (values := [p[s] for _, p in at if shown_score(p, s)])
                      else "" for s in scores]
             step_range = f"{min(steps):,}" if min(steps) == max(steps) else f"{min(steps):,}-{max(steps):,}"
             lines.append(f"| {shown} | {minutes:g} | {len(at)} ({seeds}) | {step_range} | " + " | ".join(cells) + " |")

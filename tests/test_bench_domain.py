@@ -54,7 +54,7 @@ def test_confidence_and_spread_span_their_ranges():
 def test_real_emoji_scored_against_themselves(emoji_dir, tiny_emoji_classifier):
     reals = emoji_reals(emoji_dir)
     assert reals.dtype == torch.uint8 and reals.shape == (64, 3, 64, 64)
-    feats, reference = dc.real_reference(tiny_emoji_classifier, reals, 64)
+    feats, reference = dc.real_reference(tiny_emoji_classifier, reals, reals)
     assert feats.shape == (64, 16)
     own = dc.domain_scores(tiny_emoji_classifier, reals, feats)
     assert abs(own["domain_fd"]) < 1e-6
@@ -74,7 +74,7 @@ def test_rescore_adds_domain_scores_to_a_curve_file(tmp_path, emoji_dir, tiny_em
     results = {"mode": "curve", "machine": {"threads": 1, "device": "cpu"}, "points": [1, 2], "n": 64, "seed": 0,
                "datasets": {"emoji": {"source": str(emoji_dir), "real_images": 64, "systems": [
                    {"system": "auto-v7", "seed": 0, "status": "finished", "notes": [], "points": [
-                       {"minutes": 1, "step": 10, **fid, "samples": str(samples)},
+                       {"minutes": 1, "step": 10, **fid, "swd_mean": 999.0, "samples": str(samples)},
                        {"minutes": 2, "step": 20, **fid, "samples": str(tmp_path / "gone.npy")}]}]}}}
     path = tmp_path / "quality-curve-x-20260101-000000.json"
     path.write_text(json.dumps(results))
@@ -83,7 +83,8 @@ def test_rescore_adds_domain_scores_to_a_curve_file(tmp_path, emoji_dir, tiny_em
     out = json.loads(path.read_text())
     block = out["datasets"]["emoji"]
     first, second = block["systems"][0]["points"]
-    assert DOMAIN_KEYS <= set(first) and "swd_mean" in first
+    assert DOMAIN_KEYS <= set(first) and first["swd_mean"] != 999.0  # scored again, not only added
+    assert first["independent_reference"] == quality.INDEPENDENT_REFERENCE
     assert first["fid_effnet_lite0"] == 50.0 and first["samples"] == str(samples)  # the rest kept as it was
     assert second == results["datasets"]["emoji"]["systems"][0]["points"][1]  # no samples: untouched
     real = block["domain"]
@@ -104,6 +105,21 @@ def test_rescore_adds_domain_scores_to_a_curve_file(tmp_path, emoji_dir, tiny_em
     table = quality_table.summary(quality_table.load("emoji"))
     assert "| confidence | spread | conf. / real |" in table
     assert f"{real['real_domain_confidence']:.3f}" in table.splitlines()[-1]
+
+    # The folded file keeps each point's samples, so it can be scored again in place; a point scored against
+    # another reference (no ``independent_reference``) shows its FID but not its independent scores.
+    folded_path = quality_table.dataset_file("emoji")
+    folded = json.loads(folded_path.read_text())
+    kept = folded["runs"][0]["points"][0]
+    assert kept["samples"] == str(samples)
+    kept.pop("independent_reference")
+    kept["domain_confidence"] = 0.0123
+    folded_path.write_text(json.dumps(folded))
+    assert "0.012" not in quality_table.summary(quality_table.load("emoji"))
+    quality.rescore(folded_path)
+    again = json.loads(folded_path.read_text())["runs"][0]["points"][0]
+    assert again["domain_confidence"] == pytest.approx(first["domain_confidence"])
+    assert again["independent_reference"] == quality.INDEPENDENT_REFERENCE
 
 
 def test_rescore_refuses_a_file_that_is_not_a_curve(tmp_path):
