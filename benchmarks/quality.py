@@ -602,12 +602,13 @@ def rescore(path: Path) -> dict:
     back whole (a temporary file, then renamed).  Points without samples are left as they are and named."""
     import numpy as np
     results = json.loads(path.read_text())
-    if results.get("mode") == "curve":
+    folded = results.get("mode") != "curve"  # quality_table.py's layout: indent 1 and a final newline
+    if not folded:
         n = results["n"]
         blocks = [(name, block, block["source"], [(e["system"], e["points"]) for e in block["systems"]])
                   for name, block in results["datasets"].items()]
-    elif "runs" in results and "dataset" in results:  # quality_table's results file: 1,000 samples a point
-        n = 1000
+    elif "runs" in results and "dataset" in results:  # quality_table's results file
+        n = 1000  # every run in them was scored on 1,000 samples (quality.py's --n), and the file does not say
         blocks = [(results["dataset"], results, None, [(r["system"], r["points"]) for r in results["runs"]])]
     else:
         raise SystemExit(f"quality.py --rescore: {path} is not a --curve result file (no \"mode\": \"curve\") "
@@ -631,7 +632,7 @@ def rescore(path: Path) -> dict:
                 fakes = torch.from_numpy(np.load(samples, allow_pickle=False))
                 point.update(independent_scores(fakes, reals, n, ds_name))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=1 if "runs" in results else 2) + ("\n" if "runs" in results else ""))
+    tmp.write_text(json.dumps(results, indent=1) + "\n" if folded else json.dumps(results, indent=2))
     tmp.replace(path)
     return results
 

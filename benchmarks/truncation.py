@@ -8,7 +8,8 @@ same 1,000 latents (seed 123, as ``benchmarks/quality.py`` does) of one run's ge
 - psi = 1 with standing statistics, which tells the statistics' own effect apart from the truncation's;
 - each ``--psi`` with standing statistics,
 
-on EfficientNet-Lite0 and Lite2 features against the run's real set (the first 1,000 images by name) and,
+on EfficientNet-Lite0 and Lite2 features against the run's real set (FID: the first 1,000 images by name;
+the independent scores: the evaluation subset, as quality.py's) and,
 since truncation trades variety for recognisable samples, on the two scores that owe nothing to ImageNet
 (SWD, and with ``--dataset`` that set's domain classifier: FD, the samples' confidence over the reals'), prints
 each FID's ratio to the baseline's, writes ``benchmarks/results/truncation-<time>.json`` and one grid per
