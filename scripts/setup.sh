@@ -51,6 +51,16 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
+  # PyPI's Linux build of PyTorch brings CUDA's libraries: about 5.5 GB in .venv.  Say so before pip
+  # stops half way with "No space left on device".
+  free_kb=$(df -Pk .venv | awk 'NR==2 {print $4}')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt $((7 * 1024 * 1024)) ]; then
+    echo "setup: only $((free_kb / 1024)) MB free for .venv, and PyTorch with its CUDA libraries needs about" \
+         "7 GB while installing: free some space (or install PyTorch into an environment of your own, then" \
+         "pip install \".[$EXTRAS]\")" >&2
+    df -h .venv >&2
+    exit 1
+  fi
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
 .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
