@@ -34,10 +34,9 @@ import ganforge  # noqa: E402
 from ganforge.cli.train import MAIN_JOB_MINUTES  # noqa: E402
 from ganforge.runfiles import resolve_run  # noqa: E402
 from quality import real_images, score_run, tutorial_config  # noqa: E402
+from quality_table import INDEPENDENT  # noqa: E402  (the scores that owe nothing to ImageNet)
 
 README_PICTURE = ROOT.parent / "docs" / "images" / "quickstart_samples.png"
-#: The scores that owe nothing to ImageNet (benchmarks/quality.py): SWD and the Fashion-MNIST classifier's.
-INDEPENDENT = ("swd_mean", "domain_fd", "domain_confidence", "domain_spread", "domain_confidence_ratio")
 
 
 def main_job(runs: Path, overrides: list[str], threads: int) -> Path:

@@ -114,6 +114,14 @@ def emoji_dir(tmp_path_factory) -> Path:
     return emoji_folder(tmp_path_factory.mktemp("emoji") / "emoji", 64)
 
 
+@pytest.fixture(scope="session")
+def emoji_128_dir(tmp_path_factory) -> Path:
+    """128 real emoji: the fewest for which the recipe takes latent groups (with their Gram part and
+    unbiased estimates), so a recipe built on this folder is the one a user's emoji set gets."""
+    from emoji_data import emoji_folder
+    return emoji_folder(tmp_path_factory.mktemp("emoji128") / "emoji", 128)
+
+
 def random_dinov2_checkpoint(folder: Path) -> Path:
     """A file laid out as Meta's dinov2_vits14_pretrain.pth (keys, shapes), with random weights."""
     import timm
