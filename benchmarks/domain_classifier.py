@@ -24,11 +24,16 @@ Scores (higher ``domain_confidence`` and ``domain_spread`` are better, lower ``d
 - ``domain_spread``: exp(E[KL(p(y|x) || p(y))]) over all images (the Inception Score's formula, one split):
   near the number of classes when every image is recognised and the classes are evenly used.
 
-The weights are cached as safetensors under ``~/.cache/ganforge/bench-quality/domain/``, keyed by a hash of
-the training recipe, with the training facts (accuracies, epochs, seconds) in a JSON beside them.
+The judges are pinned: the weights the results were scored with ship in ``benchmarks/judges/`` (safetensors,
+named by a hash of the training recipe, with the training facts in a JSON beside them), because training
+again on another machine gives other weights (other sums in another order: the emoji classifier's reals'
+confidence was 0.511 with one training and 0.530 with another), and scores compare only under one judge.
+Without pinned weights for a recipe, the classifier is trained (minutes) and cached under
+``~/.cache/ganforge/bench-quality/domain/``; ``--pin`` copies it into ``benchmarks/judges/``.  Every result
+records the weights' digest (``weights_digest``).
 
-    python benchmarks/domain_classifier.py --datasets emoji fashion --threads 1   # train (once), print the facts
-    python benchmarks/domain_classifier.py --datasets emoji --retrain   # train again
+    python benchmarks/domain_classifier.py --datasets emoji fashion --threads 1   # load (or train), print the facts
+    python benchmarks/domain_classifier.py --datasets emoji --retrain --pin        # train again and pin the new judge
 """
 from __future__ import annotations
 
@@ -52,6 +57,8 @@ from ganforge.metrics.scores import fid_from_features, inception_score
 
 WORK = Path.home() / ".cache" / "ganforge" / "bench-quality"
 CACHE = WORK / "domain"
+#: The pinned judges, shipped with the repository (see the module's doc).
+JUDGES = Path(__file__).resolve().parent / "judges"
 OPENMOJI_PACKAGE = "openmoji@17.0.0"
 #: The Unicode emoji groups, in OpenMoji's names (its ``group`` column), as the classifier's classes.
 EMOJI_GROUPS = ("smileys-emotion", "people-body", "animals-nature", "food-drink", "travel-places", "activities",
@@ -382,46 +389,67 @@ def train(dataset: str, log=print) -> tuple[DomainNet, dict]:
     return net.eval(), facts
 
 
-def weights_path(dataset: str) -> Path:
-    return CACHE / f"{dataset}-{recipe_hash(RECIPES[dataset])}.safetensors"
+def weights_path(dataset: str, folder: Path | None = None) -> Path:
+    return (folder or CACHE) / f"{dataset}-{recipe_hash(RECIPES[dataset])}.safetensors"
+
+
+def weights_digest(path: Path) -> str:
+    """Which trained weights a score came from: the first 12 hex digits of the file's SHA-256."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def load(dataset: str, retrain: bool = False, log=print) -> tuple[DomainNet, dict]:
-    """The dataset's classifier and its training facts: from the cache, else trained now (minutes) and cached."""
+    """The dataset's classifier and its training facts (with ``weights_digest``): the pinned judge, else the
+    cached one, else trained now (minutes) and cached; ``retrain`` trains again whatever is there."""
     from safetensors.torch import load_file
-    path = weights_path(dataset)
-    facts_path = path.with_suffix(".json")
-    if path.is_file() and facts_path.is_file() and not retrain:
-        net = build(RECIPES[dataset])
-        net.load_state_dict(load_file(path))
-        return net.eval(), json.loads(facts_path.read_text())
+    for path in [] if retrain else [weights_path(dataset, JUDGES), weights_path(dataset)]:
+        facts_path = path.with_suffix(".json")
+        if path.is_file() and facts_path.is_file():
+            net = build(RECIPES[dataset])
+            net.load_state_dict(load_file(path))
+            return net.eval(), {**json.loads(facts_path.read_text()), "weights_digest": weights_digest(path)}
     net, facts = train(dataset, log)
-    save(dataset, net, facts)
-    return net, facts
+    path = save(dataset, net, facts)
+    return net, {**facts, "weights_digest": weights_digest(path)}
+
+
+def pin(dataset: str) -> Path:
+    """Copy the cached classifier of ``dataset`` (weights and facts) into ``benchmarks/judges/``."""
+    source = weights_path(dataset)
+    target = weights_path(dataset, JUDGES)
+    JUDGES.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        target.with_suffix(suffix).write_bytes(source.with_suffix(suffix).read_bytes())
+    return target
 
 
 def save(dataset: str, net: DomainNet, facts: dict) -> Path:
-    """The classifier's weights (safetensors) and training facts (JSON) where :func:`load` finds them."""
+    """The classifier's weights (safetensors) and training facts (JSON) in the cache, where :func:`load` finds
+    them."""
     from safetensors.torch import save_file
     path = weights_path(dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
     tmp.replace(path)
+    facts = {k: v for k, v in facts.items() if k != "weights_digest"}  # the file's own, computed on load
     path.with_suffix(".json").write_text(json.dumps(facts, indent=1) + "\n")
     return path
 
 
 def facts_summary(facts: dict) -> dict:
     """What a result file records of the classifier it was scored with."""
-    keep = ("recipe_hash", "train_images", "test_images", "test_accuracy", "noto_images", "noto_accuracy")
+    keep = ("recipe_hash", "weights_digest", "train_images", "test_images", "test_accuracy", "noto_images",
+            "noto_accuracy")
     return {"data": facts["recipe"]["data"], **{k: facts[k] for k in keep if k in facts}}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    ap.add_argument("--retrain", action="store_true", help="train again even if the cache has the weights")
+    ap.add_argument("--retrain", action="store_true", help="train again even if pinned or cached weights exist")
+    ap.add_argument("--pin", action="store_true", help="copy the classifier into benchmarks/judges/ (the judge "
+                                                       "every machine then scores with)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -434,8 +462,11 @@ def main() -> int:
                          fluent_per_group={c: accuracy(net, images[labels == k], labels[labels == k])
                                            for k, c in enumerate(EMOJI_GROUPS)})
             save(dataset, net, facts)
+        pinned = weights_path(dataset, JUDGES)
+        if args.pin and (args.retrain or not pinned.is_file()):  # what load() trained or found is in the cache
+            print(f"pinned: {pin(dataset)}")
         print(json.dumps(facts, indent=1))
-        print(f"weights: {weights_path(dataset)}")
+        print(f"weights: {pinned if pinned.is_file() else weights_path(dataset)}")
     return 0
 
 

@@ -619,9 +619,11 @@ def rescore(path: Path) -> dict:
         spec = DATASETS[ds_name]
         reals = real_images(tutorial_config(source or str(spec["source"](WORK)), spec["size"],
                                             spec["channels"], []))
+        judge = None  # in a results file each point names the classifier that scored it (quality_table.py)
         if has_domain_classifier(ds_name):
             reference = domain_reference(ds_name, reals, n)[2]
             block["domain" if source else "real_domain"] = reference
+            judge = reference["classifier"].get("weights_digest")
         for system, points in runs:
             for point in points:
                 samples = Path(point.get("samples", ""))
@@ -631,6 +633,8 @@ def rescore(path: Path) -> dict:
                     continue
                 fakes = torch.from_numpy(np.load(samples, allow_pickle=False))
                 point.update(independent_scores(fakes, reals, n, ds_name))
+                if folded and judge:
+                    point["judge"] = judge
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n" if folded else json.dumps(results, indent=2))
     tmp.replace(path)

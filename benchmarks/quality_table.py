@@ -46,7 +46,10 @@ REAL_DOMAIN = {"domain_fd": "real_domain_fd_half_vs_half", "domain_confidence": 
 #: The independent scores: shown only where a point records the reals they were scored against (quality.py's
 #: ``independent_reference``); before that they compared with the first 1,000 files in name order.
 INDEPENDENT = ("swd_mean", "domain_fd", "domain_confidence", "domain_spread", "domain_confidence_ratio")
-KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0", "independent_reference", "samples")
+KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0", "independent_reference", "samples", "judge")
+#: The domain classifier's scores: shown only where a point's judge (its weights' digest) is the one the
+#: dataset's real figures were scored with.
+DOMAIN = ("domain_fd", "domain_confidence", "domain_spread", "domain_confidence_ratio")
 #: The marker line on the page after which ``--write`` puts a dataset's table.
 MARKER = "<!-- benchmarks/quality_table.py {dataset} -->"
 
@@ -79,8 +82,13 @@ def add(paths: list[Path], name: str | None, shared: str | None) -> None:
         raw = json.loads(path.read_text())
         for dataset, block in raw["datasets"].items():
             data = by_dataset.setdefault(dataset, load(dataset))
+            judge = judge_of(block.get("domain"))
             if "domain" in block:
-                data["real_domain"] = block["domain"]
+                if "real_domain" not in data or judge == judge_of(data["real_domain"]):
+                    data["real_domain"] = block["domain"]
+                else:  # another classifier's figures would not compare with the points already there
+                    print(f"{path.name}: scored by the domain classifier {judge}, the page's reals by "
+                          f"{judge_of(data['real_domain'])}: its domain scores are kept but not shown")
             folded = [r for r in data["runs"] if r["from"] == path.name]
             if folded:
                 # Folded in before: its points' scores are taken again, with any added since (quality.py --rescore).
@@ -99,7 +107,8 @@ def add(paths: list[Path], name: str | None, shared: str | None) -> None:
                     "system": name or system_name(entry), "seed": entry.get("seed", raw.get("seed", 0)),
                     "threads": raw["machine"]["threads"], "device": raw["machine"]["device"],
                     "shared": shared, "from": path.name,
-                    "points": [{k: p[k] for k in KEEP if k in p} for p in entry["points"]]})
+                    "points": [{**{k: p[k] for k in KEEP if k in p}, **({"judge": judge} if judge else {})}
+                               for p in entry["points"]]})
     for dataset, data in by_dataset.items():
         dataset_file(dataset).write_text(json.dumps(data, indent=1) + "\n")
         print(f"wrote {dataset_file(dataset)} ({len(data['runs'])} runs)")
@@ -145,14 +154,24 @@ def spread(values: list[float], digits: int) -> str:
 BASELINE_FROM_MINUTES = 12
 
 
-def shown_score(point: dict, score: str) -> bool:
-    return score in point and (score not in INDEPENDENT or "independent_reference" in point)
+def judge_of(reference: dict | None) -> str | None:
+    """The weights' digest of the domain classifier a reference (the reals' figures) was scored with; None for
+    the weights before digests were recorded."""
+    return ((reference or {}).get("classifier") or {}).get("weights_digest")
+
+
+def shown_score(point: dict, score: str, judge: str | None = None) -> bool:
+    """Whether a point's ``score`` is shown: independent scores only against the evaluation subset, and the
+    domain classifier's only from ``judge``, the one the page's real figures come from."""
+    return (score in point and (score not in INDEPENDENT or "independent_reference" in point)
+            and (score not in DOMAIN or point.get("judge") == judge))
 
 
 def summary(data: dict) -> str:
     scores = [s for s in SCORES if any(s in p for r in data["runs"] for p in r["points"])]
     lines = ["| system | minutes | runs (seeds) | steps | " + " | ".join(HEADS[s] for s in scores) + " |",
              "|---" * (4 + len(scores)) + "|"]
+    judge = judge_of(data.get("real_domain"))
     for label, runs in summary_rows(data).items():
         shown = f"**{label}**" if runs[0]["system"] == DEFAULT else label
         main_rows = runs[0]["system"] == DEFAULT and runs[0]["threads"] == 1 and not runs[0].get("shared")
@@ -162,7 +181,7 @@ def summary(data: dict) -> str:
             at = [(r, p) for r in runs for p in r["points"] if p["minutes"] == minutes]
             steps = [p["step"] for _, p in at]
             seeds = ", ".join(str(s) for s in sorted({r["seed"] for r, _ in at}))
-            cells = [spread(values, DIGITS.get(s, 3)) if (values := [p[s] for _, p in at if shown_score(p, s)])
+            cells = [spread(values, DIGITS.get(s, 3)) if (values := [p[s] for _, p in at if shown_score(p, s, judge)])
                      else "" for s in scores]
             step_range = f"{min(steps):,}" if min(steps) == max(steps) else f"{min(steps):,}-{max(steps):,}"
             lines.append(f"| {shown} | {minutes:g} | {len(at)} ({seeds}) | {step_range} | " + " | ".join(cells) + " |")

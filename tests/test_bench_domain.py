@@ -127,3 +127,51 @@ def test_rescore_refuses_a_file_that_is_not_a_curve(tmp_path):
     path.write_text(json.dumps({"minutes": 12, "datasets": {}}))
     with pytest.raises(SystemExit, match="not a --curve result file"):
         quality.rescore(path)
+
+
+def test_a_pinned_judge_is_preferred_to_the_cache_and_named_by_its_digest(tmp_path, tiny_emoji_classifier,
+                                                                         monkeypatch):
+    monkeypatch.setattr(dc, "JUDGES", tmp_path / "judges")
+    _, cached = dc.load("emoji")
+    assert cached["weights_digest"] == dc.weights_digest(dc.weights_path("emoji"))
+    pinned = dc.pin("emoji")
+    assert pinned.parent == tmp_path / "judges" and pinned.with_suffix(".json").is_file()
+    # The cache then holds other weights (trained again on another machine): the pinned judge still scores.
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        other = dc.build(dc.RECIPES["emoji"]).eval()
+    dc.save("emoji", other, cached)
+    assert dc.weights_digest(dc.weights_path("emoji")) != cached["weights_digest"]
+    net, facts = dc.load("emoji")
+    assert facts["weights_digest"] == cached["weights_digest"]
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), tiny_emoji_classifier.state_dict().values()))
+    assert dc.facts_summary(facts)["weights_digest"] == cached["weights_digest"]  # what a result records
+    # The digest is the file's own, computed on load; the facts beside it do not carry another one.
+    assert "weights_digest" not in json.loads(dc.weights_path("emoji").with_suffix(".json").read_text())
+
+
+def curve_file(tmp_path: Path, name: str, judge: str, real_confidence: float, confidence: float) -> Path:
+    """A --curve result of one auto-v7 point, scored by the domain classifier whose weights' digest is ``judge``."""
+    point = {"minutes": 12, "step": 100, "fid_effnet_lite0": 90.0, "swd_mean": 30.0, "domain_fd": 4.0,
+             "domain_confidence": confidence, "domain_spread": 1.6,
+             "domain_confidence_ratio": confidence / real_confidence, "independent_reference": "evaluation subset"}
+    domain = {"real_domain_fd_half_vs_half": 1.0, "real_domain_confidence": real_confidence,
+              "real_domain_spread": 1.9, "classifier": {"data": "openmoji", "weights_digest": judge}}
+    path = tmp_path / name
+    path.write_text(json.dumps({"mode": "curve", "machine": {"threads": 1, "device": "cpu"}, "seed": 0, "datasets": {
+        "emoji": {"source": "x", "domain": domain, "systems": [{"system": "auto-v7", "seed": 0, "points": [point]}]}}}))
+    return path
+
+
+def test_the_tables_show_domain_scores_of_one_judge_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(quality_table, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    quality_table.add([curve_file(tmp_path, "quality-curve-a.json", "aaaaaaaaaaaa", 0.511, 0.4321)], None, None)
+    quality_table.add([curve_file(tmp_path, "quality-curve-b.json", "bbbbbbbbbbbb", 0.530, 0.4987)], None, None)
+    assert "kept but not shown" in capsys.readouterr().out
+    data = quality_table.load("emoji")
+    assert [p["judge"] for r in data["runs"] for p in r["points"]] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    assert data["real_domain"]["real_domain_confidence"] == 0.511  # the first judge's reals stay
+    table = quality_table.summary(data)
+    assert "0.432" in table and "0.499" not in table and "| 0.511 |" in table
+    assert "30.0" in table  # SWD owes nothing to the classifier: both runs' are shown
