@@ -540,7 +540,9 @@ def stage_quality(args, work: Path, timeout: float, plan: dict) -> dict:
 
 def quality_in_process(args, plan: dict) -> dict:
     """The quality stage itself (run in a child): the default recipe for N minutes on the emoji set, scored
-    by quality.py's score_run (FID and KID on EfficientNet-Lite0 features, latents of seed 123)."""
+    by quality.py's score_run (FID and KID on EfficientNet-Lite0 features, latents of seed 123), and by the
+    scores that owe nothing to ImageNet: SWD and the pinned emoji judge's (benchmarks/judges/, tracked, so it
+    travels with the tree), whose digest the result names."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import quality
 
@@ -566,9 +568,12 @@ def quality_in_process(args, plan: dict) -> dict:
                   preset=cfg.preset, model=cfg.model.name, ngf=cfg.model.ngf, ndf=cfg.model.ndf, batch_size=cfg.data.batch_size,
                   diagnostics=summary.get("diagnostics", []))
     t0 = time.perf_counter()
-    scores = quality.score_run(run, reals, plan["quality_n"], work / "quality_grid.png")
+    scores = quality.score_run(run, reals, plan["quality_n"], work / "quality_grid.png", dataset="emoji")
     result["score_s"] = round(time.perf_counter() - t0, 1)
     result.update(scores)
+    reference = quality.domain_reference("emoji", reals, plan["quality_n"])[2]  # scored above: cached
+    result.update(domain_judge=reference["classifier"].get("weights_digest"),
+                  real_domain_confidence=reference["real_domain_confidence"])
     fid, kid = result.get("fid_effnet_lite0"), result.get("kid_effnet_lite0")
     finite = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (fid, kid))
     # The recipe exactly as a user gets it: feature matching on (it needs Lite1, carried), nothing dropped.

@@ -93,6 +93,10 @@ def test_quick_mode_runs_every_stage_end_to_end_on_the_cpu(tmp_path):
     assert q["dataset"] == "emoji" and q["recipe"] == "default" and q["steps"] > 0 and q["images_per_s"] > 0
     assert q["feature_match"] > 0 and q["problems"] == []  # the recipe as a user gets it
     assert number(q["fid_effnet_lite0"]) and number(q["kid_effnet_lite0"]) and Path(q["grid"]).is_file()
+    # The independent scores too, on the judge the repository pins (what a GPU run is compared with).
+    assert number(q["swd_mean"]) and number(q["domain_fd"]) and 0 < q["domain_confidence_ratio"]
+    judges = _module(REPO / "benchmarks" / "domain_classifier.py", "domain_classifier_judges")
+    assert q["domain_judge"] == judges.weights_digest(judges.weights_path("emoji", judges.JUDGES))
 
     assert report["targets"]["applies"] is False and report["targets"]["no_cuda_test_failing"] is True
     assert "images/s" in proc.stdout and "x tutorial" in proc.stdout and f"wrote {out}" in proc.stdout
