@@ -45,11 +45,11 @@ REAL_DOMAIN = {"domain_fd": "real_domain_fd_half_vs_half", "domain_confidence": 
                "domain_spread": "real_domain_spread"}
 #: The independent scores: shown only where a point records the reals they were scored against (quality.py's
 #: ``independent_reference``); before that they compared with the first 1,000 files in name order.
-INDEPENDENT = ("swd_mean", "domain_fd", "domain_confidence", "domain_spread", "domain_confidence_ratio")
-KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0", "independent_reference", "samples", "judge")
-#: The domain classifier's scores: shown only where a point's judge (its weights' digest) is the one the
+#: Of them, the domain classifier's: shown only where a point's judge (its weights' digest) is the one the
 #: dataset's real figures were scored with.
 DOMAIN = ("domain_fd", "domain_confidence", "domain_spread", "domain_confidence_ratio")
+INDEPENDENT = ("swd_mean", *DOMAIN)
+KEEP = ("minutes", "step", *SCORES, "copy_ratio_effnet_lite0", "independent_reference", "samples", "judge")
 #: The marker line on the page after which ``--write`` puts a dataset's table.
 MARKER = "<!-- benchmarks/quality_table.py {dataset} -->"
 

@@ -198,10 +198,10 @@ def _recipe_block(out: str) -> list[str]:
 
 @pytest.mark.slow
 def test_train_on_emoji_prints_the_recipe_on_one_screen_and_explain_gives_every_reason(tmp_path, emoji_128_dir, capsys):
-    emoji_dir = emoji_128_dir  # enough images for the latent groups, and so for feature matching
+    # 128 images: enough for the latent groups, and so for feature matching.
     quick = ["--runs-dir", str(tmp_path / "runs"), "train.max_steps=1", "data.num_workers=0", "train.report=false",
              "train.tensorboard=false"]
-    assert main(["train", "--data", str(emoji_dir), *quick]) == 0
+    assert main(["train", "--data", str(emoji_128_dir), *quick]) == 0
     block = _recipe_block(capsys.readouterr().out)
     assert len(block) <= 12, "\n".join(block)
     assert block[0].startswith("ganforge: auto recipe (auto-v7) for 128 images")
@@ -211,7 +211,7 @@ def test_train_on_emoji_prints_the_recipe_on_one_screen_and_explain_gives_every_
     assert "docs/recipe.md" in block[-1] and "--explain" in block[-1]
     assert all(len(line) <= 120 for line in block) and not any("FID" in line for line in block)
     # --explain prints every choice with its reason, as the run's config.yaml records them.
-    assert main(["train", "--data", str(emoji_dir), "--explain", *quick, "loss.feature_match=0"]) == 0
+    assert main(["train", "--data", str(emoji_128_dir), "--explain", *quick, "loss.feature_match=0"]) == 0
     explained = _recipe_block(capsys.readouterr().out)
     assert len(explained) > 20
     assert any(line.strip().startswith("model.name=fastgan: ") for line in explained)

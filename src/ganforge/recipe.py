@@ -135,13 +135,13 @@ def feature_match_blocker(s: Situation) -> str | None:
     # It comes with its latent groups or not at all: alone it was the step that only the ImageNet metrics
     # liked (docs/quality.md, "Each step judged where training cannot look").
     if "model.latent_groups" not in s.settings:
-        groups = latent_groups_blocker(s, ["loss.feature_match=1"])
+        groups = latent_groups_blocker(s, ("loss.feature_match=1",))
         if groups:
             return f"it comes with its latent groups, and {groups}"
     return None
 
 
-def latent_groups_blocker(s: Situation, also: list[str] = ()) -> str | None:
+def latent_groups_blocker(s: Situation, also: tuple[str, ...] = ()) -> str | None:
     """Why the recipe cannot use latent groups with these settings (and ``also``) (None: it can): too few
     images per group, or what the config's own check would refuse."""
     if s.facts.count < GROUPS * MIN_IMAGES_PER_GROUP:
